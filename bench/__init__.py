@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of the forecasting zoo against published competition results."""

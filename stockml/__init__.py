@@ -1,0 +1,3 @@
+"""stockml: the application layer (settings, CLI, pipeline) over the `training` library."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,266 @@
+"""The ``stockml`` command line: demo data, validation, the pipeline, maintenance.
+
+Every command prints a clear message and a non-zero exit code on bad input, never a
+traceback (set ``STOCKML_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stockml.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="stockml: inventory analytics — classify, forecast and serve demand models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _guard(fn):
+    """Turn expected errors into one-line messages; keep tracebacks for STOCKML_DEBUG=1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            if os.environ.get("STOCKML_DEBUG"):
+                raise
+            from stockml.connections import SourceConnectionError
+            from training.data.source import SourceContractError
+            from training.data.validate import NoValidRowsError
+
+            known = (SourceConnectionError, SourceContractError, NoValidRowsError, ValueError, FileNotFoundError)
+            if isinstance(exc, known):
+                _fail(str(exc))
+            _fail(f"{type(exc).__name__}: {exc} (run with STOCKML_DEBUG=1 for the traceback)")
+
+    return wrapper
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("STOCKML_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+@app.command("demo-data")
+@_guard
+def demo_data(
+    skus: Annotated[int, typer.Option(min=1, help="Number of products.")] = 300,
+    weeks: Annotated[int, typer.Option(min=8, help="Weeks of history.")] = 156,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same catalogue.")] = 42,
+    end: Annotated[str, typer.Option(help="Last day of history (a Sunday).")] = "2026-11-22",
+    target: Annotated[
+        str | None,
+        typer.Option(help="Airflow connection id or database URI to write to (default: the embedded SQLite source)."),
+    ] = None,
+    schema: Annotated[str | None, typer.Option(help="Database schema for the tables (Postgres).")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Where to write the ground truth JSON.")] = None,
+    clean: Annotated[bool, typer.Option(help="Leave out the few dirty rows meant for the validator.")] = False,
+) -> None:
+    """Write a realistic agro-inputs catalogue (products, stock_movements) into a database."""
+    from stockml.connections import ensure_default_source, get_hook
+    from training.data.demo import generate_catalogue
+    from training.data.store import write_source_tables
+
+    s = get_settings(source_schema=schema)
+    ensure_default_source(s.source_conn_id, s.default_source_db)
+    with console.status(f"Generating {skus} SKUs x {weeks} weeks (seed {seed})..."):
+        cat = generate_catalogue(skus, weeks, seed, end=end, dirty_rows=not clean)
+    target = target or s.source_conn_id
+    with console.status(f"Writing {len(cat.movements):,} movements to {target}..."):
+        write_source_tables(get_hook(target).get_sqlalchemy_engine(), cat.products, cat.movements, s.source_schema)
+    truth_path = truth or s.ground_truth_path
+    cat.write_truth(truth_path)
+    counts = cat.truth_frame()["pattern"].value_counts().to_dict()
+    console.print(
+        f"[green]wrote[/] {len(cat.products)} products and {len(cat.movements):,} movements "
+        f"to [bold]{target}[/] ({cat.start.date()} → {cat.end.date()}); patterns {counts}; "
+        f"ground truth in {truth_path}"
+    )
+
+
+@app.command()
+@_guard
+def validate(
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    cutoff: Annotated[str | None, typer.Option(help="Last day of history (default: last movement).")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id (re-using one replaces its outputs).")] = None,
+) -> None:
+    """Read and validate the source; quarantine bad rows; aggregate to weekly demand."""
+    from stockml.pipeline import ingest
+
+    run = _run(source, run_id)
+    report = ingest(run, cutoff)
+    _print_ingest(report, run)
+
+
+def _run(source: str | None, run_id: str | None, **overrides: object):
+    from stockml.pipeline import Run, new_run_id
+
+    s = get_settings(source_conn_id=source, **overrides)
+    return Run(s, run_id or new_run_id())
+
+
+def _print_ingest(report: dict, run) -> None:
+    t = Table(title=f"Source validation · run {run.run_id}", show_header=False)
+    for key in (
+        "products_read",
+        "movements_read",
+        "movements_valid",
+        "quarantined",
+        "skus",
+        "weeks",
+        "first_week",
+        "last_week",
+    ):
+        t.add_row(key.replace("_", " "), f"{report[key]:,}" if isinstance(report[key], int) else str(report[key]))
+    for reason, n in report["quarantined_by_reason"].items():
+        t.add_row(f"  quarantined: {reason}", str(n))
+    t.add_row("SKUs with gaps > 26 weeks", str(report["skus_with_gaps"]))
+    console.print(t)
+
+
+@app.command()
+@_guard
+def run(
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id (re-using one replaces its outputs).")] = None,
+    cutoff: Annotated[str | None, typer.Option(help="Last day of history (default: last movement).")] = None,
+    horizon: Annotated[int | None, typer.Option(min=1, max=104, help="Forecast horizon, weeks.")] = None,
+    windows: Annotated[int | None, typer.Option(min=1, max=20, help="Backtest windows.")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated zoo methods (default: all).")] = None,
+) -> None:
+    """Run the pipeline end to end: ingest → classify → backtest → forecast, then print a summary."""
+    from stockml.pipeline import run_pipeline
+
+    _logging()
+    method_list = [m.strip() for m in methods.split(",")] if methods else None
+    if method_list:
+        from training.forecasting.zoo import resolve_methods
+
+        resolve_methods(method_list)
+    r = _run(source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list)
+    with Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        summary = run_pipeline(r, progress, cutoff)
+    _print_summary(summary, r.settings)
+
+
+def _print_summary(summary, settings: Settings) -> None:
+    _print_ingest(summary.ingest, summary)
+    pt = Table(title="Products per demand pattern")
+    for col in ("pattern", "SKUs", "mean ADI", "mean CV²", "class A", "anomalous"):
+        pt.add_column(col, justify="right")
+    for pattern, row in summary.patterns_table().iterrows():
+        pt.add_row(
+            str(pattern),
+            str(int(row.skus)),
+            f"{row.mean_adi:.2f}",
+            f"{row.mean_cv2:.2f}",
+            str(int(row.A)),
+            str(int(row.anomalous)),
+        )
+    console.print(pt)
+    bt = summary.backtest
+    at = Table(
+        title=f"Backtest accuracy per method ({bt.n_windows} windows x {bt.h} weeks, "
+        f"{bt.errors['unique_id'].nunique()} SKUs; OWA vs Naive2)"
+    )
+    for col in ("method", "sMAPE", "MASE", "OWA", "MAE", "bias"):
+        at.add_column(col, justify="right")
+    for method, row in bt.summary.iterrows():
+        at.add_row(
+            str(method), f"{row.smape:.2f}", f"{row.mase:.3f}", f"{row.owa:.3f}", f"{row.mae:.2f}", f"{row.bias:+.2f}"
+        )
+    console.print(at)
+    best = summary.by_pattern_best()
+    console.print(
+        "Best method per pattern (by MASE; sMAPE rewards zero forecasts on intermittent demand): "
+        + ", ".join(f"{p} → [bold]{r.method}[/] (MASE {r.mase:.3f})" for p, r in best.iterrows())
+    )
+    sel = summary.forecasts.groupby("sku")["method"].first().value_counts()
+    console.print("Methods chosen per SKU: " + ", ".join(f"{m} {n}" for m, n in sel.items()))
+    if bt.excluded:
+        console.print(f"{len(bt.excluded)} SKUs too short to backtest were forecast with their pattern's best method.")
+    console.print(
+        f"\n[green]Outputs[/]: tables stock_classes, stock_forecasts, stock_quarantine in "
+        f"[bold]{settings.source_conn_id}[/] (run_id {summary.run_id}); files in [bold]{summary.run_dir}[/] "
+        "(forecast_vs_actual.png, accuracy_by_method.csv, accuracy_by_pattern.csv, forecasts.parquet)"
+    )
+
+
+@app.command()
+@_guard
+def prune(
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    days: Annotated[int | None, typer.Option(min=0, help="Retention of quarantined rows, days.")] = None,
+) -> None:
+    """Delete quarantined rows past their retention (what stock_maintenance runs daily)."""
+    from stockml.pipeline import Run
+    from training.data.store import prune_quarantine
+
+    r = Run(get_settings(source_conn_id=source))
+    n = prune_quarantine(
+        r.engine(), days if days is not None else r.settings.quarantine_retention_days, r.settings.source_schema
+    )
+    console.print(f"removed {n} quarantined rows")
+
+
+@app.command()
+@_guard
+def show(
+    table: Annotated[str, typer.Argument(help="stock_classes | stock_forecasts | stock_quarantine")],
+    run_id: Annotated[str | None, typer.Option(help="Only this run.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+) -> None:
+    """Print rows of an output table."""
+    from stockml.pipeline import Run
+    from training.data.store import read_output
+
+    r = Run(get_settings(source_conn_id=source))
+    df = read_output(r.engine(), table, run_id, r.settings.source_schema)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        console.print(df.head(limit).to_string() if not df.empty else f"{table} is empty")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Validate the source rows; quarantine the invalid ones with a reason, never drop silently.
+
+Rules for stock_movements: unknown SKU, unparseable or future date, non-numeric or negative
+quantities, and duplicated (sku, day) rows (the first occurrence is kept, later ones are
+quarantined). Products: missing or duplicated SKU, non-numeric or negative cost/price/lead
+time. Gaps (long stretches without any movement) are reported, not quarantined: an ERP
+only writes a row when something moves, so the weekly aggregation zero-fills them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+QUARANTINE_COLUMNS = ["source_table", "reason", "sku", "date", "payload"]
+GAP_WEEKS = 26
+
+
+class NoValidRowsError(ValueError):
+    """The source holds no usable row: nothing downstream can run."""
+
+
+@dataclass
+class ValidationResult:
+    products: pd.DataFrame
+    movements: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict = field(default_factory=dict)
+
+
+def _quarantine(df: pd.DataFrame, mask: pd.Series, reason: str, table: str) -> pd.DataFrame:
+    bad = df.loc[mask]
+    return pd.DataFrame(
+        {
+            "source_table": table,
+            "reason": reason,
+            "sku": bad["sku"].astype(str).values if "sku" in bad else None,
+            "date": bad["date"].astype(str).values if "date" in bad else None,
+            "payload": [json.dumps(r, default=str) for r in bad.to_dict(orient="records")],
+        }
+    )
+
+
+def _numeric(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce")
+
+
+def validate_products(products: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    df = products.copy()
+    df["sku"] = df["sku"].astype("string").str.strip()
+    q: list[pd.DataFrame] = []
+    rules: list[tuple[str, pd.Series]] = [("missing sku", df["sku"].isna() | (df["sku"] == ""))]
+    for col in ("unit_cost", "unit_price", "lead_time_weeks", "min_order_qty"):
+        num = _numeric(df[col])
+        rules.append((f"{col} is not a number", num.isna() & df[col].notna()))
+        rules.append((f"negative {col}", num < 0))
+        df[col] = num
+    rules.append(("duplicated sku", df["sku"].duplicated(keep="first") & df["sku"].notna()))
+    bad = pd.Series(False, index=df.index)
+    for reason, mask in rules:
+        mask = mask.fillna(False) & ~bad
+        if mask.any():
+            q.append(_quarantine(products, mask, reason, "products"))
+        bad |= mask
+    return df.loc[~bad].reset_index(drop=True), q
+
+
+def validate_movements(
+    movements: pd.DataFrame, known_skus: set[str], today: pd.Timestamp
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    df = movements.copy()
+    df["sku"] = df["sku"].astype("string").str.strip()
+    dates = pd.to_datetime(df["date"], errors="coerce")
+    q: list[pd.DataFrame] = []
+    rules: list[tuple[str, pd.Series]] = [
+        ("unknown sku", ~df["sku"].isin(known_skus)),
+        ("date is not a date", dates.isna()),
+        ("future date", dates > today),
+    ]
+    for col in ("qty_sold", "qty_received", "stock_on_hand"):
+        num = _numeric(df[col])
+        required = col != "stock_on_hand"  # many ERPs leave stock empty on some rows
+        missing = num.isna() & (df[col].notna() | required)
+        rules.append((f"{col} is not a number", missing))
+        rules.append((f"negative {col}", num < 0))
+        df[col] = num
+    df["date"] = dates.dt.normalize()
+    bad = pd.Series(False, index=df.index)
+    for reason, mask in rules:
+        mask = mask.fillna(False) & ~bad
+        if mask.any():
+            q.append(_quarantine(movements, mask, reason, "stock_movements"))
+        bad |= mask
+    dup = df.duplicated(subset=["sku", "date"], keep="first") & ~bad
+    if dup.any():
+        q.append(_quarantine(movements, dup, "duplicated (sku, date)", "stock_movements"))
+    bad |= dup
+    return df.loc[~bad].reset_index(drop=True), q
+
+
+def find_gaps(movements: pd.DataFrame, weeks: int = GAP_WEEKS) -> list[str]:
+    """SKUs with a stretch of more than ``weeks`` weeks without any movement (reported only)."""
+    if movements.empty:
+        return []
+    d = movements.sort_values(["sku", "date"])
+    gap_days = d.groupby("sku")["date"].diff().dt.days
+    return sorted(d.loc[gap_days > weeks * 7, "sku"].astype(str).unique().tolist())
+
+
+def validate(products: pd.DataFrame, movements: pd.DataFrame, today: pd.Timestamp | None = None) -> ValidationResult:
+    """Split the source into valid rows and quarantined rows, with counts for the run report."""
+    today = pd.Timestamp(today or pd.Timestamp.now()).normalize()
+    good_products, q1 = validate_products(products)
+    good_moves, q2 = validate_movements(movements, set(good_products["sku"].astype(str)), today)
+    quarantine = pd.concat(q1 + q2, ignore_index=True) if (q1 or q2) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    if good_products.empty or good_moves.empty:
+        raise NoValidRowsError(
+            f"The source has no valid {'products' if good_products.empty else 'stock movements'} "
+            f"({len(products)} product rows, {len(movements)} movement rows read, "
+            f"{len(quarantine)} quarantined: {quarantine['reason'].value_counts().to_dict()}). "
+            "Check the source tables or STOCKML_PRODUCTS_QUERY / STOCKML_MOVEMENTS_QUERY."
+        )
+    report = {
+        "products_read": len(products),
+        "movements_read": len(movements),
+        "products_valid": len(good_products),
+        "movements_valid": len(good_moves),
+        "quarantined": len(quarantine),
+        "quarantined_by_reason": {str(k): int(v) for k, v in quarantine["reason"].value_counts().items()},
+        "skus_with_gaps": len(find_gaps(good_moves)),
+        "first_date": str(good_moves["date"].min().date()),
+        "last_date": str(good_moves["date"].max().date()),
+    }
+    good_moves["sku"] = good_moves["sku"].astype(str)
+    good_products["sku"] = good_products["sku"].astype(str)
+    for col in ("lead_time_weeks", "min_order_qty"):
+        good_products[col] = good_products[col].fillna(0).astype(np.int64)
+    return ValidationResult(good_products, good_moves, quarantine, report)
