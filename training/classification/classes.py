@@ -10,8 +10,11 @@ def abc_classes(revenue: pd.Series, cutoffs: tuple[float, float] = (0.80, 0.95))
     """A: the SKUs making the first 80 % of revenue, B: up to 95 %, C: the rest."""
     order = revenue.sort_values(ascending=False)
     total = order.sum()
-    share_before = (order.cumsum() - order) / total if total > 0 else order * 0
-    labels = np.where(share_before < cutoffs[0], "A", np.where(share_before < cutoffs[1], "B", "C"))
+    cum = order.cumsum() / total if total > 0 else order * 0 + 1.0
+    eps = 1e-9
+    labels = np.where(cum <= cutoffs[0] + eps, "A", np.where(cum <= cutoffs[1] + eps, "B", "C"))
+    if len(labels) and total > 0:
+        labels[0] = "A"  # the best seller is A even when it alone makes more than the A share
     return pd.Series(labels, index=order.index).reindex(revenue.index)
 
 
