@@ -198,11 +198,11 @@ def _print_summary(summary, settings: Settings) -> None:
     bt = summary.backtest
     at = Table(
         title=f"Backtest accuracy per method ({bt.n_windows} windows x {bt.h} weeks, "
-        f"{bt.errors['unique_id'].nunique()} SKUs; OWA vs Naive2)"
+        f"{bt.errors['unique_id'].nunique()} SKUs; sorted by MASE; OWA vs Naive2)"
     )
     for col in ("method", "sMAPE", "MASE", "OWA", "MAE", "bias"):
         at.add_column(col, justify="right")
-    for method, row in bt.summary.iterrows():
+    for method, row in bt.summary.sort_values("mase").iterrows():
         at.add_row(
             str(method), f"{row.smape:.2f}", f"{row.mase:.3f}", f"{row.owa:.3f}", f"{row.mae:.2f}", f"{row.bias:+.2f}"
         )

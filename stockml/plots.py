@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # headless: CI and servers have no display
 import matplotlib.pyplot as plt
 import pandas as pd
 
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+
 
 def plot_backtest_samples(
     backtest: pd.DataFrame,
@@ -23,7 +25,7 @@ def plot_backtest_samples(
     tested = set(backtest["unique_id"].unique())
     samples = [
         (pattern, sku)
-        for pattern, group in classes[classes.index.isin(tested)].groupby("pattern")
+        for pattern, group in classes[classes.index.isin(tested) & ~classes["is_anomaly"]].groupby("pattern")
         for sku in group.sort_values("revenue", ascending=False).index[:per_pattern]
     ]
     if not samples:
@@ -33,10 +35,10 @@ def plot_backtest_samples(
         hist = demand[demand["unique_id"] == sku].tail(104)
         ax.plot(hist["ds"], hist["y"], color="0.35", lw=1.2, label="actual")
         bt = backtest[backtest["unique_id"] == sku]
-        for method in [m for m in methods if m in set(bt["method"])]:
+        for color, method in zip(COLORS, [m for m in methods if m in set(bt["method"])], strict=False):
             part = bt[bt["method"] == method]
             for _, window in part.groupby("cutoff"):
-                ax.plot(window["ds"], window["yhat"], lw=1.4, label=method)
+                ax.plot(window["ds"], window["yhat"], lw=1.6, color=color, label=method)
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), loc="upper left", fontsize=8)
