@@ -59,9 +59,11 @@ def _guard(fn):
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("STOCKML_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    level = os.environ.get("STOCKML_LOG_LEVEL", "WARNING")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Importing Airflow (lazily, on the first hook) installs its own INFO handlers, which would
+    # otherwise print the pipeline's info logs into the CLI output whatever STOCKML_LOG_LEVEL says.
+    logging.getLogger("stockml").setLevel(level)
 
 
 @app.command("demo-data")

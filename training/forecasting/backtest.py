@@ -121,6 +121,10 @@ def add_empirical_intervals(
     f = f.merge(quantiles, on=["method", "group", "step"], how="left")
     s = f["unique_id"].map(scales).fillna(0.0)
     for col, q in (("lo80", "q10"), ("hi80", "q90"), ("lo95", "q025"), ("hi95", "q975")):
-        fill = (f["yhat"] + f[q] * s).clip(lower=0)
+        # Keep the point forecast inside its bounds: on intermittent demand most errors are
+        # negative (actual 0, forecast > 0), so a raw q90 can fall below zero and put hi80
+        # under yhat. Lower bounds take min(q, 0), upper bounds max(q, 0); nesting holds.
+        side = f[q].clip(upper=0) if col.startswith("lo") else f[q].clip(lower=0)
+        fill = (f["yhat"] + side * s).clip(lower=0)
         f[col] = f[col].where(f[col].notna(), fill)
     return f.drop(columns=["q025", "q10", "q90", "q975", "group"])
