@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from stockml.cli import app
 from stockml.connections import sqlite_conn_json
 from training.data.store import read_output, write_source_tables
-from training.forecasting.backtest import add_empirical_intervals
+from training.forecasting.backtest import ALL_GROUPS, add_empirical_intervals
 from training.forecasting.zoo import METHODS
 
 METHOD_SUBSET = ["Naive", "Naive2", "SES", "TSB", "CrostonSBA"]
@@ -190,6 +190,32 @@ def test_empirical_bounds_contain_the_point_forecast():
         assert (out[lo] <= out[hi]).all(), (lo, hi, out[chain])
     assert (out[chain] >= 0).all().all()
     assert out.loc[0, "hi95"] == pytest.approx(10.0)  # a positive quantile is still used as is
+
+
+def test_unseen_pattern_falls_back_to_pooled_quantiles():
+    """A SKU whose pattern no backtested SKU had still gets bounds, from all patterns pooled."""
+    fc = pd.DataFrame(
+        {
+            "unique_id": ["C"],
+            "ds": pd.to_datetime(["2026-11-23"]),
+            "method": ["TSB"],
+            "yhat": [3.0],
+            **{c: [float("nan")] for c in ("lo80", "hi80", "lo95", "hi95")},
+        }
+    )
+    quantiles = pd.DataFrame(
+        {
+            "method": ["TSB"],
+            "group": [ALL_GROUPS],
+            "step": [1],
+            "q025": [-1.0],
+            "q10": [-0.5],
+            "q90": [0.5],
+            "q975": [1.0],
+        }
+    )
+    out = add_empirical_intervals(fc, quantiles, pd.Series({"C": 2.0}), pd.Series({"C": "intermittent"}))
+    assert out.loc[0, ["lo95", "lo80", "hi80", "hi95"]].tolist() == [1.0, 2.0, 4.0, 5.0]
 
 
 def test_rerun_is_idempotent_and_run_ids_are_separate(demo):

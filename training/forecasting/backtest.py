@@ -16,6 +16,8 @@ from training.forecasting.metrics import insample_scales, pointwise_errors, summ
 from training.forecasting.zoo import ModelZoo
 
 MIN_TRAIN_WEEKS = 13
+ALL_GROUPS = "__all__"
+QUANTILES = {"q025": 0.025, "q10": 0.1, "q90": 0.9, "q975": 0.975}
 
 
 @dataclass
@@ -97,7 +99,8 @@ def residual_quantiles(result: BacktestResult, groups: pd.Series) -> pd.DataFram
 
     Methods without native intervals (Croston family, TSB, ADIDA, IMAPA, SES) get 80/95 %
     bounds from how wrong they were in the backtest on products of the same pattern: a
-    split-conformal interval in units of each SKU's MASE scale.
+    split-conformal interval in units of each SKU's MASE scale. Rows with group ``ALL_GROUPS``
+    pool every product, for a group the backtest never saw (a pattern held only by short SKUs).
     """
     f = result.forecasts.copy()
     f["step"] = f.groupby(["unique_id", "cutoff", "method"]).cumcount() + 1
@@ -106,8 +109,9 @@ def residual_quantiles(result: BacktestResult, groups: pd.Series) -> pd.DataFram
     f = f[f["scale"] > 0]
     f["z"] = (f["y"] - f["yhat"]) / f["scale"]
     f["group"] = f["unique_id"].map(groups)
-    q = f.groupby(["method", "group", "step"])["z"].quantile([0.025, 0.1, 0.9, 0.975]).unstack()
-    q.columns = ["q025", "q10", "q90", "q975"]
+    f = pd.concat([f, f.assign(group=ALL_GROUPS)], ignore_index=True)
+    q = f.groupby(["method", "group", "step"])["z"].quantile(list(QUANTILES.values())).unstack()
+    q.columns = list(QUANTILES)
     return q.reset_index()
 
 
@@ -119,6 +123,10 @@ def add_empirical_intervals(
     f["step"] = f.groupby(["unique_id", "method"]).cumcount() + 1
     f["group"] = f["unique_id"].map(groups)
     f = f.merge(quantiles, on=["method", "group", "step"], how="left")
+    pooled = quantiles[quantiles["group"] == ALL_GROUPS].drop(columns="group")
+    f = f.merge(pooled, on=["method", "step"], how="left", suffixes=("", "_all"))
+    for q in QUANTILES:
+        f[q] = f[q].fillna(f.pop(f"{q}_all"))
     s = f["unique_id"].map(scales).fillna(0.0)
     for col, q in (("lo80", "q10"), ("hi80", "q90"), ("lo95", "q025"), ("hi95", "q975")):
         # Keep the point forecast inside its bounds: on intermittent demand most errors are
@@ -127,4 +135,4 @@ def add_empirical_intervals(
         side = f[q].clip(upper=0) if col.startswith("lo") else f[q].clip(lower=0)
         fill = (f["yhat"] + side * s).clip(lower=0)
         f[col] = f[col].where(f[col].notna(), fill)
-    return f.drop(columns=["q025", "q10", "q90", "q975", "group"])
+    return f.drop(columns=[*QUANTILES, "group"])
