@@ -44,6 +44,19 @@ def _quarantine(df: pd.DataFrame, mask: pd.Series, reason: str, table: str) -> p
     )
 
 
+def _apply_rules(
+    raw: pd.DataFrame, rules: list[tuple[str, pd.Series]], table: str, quarantine: list[pd.DataFrame]
+) -> pd.Series:
+    """Apply rules in order; a row is quarantined once, under the first rule it breaks."""
+    bad = pd.Series(False, index=raw.index)
+    for reason, mask in rules:
+        mask = mask.fillna(False) & ~bad
+        if mask.any():
+            quarantine.append(_quarantine(raw, mask, reason, table))
+        bad |= mask
+    return bad
+
+
 def _numeric(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce")
 
@@ -59,12 +72,7 @@ def validate_products(products: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.Dat
         rules.append((f"negative {col}", num < 0))
         df[col] = num
     rules.append(("duplicated sku", df["sku"].duplicated(keep="first") & df["sku"].notna()))
-    bad = pd.Series(False, index=df.index)
-    for reason, mask in rules:
-        mask = mask.fillna(False) & ~bad
-        if mask.any():
-            q.append(_quarantine(products, mask, reason, "products"))
-        bad |= mask
+    bad = _apply_rules(products, rules, "products", q)
     return df.loc[~bad].reset_index(drop=True), q
 
 
@@ -88,12 +96,7 @@ def validate_movements(
         rules.append((f"negative {col}", num < 0))
         df[col] = num
     df["date"] = dates.dt.normalize()
-    bad = pd.Series(False, index=df.index)
-    for reason, mask in rules:
-        mask = mask.fillna(False) & ~bad
-        if mask.any():
-            q.append(_quarantine(movements, mask, reason, "stock_movements"))
-        bad |= mask
+    bad = _apply_rules(movements, rules, "stock_movements", q)
     dup = df.duplicated(subset=["sku", "date"], keep="first") & ~bad
     if dup.any():
         q.append(_quarantine(movements, dup, "duplicated (sku, date)", "stock_movements"))

@@ -70,7 +70,25 @@ def seasonal_indices(y: np.ndarray, m: int) -> np.ndarray:
     return idx * m / idx.sum()
 
 
-class SeasonallyAdjusted(_TS):
+class _Wrapper(_TS):
+    """A statsforecast model that delegates to ``self.base`` through ``forecast``."""
+
+    base: _TS
+
+    def fit(self, y, X=None):
+        self._y = np.asarray(y, dtype=float)
+        return self
+
+    def predict(self, h, X=None, level=None):
+        return self.forecast(self._y, h, level=level)
+
+    def new(self):
+        b = super().new()
+        b.base = self.base.new()
+        return b
+
+
+class SeasonallyAdjusted(_Wrapper):
     """Fit ``base`` on the seasonally adjusted series when the M4 test finds seasonality."""
 
     def __init__(self, base: _TS, season_length: int, alias: str) -> None:
@@ -96,20 +114,9 @@ class SeasonallyAdjusted(_TS):
         }
         return out
 
-    def fit(self, y, X=None):
-        self._y = np.asarray(y, dtype=float)
-        return self
-
-    def predict(self, h, X=None, level=None):
-        return self.forecast(self._y, h, level=level)
-
-    def new(self):
-        b = super().new()
-        b.base = self.base.new()
-        return b
 
 
-class PointOnly(_TS):
+class PointOnly(_Wrapper):
     """Wrap a model that has no native intervals; requested bounds come back as NaN."""
 
     def __init__(self, base: _TS) -> None:
@@ -124,17 +131,6 @@ class PointOnly(_TS):
             res[f"hi-{lv}"] = np.full(h, np.nan)
         return res
 
-    def fit(self, y, X=None):
-        self._y = np.asarray(y, dtype=float)
-        return self
-
-    def predict(self, h, X=None, level=None):
-        return self.forecast(self._y, h, level=level)
-
-    def new(self):
-        b = super().new()
-        b.base = self.base.new()
-        return b
 
 
 @dataclass(frozen=True)
