@@ -115,7 +115,6 @@ class SeasonallyAdjusted(_Wrapper):
         return out
 
 
-
 class PointOnly(_Wrapper):
     """Wrap a model that has no native intervals; requested bounds come back as NaN."""
 
@@ -130,7 +129,6 @@ class PointOnly(_Wrapper):
             res[f"lo-{lv}"] = np.full(h, np.nan)
             res[f"hi-{lv}"] = np.full(h, np.nan)
         return res
-
 
 
 @dataclass(frozen=True)
