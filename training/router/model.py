@@ -1,0 +1,173 @@
+"""The forecasting router: an XGBoost meta-model that picks, or weights, zoo methods per SKU.
+
+Trained on rolling-origin backtests: for every SKU we know each method's error (MASE), and the
+series features say what kind of product it is. Two modes:
+
+- ``select``: multi-class classification of the best method; the class probability is the
+  confidence.
+- ``combine`` (FFORMA, Montero-Manso et al. 2020): the model's raw scores go through a softmax
+  to become weights over methods, trained with FFORMA's objective, the weighted error
+  Σ_m w_m · err_m, so it learns to spread weight when methods are close.
+
+Explanations come from XGBoost's own SHAP values (``pred_contribs``): the features that pushed
+the chosen method's score up most, in words with their values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+FEATURE_LABELS = {
+    "adi": "ADI {v:.1f}",
+    "cv2": "CV² {v:.2f}",
+    "zero_share": "{p:.0f} % zero weeks",
+    "recent_zero_share": "{p:.0f} % zero weeks lately",
+    "seasonal_strength": "seasonal strength {v:.2f}",
+    "trend_strength": "trend strength {v:.2f}",
+    "acf1": "lag-1 autocorrelation {v:.2f}",
+    "spectral_entropy": "spectral entropy {v:.2f}",
+    "length": "{v:.0f} weeks of history",
+    "spikiness": "spikiness {v:.1f}",
+    "recent_level_ratio": "recent level {v:.2f}x the mean",
+    "cv": "CV {v:.2f}",
+}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def error_matrix(errors: pd.DataFrame, metric: str = "mase") -> pd.DataFrame:
+    """SKU × method table of mean backtest error (MAE-based fallback where MASE is undefined)."""
+    e = errors.groupby(["unique_id", "method"])[[metric, "mae"]].mean()
+    table = e[metric].unstack("method")
+    # A constant training sample has no MASE: rank its methods by MAE instead (scaled to MASE's order).
+    fallback = e["mae"].unstack("method")
+    rows = table.isna().all(axis=1)
+    table.loc[rows] = fallback.loc[rows].div(fallback.loc[rows].min(axis=1).replace(0, 1), axis=0)
+    return table.fillna(table.max(axis=1).max())
+
+
+@dataclass
+class ForecastRouter:
+    """Choose (``select``) or weight (``combine``) forecasting methods per SKU from its features."""
+
+    mode: str = "select"
+    n_estimators: int = 200
+    max_depth: int = 4
+    learning_rate: float = 0.05
+    subsample: float = 0.9
+    colsample_bytree: float = 0.8
+    min_child_weight: float = 1.0
+    seed: int = 0
+    methods_: list[str] = field(default_factory=list, init=False)
+    features_: list[str] = field(default_factory=list, init=False)
+    booster_: xgb.Booster | None = field(default=None, init=False, repr=False)
+
+    def _params(self) -> dict:
+        return {
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "min_child_weight": self.min_child_weight,
+            "num_class": len(self.methods_),
+            "seed": self.seed,
+            "nthread": -1,
+            "verbosity": 0,
+        }
+
+    def fit(self, features: pd.DataFrame, errors: pd.DataFrame) -> ForecastRouter:
+        """``errors``: SKU × method error table (see :func:`error_matrix`), aligned on SKU."""
+        if self.mode not in ("select", "combine"):
+            raise ValueError(f"mode must be 'select' or 'combine', not {self.mode!r}")
+        common = features.index.intersection(errors.index)
+        if len(common) < 10:
+            raise ValueError(f"the router needs at least 10 SKUs with backtest errors, got {len(common)}")
+        x, e = features.loc[common], errors.loc[common]
+        self.methods_, self.features_ = list(e.columns), list(x.columns)
+        dtrain = xgb.DMatrix(x.to_numpy(dtype=float), feature_names=self.features_)
+        params = self._params()
+        err = e.to_numpy(dtype=float)
+        # Errors relative to each SKU's typical method, capped: products of every scale weigh alike
+        # and one catastrophic method on one SKU cannot dominate the fit.
+        rel = np.clip(err / np.maximum(np.median(err, axis=1, keepdims=True), 1e-9), 0, 10)
+        if self.mode == "select":
+            dtrain.set_label(np.argmin(err, axis=1))
+            # Weight each SKU by what a wrong choice costs there (its regret spread).
+            dtrain.set_weight(np.maximum(rel.mean(axis=1) - rel.min(axis=1), 1e-3))
+            self.booster_ = xgb.train({**params, "objective": "multi:softprob"}, dtrain, self.n_estimators)
+        else:
+            err = rel
+
+            def fforma(predt: np.ndarray, _: xgb.DMatrix) -> tuple[np.ndarray, np.ndarray]:
+                p = _softmax(predt.reshape(len(err), -1))
+                loss = (p * err).sum(axis=1, keepdims=True)
+                grad = p * (err - loss)
+                hess = np.maximum(p * (1 - p) * np.abs(err - loss), 1e-6)
+                return grad, hess
+
+            self.booster_ = xgb.train(
+                {**params, "disable_default_eval_metric": 1}, dtrain, self.n_estimators, obj=fforma
+            )
+        return self
+
+    def _dmatrix(self, features: pd.DataFrame) -> xgb.DMatrix:
+        missing = [c for c in self.features_ if c not in features.columns]
+        if missing:
+            raise ValueError(f"features missing for the router: {missing}")
+        return xgb.DMatrix(features[self.features_].to_numpy(dtype=float), feature_names=self.features_)
+
+    def weights(self, features: pd.DataFrame) -> pd.DataFrame:
+        """SKU × method weights (class probabilities in ``select`` mode, FFORMA weights otherwise)."""
+        if self.booster_ is None:
+            raise RuntimeError("fit the router first")
+        raw = self.booster_.predict(self._dmatrix(features), output_margin=True).reshape(len(features), -1)
+        return pd.DataFrame(_softmax(raw), index=features.index, columns=self.methods_)
+
+    def explain(self, features: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+        """Per SKU: chosen method, confidence and a sentence built from SHAP contributions."""
+        w = self.weights(features)
+        chosen = w.idxmax(axis=1)
+        contribs = self.booster_.predict(self._dmatrix(features), pred_contribs=True)  # (n, classes, f+1)
+        rows = []
+        for i, sku in enumerate(features.index):
+            k = self.methods_.index(chosen.iloc[i])
+            c = contribs[i, k, :-1]
+            order = [j for j in np.argsort(-c) if c[j] > 0][:top]
+            reasons = [self._describe(self.features_[j], float(features.iloc[i][self.features_[j]])) for j in order]
+            conf = float(w.iloc[i, k])
+            because = "; ".join(reasons) if reasons else "no single feature stands out"
+            rows.append(
+                {
+                    "unique_id": sku,
+                    "method": chosen.iloc[i],
+                    "confidence": conf,
+                    "explanation": f"{chosen.iloc[i]} (confidence {conf:.2f}) because {because}",
+                }
+            )
+        return pd.DataFrame(rows).set_index("unique_id")
+
+    @staticmethod
+    def _describe(name: str, value: float) -> str:
+        if name.startswith("is_") and value >= 0.5:
+            return f"demand is {name[3:]}"
+        template = FEATURE_LABELS.get(name)
+        if template:
+            return template.format(v=value, p=100 * value)
+        return f"{name.replace('_', ' ')} {value:.3g}"
+
+    def expected_error(self, features: pd.DataFrame, errors: pd.DataFrame) -> pd.Series:
+        """Each SKU's error under the router: the chosen method's (select) or the weighted one (combine)."""
+        w = self.weights(features).reindex(columns=errors.columns)
+        e = errors.loc[features.index]
+        if self.mode == "select":
+            pick = w.to_numpy().argmax(axis=1)
+            return pd.Series(e.to_numpy()[np.arange(len(e)), pick], index=e.index)
+        return (w * e).sum(axis=1)
