@@ -23,16 +23,33 @@ def _active(y: np.ndarray) -> np.ndarray:
     return y[nz[0] : nz[-1] + 1] if nz.size else y[:0]
 
 
-def intermittency(y: np.ndarray) -> tuple[float, float]:
-    """ADI (mean interval between demands) and CV² of non-zero demand sizes (Syntetos-Boylan)."""
-    nz = np.flatnonzero(y > 0)
-    if nz.size == 0:
-        return float(len(y)), 0.0
-    adi = float((nz[-1] - nz[0]) / (nz.size - 1)) if nz.size > 1 else float(len(y))
-    sizes = y[nz]
-    mean = sizes.mean()
-    cv2 = float(sizes.var(ddof=1) / mean**2) if nz.size > 1 and mean > 0 else 0.0
-    return adi, cv2
+def padded_matrix(demand: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, Y) with Y[i, -len_i:] = series i and NaN before it starts."""
+    d = demand.sort_values(["unique_id", "ds"])
+    ids, counts = np.unique(d["unique_id"].to_numpy(), return_counts=True)
+    width = int(counts.max())
+    y = np.full((len(ids), width), np.nan)
+    values = d["y"].to_numpy(dtype=float)
+    rows = np.repeat(np.arange(len(ids)), counts)
+    cols = np.concatenate([np.arange(width - c, width) for c in counts])
+    y[rows, cols] = values
+    return ids, y
+
+
+def intermittency_matrix(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Syntetos-Boylan per row of a padded matrix: ADI (mean interval between sales, the
+    series length with fewer than two sales) and CV² of non-zero sizes (0 with fewer than two)."""
+    t = np.arange(y.shape[1])
+    pos = np.where(y > 0, t, np.nan)
+    n_sales = np.sum(y > 0, axis=1)
+    span = np.nanmax(pos, axis=1, initial=-1) - np.nanmin(np.where(np.isnan(pos), np.inf, pos), axis=1)
+    length = np.sum(~np.isnan(y), axis=1)
+    adi = np.where(n_sales > 1, span / np.maximum(n_sales - 1, 1), length)
+    sizes = np.where(y > 0, y, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.nanmean(sizes, axis=1)
+        cv2 = np.nanvar(sizes, axis=1, ddof=1) / m**2
+    return adi.astype(float), np.where(n_sales > 1, np.nan_to_num(cv2), 0.0)
 
 
 def level_shift(act: np.ndarray, max_segment: int = 26) -> float:
@@ -60,10 +77,11 @@ def level_shift(act: np.ndarray, max_segment: int = 26) -> float:
 
 def series_stats(demand: pd.DataFrame, recent_weeks: int = 52) -> pd.DataFrame:
     """ADI, CV², zero share, level, XYZ variability and anomaly signals for every SKU."""
+    _, matrix = padded_matrix(demand)  # rows in the same (sorted) SKU order as series_arrays
+    adis, cv2s = intermittency_matrix(matrix)
     rows = []
-    for sku, y in series_arrays(demand).items():
+    for (sku, y), adi, cv2 in zip(series_arrays(demand).items(), adis, cv2s, strict=True):
         act = _active(y)
-        adi, cv2 = intermittency(y)
         recent = y[-recent_weeks:]
         rmean = recent.mean()
         nzs = act[act > 0]

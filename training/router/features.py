@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from training.classification.series_stats import intermittency_matrix, padded_matrix
+
 WINDOW = 13  # a quarter: the tile for stability and lumpiness
 
 
@@ -28,19 +30,6 @@ def _quiet() -> Iterator[None]:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
-
-
-def padded_matrix(demand: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, Y) with Y[i, -len_i:] = series i and NaN before it starts."""
-    d = demand.sort_values(["unique_id", "ds"])
-    ids, counts = np.unique(d["unique_id"].to_numpy(), return_counts=True)
-    width = int(counts.max())
-    y = np.full((len(ids), width), np.nan)
-    values = d["y"].to_numpy(dtype=float)
-    rows = np.repeat(np.arange(len(ids)), counts)
-    cols = np.concatenate([np.arange(width - c, width) for c in counts])
-    y[rows, cols] = values
-    return ids, y
 
 
 def _autocorr(y: np.ndarray, lag: int) -> np.ndarray:
@@ -61,21 +50,6 @@ def _tiles(y: np.ndarray, window: int) -> np.ndarray:
     """Non-overlapping windows from the end: shape (SKUs, tiles, window)."""
     n_tiles = y.shape[1] // window
     return y[:, y.shape[1] - n_tiles * window :].reshape(len(y), n_tiles, window)
-
-
-def _intermittency(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ADI (mean interval between sales) and CV² of non-zero sizes, per row."""
-    t = np.arange(y.shape[1])
-    pos = np.where(y > 0, t, np.nan)
-    n_sales = np.sum(y > 0, axis=1)
-    span = np.nanmax(pos, axis=1, initial=-1) - np.nanmin(np.where(np.isnan(pos), np.inf, pos), axis=1)
-    length = np.sum(~np.isnan(y), axis=1)
-    adi = np.where(n_sales > 1, span / np.maximum(n_sales - 1, 1), length)
-    sizes = np.where(y > 0, y, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m = np.nanmean(sizes, axis=1)
-        cv2 = np.nanvar(sizes, axis=1, ddof=1) / m**2
-    return adi.astype(float), np.where(n_sales > 1, np.nan_to_num(cv2), 0.0)
 
 
 def _trend_strength(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,10 +75,9 @@ def _seasonal_strength(y: np.ndarray, m: int) -> np.ndarray:
         profile = np.nanmean(cycles, axis=1, keepdims=True)
         v_all = np.nanvar(cycles.reshape(len(y), -1), axis=1)
         v_res = np.nanvar((cycles - profile).reshape(len(y), -1), axis=1)
-    full_cycles = np.sum(np.all(~np.isnan(cycles), axis=2), axis=1)
-    # With k cycles the mean profile soaks up 1/k of pure noise: correct for it, so white noise scores ~0.
-    k = np.maximum(full_cycles, 2)
-    with _quiet():
+        full_cycles = np.sum(np.all(~np.isnan(cycles), axis=2), axis=1)
+        # With k cycles the mean profile soaks up 1/k of pure noise: correct for it, so white noise scores ~0.
+        k = np.maximum(full_cycles, 2)
         s = 1 - v_res / v_all * k / (k - 1)
     return np.where((full_cycles >= 2) & np.isfinite(s), np.clip(s, 0, 1), 0.0)
 
@@ -133,7 +106,7 @@ def series_features(
     length = np.sum(~np.isnan(y), axis=1)
     mean = np.nanmean(y, axis=1)
     std = np.nanstd(y, axis=1)
-    adi, cv2 = _intermittency(y)
+    adi, cv2 = intermittency_matrix(y)
     r2, slope = _trend_strength(y)
     tiles = _tiles(y, WINDOW)
     with _quiet():
