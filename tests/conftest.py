@@ -10,3 +10,21 @@ _HOME = Path(tempfile.mkdtemp(prefix="stockml-tests-"))
 os.environ.setdefault("AIRFLOW_HOME", str(_HOME / "airflow"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("STOCKML_HOME", str(_HOME / "stockml"))
+
+import pytest  # noqa: E402
+
+ROUTER_METHODS = ["Naive2", "SES", "Theta", "TSB", "CrostonSBA", "ADIDA"]
+
+
+@pytest.fixture(scope="session")
+def router_data():
+    """A small demo catalogue with a 3-window backtest of six fast methods (shared by router tests)."""
+    from training.data.demo import generate_catalogue
+    from training.data.weekly import to_weekly_demand
+    from training.forecasting.backtest import backtest
+    from training.forecasting.zoo import ModelZoo
+
+    cat = generate_catalogue(80, 120, seed=7, dirty_rows=False)
+    demand = to_weekly_demand(cat.movements)
+    bt = backtest(demand, ModelZoo(methods=ROUTER_METHODS, n_jobs=1), h=8, n_windows=3)
+    return {"demand": demand, "products": cat.products, "backtest": bt}

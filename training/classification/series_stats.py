@@ -6,6 +6,8 @@ last sale), so a discontinued product's trailing zeros do not make it look inter
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -46,7 +48,8 @@ def intermittency_matrix(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     length = np.sum(~np.isnan(y), axis=1)
     adi = np.where(n_sales > 1, span / np.maximum(n_sales - 1, 1), length)
     sizes = np.where(y > 0, y, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows with < 2 sales: CV² is defined as 0 below
         m = np.nanmean(sizes, axis=1)
         cv2 = np.nanvar(sizes, axis=1, ddof=1) / m**2
     return adi.astype(float), np.where(n_sales > 1, np.nan_to_num(cv2), 0.0)

@@ -57,6 +57,8 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             sa.Column("lo95", sa.Float),
             sa.Column("hi95", sa.Float),
             sa.Column("model_version", sa.String(64)),
+            sa.Column("confidence", sa.Float),
+            sa.Column("explanation", sa.Text),
             _created(),
         ),
         "stock_quarantine": sa.Table(
@@ -91,6 +93,15 @@ def _records(df: pd.DataFrame, columns: Iterable[str]) -> list[dict]:
     return [{c: _clean(v) for c, v in zip(cols, row, strict=True)} for row in df[cols].itertuples(index=False)]
 
 
+def _add_missing_columns(conn: sa.Connection, t: sa.Table) -> None:
+    """Additive schema migration: columns a newer release added (nullable) are added in place."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(t.name, schema=t.schema)}
+    for col in t.columns:
+        if col.name not in have and col.nullable:
+            name = f"{t.schema}.{t.name}" if t.schema else t.name
+            conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {col.name} {col.type.compile(conn.dialect)}"))
+
+
 def write_output(engine: Engine, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
     """Replace the rows of ``run_id`` in ``table`` with ``df`` (one transaction); returns rows written."""
     if table not in OUTPUT_TABLES:
@@ -103,6 +114,7 @@ def write_output(engine: Engine, table: str, df: pd.DataFrame, run_id: str, sche
     rows = _records(frame, [c.name for c in t.columns])
     with engine.begin() as conn:
         t.create(conn, checkfirst=True)
+        _add_missing_columns(conn, t)
         conn.execute(t.delete().where(t.c.run_id == run_id))
         for i in range(0, len(rows), 5000):
             conn.execute(t.insert(), rows[i : i + 5000])

@@ -15,7 +15,7 @@ the chosen method's score up most, in words with their values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,10 @@ class ForecastRouter:
     methods_: list[str] = field(default_factory=list, init=False)
     features_: list[str] = field(default_factory=list, init=False)
     booster_: xgb.Booster | None = field(default=None, init=False, repr=False)
+
+    def params(self) -> dict:
+        """The hyper-parameters (what AutoML tunes and MLflow logs)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
     def _params(self) -> dict:
         return {

@@ -1,0 +1,151 @@
+"""The MLflow registry workflow on a real registry: log → register → load by alias → predict,
+promotion guardrails, force, rollback; once on an embedded SQLite store and once through a
+real ``mlflow server`` process on a free port.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from training.registry import mlflow_registry as reg
+from training.router.model import ForecastRouter
+from training.router.predict import RouterModel
+from training.router.train import Policy, router_features, train_router
+
+NAME = "stockml-router-test"
+
+
+@pytest.fixture(scope="module")
+def models(router_data):
+    """A trained router and a deliberately bad one (always Naive2), with their shared holdout."""
+    t = train_router(router_data["demand"], router_data["backtest"], season_length=52)
+    good = RouterModel.from_training(t)
+    # A router trained to believe Naive2 always wins: it ignores what the series look like.
+    feats = router_features(router_data["demand"], 52, t.rule)
+    errors = pd.DataFrame(1.0, index=feats.index, columns=t.router.methods_)
+    errors["Naive2"] = 0.0
+    bad = RouterModel.from_training(t)
+    bad.router = ForecastRouter(mode="select", n_estimators=5).fit(feats, errors)
+    bad.policy = Policy("select")
+    skus = list(t.holdout_forecasts["unique_id"].unique())[:25]
+    holdout = reg.split_holdout(router_data["demand"], t.holdout_cutoff, t.horizon, skus)
+    return good, bad, holdout
+
+
+def _log(model: RouterModel, holdout, label: str) -> reg.RegisteredVersion:
+    return reg.log_router(
+        model,
+        params={"label": label},
+        metrics={"holdout_mase_router": 1.0},
+        tags={"data_end": "2026-11-22", "label": label},
+        holdout=holdout,
+        name=NAME,
+        run_name=label,
+    )
+
+
+def _workflow(models, tracking_uri: str, artifacts: Path) -> None:
+    good, bad, holdout = models
+    reg.configure(tracking_uri, "stockml-router-test", artifacts)
+    client = MlflowClient()
+
+    v_good = _log(good, holdout, "good")
+    assert str(client.get_model_version_by_alias(NAME, reg.CHALLENGER).version) == v_good.version
+    version = client.get_model_version(NAME, v_good.version)
+    assert version.tags["git_commit"] and version.tags["data_end"] == "2026-11-22"
+    run = client.get_run(v_good.run_id)
+    assert run.data.tags["git_commit"] and run.data.params["label"] == "good"
+
+    first = reg.promote(NAME, tolerance=0.0)
+    assert first.promoted and first.reason == "first champion"
+    champion = mlflow.pyfunc.load_model(f"models:/{NAME}@{reg.CHAMPION}")
+    hist, _actual = holdout
+    fc = champion.predict(hist, params={"horizon": 5})
+    assert len(fc) == hist["unique_id"].nunique() * 5
+    assert {"yhat", "lo80", "hi95", "method", "confidence", "explanation"} <= set(fc.columns)
+    assert fc[["yhat", "lo80", "hi80", "lo95", "hi95"]].notna().all().all()
+
+    # A worse candidate is refused, and the refusal is on record.
+    v_bad = _log(bad, holdout, "bad")
+    refused = reg.promote(NAME, tolerance=0.0)
+    assert not refused.promoted
+    assert refused.candidate_score > refused.champion_score
+    assert str(client.get_model_version_by_alias(NAME, reg.CHAMPION).version) == v_good.version
+    tags = client.get_model_version(NAME, v_bad.version).tags
+    assert tags["promotion.promoted"] == "False" and "beyond tolerance" in tags["promotion.reason"]
+    assert tags["promotion.actor"]
+
+    # --force moves the alias anyway and says so; rollback moves it back.
+    forced = reg.promote(NAME, v_bad.version, force=True, who="test-suite")
+    assert forced.promoted and forced.forced
+    assert str(client.get_model_version_by_alias(NAME, reg.CHAMPION).version) == v_bad.version
+    assert client.get_model_version(NAME, v_bad.version).tags["promotion.actor"] == "test-suite"
+    back = reg.rollback(NAME)
+    assert back.candidate == v_good.version
+    assert str(client.get_model_version_by_alias(NAME, reg.CHAMPION).version) == v_good.version
+
+    with pytest.raises(reg.PromotionError, match="no version 99"):
+        reg.promote(NAME, "99")
+
+
+def test_registry_workflow_on_embedded_sqlite(models, tmp_path):
+    _workflow(models, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` process (SQLite backend, proxied artifacts) on a free port."""
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination", str(tmp_path / "server-artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
+        try:
+            if requests.get(f"{url}/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("mlflow server did not start in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.mark.slow
+def test_registry_workflow_through_a_real_mlflow_server(models, mlflow_server, tmp_path):
+    _workflow(models, mlflow_server, tmp_path / "unused")
+    # The server really holds it: ask its REST API directly.
+    r = requests.get(
+        f"{mlflow_server}/api/2.0/mlflow/registered-models/alias", params={"name": NAME, "alias": "champion"}
+    )
+    assert r.ok and str(r.json()["model_version"]["version"]) == "1"

@@ -1,0 +1,132 @@
+"""Router training on a real (small) backtest, and the RouterModel that serves it.
+
+Accuracy targets are measured in bench/router_demo.py on 1000 SKUs; here we check that the
+training is temporal and complete, and that forecasts carry bounds, weights and reasons.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.router.predict import HistoryError, RouterModel, regularise
+from training.router.train import (
+    ROUTER,
+    PatternRule,
+    Policy,
+    combine,
+    router_features,
+    train_router,
+    window_errors,
+    window_features,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(router_data):
+    return train_router(router_data["demand"], router_data["backtest"], season_length=52)
+
+
+def test_window_features_use_only_history_up_to_the_cutoff(router_data):
+    demand, bt = router_data["demand"], router_data["backtest"]
+    origins = bt.errors[["unique_id", "cutoff"]].drop_duplicates()
+    feats = window_features(demand, origins, 52)
+    assert feats.index.names == ["unique_id", "cutoff"]
+    assert len(feats) == len(origins)
+    sku = origins["unique_id"].iloc[0]
+    first = origins[origins["unique_id"] == sku]["cutoff"].min()
+    expected = router_features(demand[(demand["unique_id"] == sku) & (demand["ds"] <= first)], 52).iloc[0]
+    pd.testing.assert_series_equal(feats.loc[(sku, first)], expected, check_names=False)
+    # Later windows see more weeks.
+    lengths = feats["length"].groupby(level="cutoff").mean()
+    assert lengths.is_monotonic_increasing
+
+
+def test_router_features_class_the_series_itself():
+    f = pd.DataFrame({"adi": [1.0, 1.0, 2.0, 2.0], "cv2": [0.1, 0.9, 0.1, 0.9]})
+    assert PatternRule().patterns(f).tolist() == ["smooth", "erratic", "intermittent", "lumpy"]
+
+
+def test_window_errors_table(router_data):
+    e = window_errors(router_data["backtest"].errors)
+    assert e.index.names == ["unique_id", "cutoff"]
+    assert not e.isna().any().any()
+    assert (e >= 0).all().all()
+
+
+def test_policy_weights_and_combination():
+    raw = pd.DataFrame({"A": [0.5, 0.1], "B": [0.3, 0.2], "C": [0.2, 0.7]}, index=["s1", "s2"])
+    sel = Policy("select").weights(raw)
+    assert sel.loc["s1"].tolist() == [1.0, 0.0, 0.0] and sel.loc["s2"].tolist() == [0.0, 0.0, 1.0]
+    top2 = Policy("combine", top_k=2).weights(raw)
+    np.testing.assert_allclose(top2.loc["s1"].to_numpy(), [0.625, 0.375, 0.0])
+    fc = pd.DataFrame(
+        {
+            "unique_id": ["s1"] * 3,
+            "ds": pd.to_datetime(["2026-01-05"] * 3),
+            "method": ["A", "B", "C"],
+            "yhat": [10.0, 20.0, 40.0],
+        }
+    )
+    out = combine(fc, top2, ["unique_id"])
+    assert out["yhat"].item() == pytest.approx(0.625 * 10 + 0.375 * 20)
+
+
+def test_training_is_temporal_and_reports_the_targets(trained, router_data):
+    bt = router_data["backtest"]
+    assert trained.holdout_cutoff == bt.errors["cutoff"].max()
+    assert set(trained.mode_scores) == {"select", "combine"}
+    assert trained.policy.mode == min(trained.mode_scores, key=trained.mode_scores.get)
+    assert trained.best_single in bt.errors["method"].unique()
+    t = trained.targets
+    assert set(t) >= {"router_owa", "best_single_owa", "router_mase", "oracle_mase", "share_within_10pct_of_best"}
+    # The oracle picks each SKU's best method in hindsight: nothing can beat it.
+    assert t["oracle_mase"] <= t["router_mase"] + 1e-9
+    assert 0 <= t["share_within_10pct_of_best"] <= 1
+    assert ROUTER in trained.holdout_table.index
+    assert trained.router.features_ and len(trained.router.features_) >= 20
+
+
+def test_quantiles_cover_long_horizons(trained):
+    q = trained.quantiles
+    assert set(q["method"]) == {ROUTER}
+    assert q.groupby("group")["step"].max().eq(104).all()
+
+
+def test_router_model_forecasts_with_bounds_and_reasons(trained, router_data):
+    model = RouterModel.from_training(trained, {"data_end": "2026-11-16"})
+    model = pickle.loads(pickle.dumps(model))  # what the registry stores
+    demand = router_data["demand"]
+    ids = demand["unique_id"].unique()[:12]
+    fc = model.predict(demand[demand["unique_id"].isin(ids)], horizon=10)
+    assert len(fc) == 12 * 10
+    chain = ["lo95", "lo80", "yhat", "hi80", "hi95"]
+    assert fc[chain].notna().all().all()
+    for lo, hi in itertools.pairwise(chain):
+        assert (fc[lo] <= fc[hi] + 1e-9).all(), (lo, hi)
+    assert fc["confidence"].between(0, 1).all()
+    assert fc["explanation"].str.match(r"^\w+ \(confidence 0\.\d\d\) because ").all()
+    weights = fc.groupby("unique_id")["weights"].first().map(json.loads)
+    assert weights.map(lambda w: abs(sum(w.values()) - 1) < 0.01).all()
+    assert (fc.groupby("unique_id")["method"].first() == weights.map(lambda w: max(w, key=w.get))).all()
+    first = pd.to_datetime(fc["ds"]).min()
+    assert first == demand["ds"].max() + pd.Timedelta(weeks=1)
+
+
+def test_regularise_fills_gaps_and_rejects_bad_history():
+    h = pd.DataFrame({"unique_id": ["a", "a", "a"], "ds": ["2026-01-05", "2026-01-07", "2026-01-26"], "y": [1, 2, 3]})
+    out = regularise(h)
+    assert out["y"].tolist() == [3.0, 0.0, 0.0, 3.0]  # same week summed, two empty weeks as zeros
+    with pytest.raises(HistoryError, match="negative"):
+        regularise(h.assign(y=[1, -2, 3]))
+    with pytest.raises(HistoryError, match="not a date"):
+        regularise(h.assign(ds=["2026-01-05", "soon", "2026-01-26"]))
+    with pytest.raises(HistoryError, match="missing column"):
+        regularise(h.drop(columns="y"))
+    with pytest.raises(HistoryError, match="finite"):
+        regularise(h.assign(y=[1, "x", 3]))

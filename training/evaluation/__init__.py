@@ -1,0 +1,1 @@
+"""Evaluation of the forecasting router against single methods and the classical Croston/ETS rule."""

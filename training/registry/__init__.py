@@ -1,0 +1,1 @@
+"""MLflow model registry: log and register the router, move aliases through guardrails."""

@@ -1,0 +1,131 @@
+"""The router at forecast time: history in, routed forecasts with intervals and reasons out.
+
+This is the object the MLflow pyfunc ``stockml-router`` wraps and the pipeline calls, so the
+registry, the batch pipeline and the HTTP service all forecast through the same code.
+Statistical members are fitted on the history given at call time (they are cheap and must see
+the latest weeks); only the router's meta-model and the interval quantiles are learned offline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from training.forecasting.backtest import add_empirical_intervals
+from training.forecasting.metrics import insample_scales
+from training.forecasting.zoo import ModelZoo
+from training.router.model import ForecastRouter
+from training.router.train import ROUTER, PatternRule, Policy, combine, router_features
+
+OUTPUT_COLUMNS = [
+    "unique_id", "ds", "step", "yhat", "lo80", "hi80", "lo95", "hi95",
+    "method", "weights", "confidence", "pattern", "explanation",
+]  # fmt: skip
+
+
+class HistoryError(ValueError):
+    """The history given to the router cannot be forecast; the message names the problem."""
+
+
+def regularise(history: pd.DataFrame) -> pd.DataFrame:
+    """Validate a (unique_id, ds, y) frame and put it on the weekly W-MON grid, gaps as zero weeks."""
+    missing = [c for c in ("unique_id", "ds", "y") if c not in history.columns]
+    if missing:
+        raise HistoryError(f"history is missing column(s) {missing}; expected unique_id, ds, y")
+    h = history[["unique_id", "ds", "y"]].copy()
+    h["unique_id"] = h["unique_id"].astype(str)
+    h["ds"] = pd.to_datetime(h["ds"], errors="coerce")
+    h["y"] = pd.to_numeric(h["y"], errors="coerce")
+    if h["ds"].isna().any():
+        raise HistoryError(f"history has {int(h['ds'].isna().sum())} row(s) whose ds is not a date")
+    if h["y"].isna().any() or not np.isfinite(h["y"]).all():
+        raise HistoryError(f"history has {int((~np.isfinite(h['y'])).sum())} row(s) whose y is not a finite number")
+    if (h["y"] < 0).any():
+        raise HistoryError(f"history has {int((h['y'] < 0).sum())} negative demand value(s); demand must be >= 0")
+    h["ds"] = h["ds"].dt.to_period("W-SUN").dt.start_time
+    h = h.groupby(["unique_id", "ds"], as_index=False)["y"].sum()
+    frames = []
+    for uid, part in h.groupby("unique_id"):
+        idx = pd.date_range(part["ds"].min(), part["ds"].max(), freq="W-MON")
+        s = part.set_index("ds")["y"].reindex(idx, fill_value=0.0)
+        frames.append(pd.DataFrame({"unique_id": uid, "ds": idx, "y": s.to_numpy(dtype=float)}))
+    out = pd.concat(frames, ignore_index=True)
+    short = out.groupby("unique_id").size()
+    short = short[short < 2]
+    if len(short):
+        raise HistoryError(f"SKU(s) {list(short.index[:5])} have fewer than 2 weeks of history")
+    return out
+
+
+@dataclass
+class RouterModel:
+    """Everything needed to forecast with a trained router (pickled inside the MLflow model)."""
+
+    router: ForecastRouter
+    policy: Policy
+    season_length: int
+    horizon: int
+    rule: PatternRule
+    quantiles: pd.DataFrame
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_training(cls, t, info: dict | None = None) -> RouterModel:  # t: RouterTraining
+        return cls(t.router, t.policy, t.season_length, t.horizon, t.rule, t.quantiles, dict(info or {}))
+
+    def route(self, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(features, policy weights, explanations) per SKU of a regular weekly history."""
+        feats = router_features(history, self.season_length, self.rule)
+        weights = self.policy.weights(self.router.weights(feats))
+        why = self.router.explain(feats)
+        return feats, weights, why
+
+    def predict(self, history: pd.DataFrame, horizon: int | None = None, n_jobs: int | None = None) -> pd.DataFrame:
+        """Forecasts for every SKU in ``history``: point, 80/95 % intervals, method, confidence, why."""
+        h = int(horizon or self.horizon)
+        if not 1 <= h <= 104:
+            raise HistoryError(f"horizon must be between 1 and 104 weeks, got {h}")
+        hist = regularise(history)
+        feats, weights, why = self.route(hist)
+        jobs = n_jobs if n_jobs is not None else (1 if len(feats) < 200 else -1)
+        frames = []
+        for method in weights.columns[(weights > 0).any(axis=0)]:
+            ids = weights.index[weights[method] > 0]
+            zoo = ModelZoo(methods=[method], season_length=self.season_length, n_jobs=jobs)
+            frames.append(zoo.forecast(hist[hist["unique_id"].isin(ids)], h, intervals=False))
+        members = pd.concat(frames, ignore_index=True)
+        fc = combine(members, weights, ["unique_id"]).assign(lo80=np.nan, hi80=np.nan, lo95=np.nan, hi95=np.nan)
+        patterns = self.rule.patterns(feats)
+        fc = add_empirical_intervals(fc, self.quantiles, insample_scales(hist), patterns)
+        fc["step"] = fc.groupby("unique_id").cumcount() + 1
+        top = weights.idxmax(axis=1)
+        fc["method"] = fc["unique_id"].map(top)
+        fc["weights"] = fc["unique_id"].map(_weights_text(weights))
+        fc["confidence"] = fc["unique_id"].map(why["confidence"]).astype(float)
+        fc["pattern"] = fc["unique_id"].map(patterns)
+        fc["explanation"] = fc["unique_id"].map(why["explanation"])
+        fc["ds"] = pd.to_datetime(fc["ds"])
+        return fc[OUTPUT_COLUMNS].sort_values(["unique_id", "step"]).reset_index(drop=True)
+
+    def describe(self) -> dict:
+        return {
+            "model": ROUTER,
+            "mode": self.policy.mode,
+            "top_k": self.policy.top_k,
+            "methods": self.router.methods_,
+            "season_length": self.season_length,
+            "horizon": self.horizon,
+            **self.info,
+        }
+
+
+def _weights_text(weights: pd.DataFrame) -> pd.Series:
+    """Per SKU, the non-zero weights as compact JSON: {"TSB": 0.62, "ADIDA": 0.38}."""
+    out = {}
+    for uid, row in weights.iterrows():
+        nz = row[row > 0].sort_values(ascending=False)
+        out[uid] = json.dumps({k: round(float(v), 3) for k, v in nz.items()})
+    return pd.Series(out)

@@ -1,0 +1,261 @@
+"""Train the router from rolling-origin backtests, judge it on the last window, pick the mode.
+
+Why one training row per (SKU, backtest window), with features from that window's training
+data only: the router must learn "given what the history looked like at the origin, which
+method wins the next h weeks", which is the question it answers in production. Features of
+the full history would leak the future the errors were measured on, and one row per SKU
+would throw away two thirds of the evidence.
+
+Evaluation is temporal: the router is fitted on the earlier windows and scored on the last
+one, against the single method that was best on the earlier windows (what a planner without
+a router would deploy), the classical Croston/ETS rule, and the per-SKU oracle. Both modes
+are evaluated; the better one on that holdout becomes the default, as the issue asks.
+Interval quantiles come from leave-one-window-out router forecasts, so every window's
+router error is out of sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from training.forecasting.backtest import BacktestResult, residual_quantiles, window_scales
+from training.forecasting.metrics import pointwise_errors, summarise
+from training.router.features import series_features
+from training.router.model import ForecastRouter
+
+log = logging.getLogger("stockml.router")
+
+ROUTER = "router"
+KEYS = ["unique_id", "cutoff"]
+PATTERNS = ("smooth", "erratic", "intermittent", "lumpy")
+MAX_STEPS = 104
+
+
+@dataclass(frozen=True)
+class PatternRule:
+    """Syntetos-Boylan cut-offs and XYZ bands, so the router can class a single series itself."""
+
+    adi_cutoff: float = 1.32
+    cv2_cutoff: float = 0.49
+    xyz_cutoffs: tuple[float, float] = (0.5, 1.0)
+
+    def patterns(self, features: pd.DataFrame) -> pd.Series:
+        lumpy_or_int = features["adi"] >= self.adi_cutoff
+        high_cv2 = features["cv2"] >= self.cv2_cutoff
+        out = np.select(
+            [~lumpy_or_int & ~high_cv2, ~lumpy_or_int & high_cv2, lumpy_or_int & ~high_cv2],
+            ["smooth", "erratic", "intermittent"],
+            "lumpy",
+        )
+        return pd.Series(out, index=features.index, name="pattern")
+
+
+def router_features(demand: pd.DataFrame, season_length: int = 52, rule: PatternRule | None = None) -> pd.DataFrame:
+    """Series features plus the series' own pattern and XYZ band.
+
+    Only what one SKU's history tells: catalogue-relative classes (ABC, clusters, the anomaly
+    forest) cannot be computed for a single product in a serving request, and a feature that
+    is present in training but missing in serving silently changes the router's decisions.
+    """
+    rule = rule or PatternRule()
+    f = series_features(demand, season_length)
+    pattern = rule.patterns(f)
+    for p in PATTERNS:
+        f[f"is_{p}"] = (pattern == p).astype(float)
+    lo, hi = rule.xyz_cutoffs
+    f["xyz"] = np.select([f["cv"] <= lo, f["cv"] <= hi], [0.0, 1.0], 2.0)
+    return f
+
+
+def window_features(
+    demand: pd.DataFrame, origins: pd.DataFrame, season_length: int = 52, rule: PatternRule | None = None
+) -> pd.DataFrame:
+    """Features of every (unique_id, cutoff) in ``origins`` from the history up to that cutoff."""
+    frames = []
+    for cutoff, ids in origins.groupby("cutoff")["unique_id"]:
+        hist = demand[demand["unique_id"].isin(ids.unique()) & (demand["ds"] <= cutoff)]
+        f = router_features(hist, season_length, rule)
+        f["cutoff"] = cutoff
+        frames.append(f.reset_index().set_index(KEYS))
+    return pd.concat(frames).sort_index()
+
+
+def window_errors(errors: pd.DataFrame, metric: str = "mase") -> pd.DataFrame:
+    """(unique_id, cutoff) × method error table; MAE relative to the best where MASE is undefined."""
+    e = errors.set_index([*KEYS, "method"])
+    table = e[metric].unstack("method")
+    fallback = e["mae"].unstack("method")
+    rows = table.isna().all(axis=1)
+    if rows.any():
+        table.loc[rows] = fallback.loc[rows].div(fallback.loc[rows].min(axis=1).replace(0, 1), axis=0)
+    return table.apply(lambda col: col.fillna(table.max(axis=1)))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How router weights become a forecast: the arg-max method, or the top-k weights renormalised."""
+
+    mode: str = "combine"
+    top_k: int = 3
+
+    def weights(self, raw: pd.DataFrame) -> pd.DataFrame:
+        w = raw.to_numpy(dtype=float)
+        k = 1 if self.mode == "select" else max(1, min(self.top_k, w.shape[1]))
+        keep = np.argsort(-w, axis=1)[:, :k]
+        mask = np.zeros_like(w, dtype=bool)
+        np.put_along_axis(mask, keep, True, axis=1)
+        w = np.where(mask, w, 0.0)
+        w = w / w.sum(axis=1, keepdims=True)
+        return pd.DataFrame(w, index=raw.index, columns=raw.columns)
+
+
+def combine(forecasts: pd.DataFrame, weights: pd.DataFrame, keys: list[str], name: str = ROUTER) -> pd.DataFrame:
+    """Weighted sum of the methods' point forecasts, one weight row per ``keys`` value."""
+    wide = forecasts.pivot_table(index=[*keys, "ds"], columns="method", values="yhat", aggfunc="first")
+    w = weights.reindex(columns=wide.columns).fillna(0.0)
+    w_rows = w.reindex(wide.index.droplevel("ds")).to_numpy()
+    yhat = np.nansum(wide.to_numpy() * w_rows, axis=1)
+    out = wide.index.to_frame(index=False)
+    out["method"] = name
+    out["yhat"] = yhat
+    if "y" in forecasts:
+        y = forecasts.drop_duplicates([*keys, "ds"]).set_index([*keys, "ds"])["y"]
+        out["y"] = y.reindex(wide.index).to_numpy()
+    return out
+
+
+@dataclass
+class RouterTraining:
+    """A fitted router with everything the pyfunc and the registry need."""
+
+    router: ForecastRouter
+    policy: Policy
+    season_length: int
+    horizon: int
+    rule: PatternRule
+    quantiles: pd.DataFrame  # residual quantiles of the router, per pattern and step
+    holdout_table: pd.DataFrame  # last-window metrics: router modes, single methods, rule, oracle
+    holdout_errors: pd.DataFrame  # per-SKU errors on the last window, incl. the router's
+    holdout_forecasts: pd.DataFrame  # last-window forecasts, incl. the router's
+    holdout_cutoff: pd.Timestamp
+    best_single: str
+    mode_scores: dict[str, float]
+    targets: dict[str, float] = field(default_factory=dict)
+
+
+def _router_rows(features: pd.DataFrame, errors: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    common = features.index.intersection(errors.index)
+    return features.loc[common], errors.loc[common]
+
+
+def _oof_router_forecasts(
+    make: ForecastRouter, policy: Policy, x: pd.DataFrame, e: pd.DataFrame, forecasts: pd.DataFrame
+) -> pd.DataFrame:
+    """Leave-one-window-out router forecasts: each window routed by a router that never saw it."""
+    frames = []
+    cutoffs = x.index.get_level_values("cutoff")
+    for c in sorted(cutoffs.unique()):
+        train, test = cutoffs != c, cutoffs == c
+        if train.sum() < 10:
+            continue
+        r = ForecastRouter(**{**make.params(), "mode": policy.mode}).fit(x[train], e[train])
+        w = policy.weights(r.weights(x[test]))
+        frames.append(combine(forecasts[forecasts["cutoff"] == c], w, KEYS))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def train_router(
+    demand: pd.DataFrame,
+    backtest: BacktestResult,
+    season_length: int = 52,
+    mode: str | None = None,
+    params: dict | None = None,
+    top_k: int = 3,
+    rule: PatternRule | None = None,
+) -> RouterTraining:
+    """Fit the router on the backtest, evaluate both modes on the last window, keep the better."""
+    rule = rule or PatternRule()
+    origins = backtest.errors[KEYS].drop_duplicates()
+    cutoffs = sorted(origins["cutoff"].unique())
+    if len(cutoffs) < 2:
+        raise ValueError("the router needs at least 2 backtest windows: one to learn from, one to judge on")
+    x_all, e_all = _router_rows(window_features(demand, origins, season_length, rule), window_errors(backtest.errors))
+    last = pd.Timestamp(cutoffs[-1])
+    is_last = x_all.index.get_level_values("cutoff") == last
+    x_tr, e_tr, x_ho = x_all[~is_last], e_all[~is_last], x_all[is_last]
+    params = {k: v for k, v in (params or {}).items() if k != "mode"}
+
+    fc_last = backtest.forecasts[backtest.forecasts["cutoff"] == last]
+    earlier = backtest.errors[backtest.errors["cutoff"] != last]
+    best_single = str(summarise(earlier).sort_values("mase").index[0])
+    candidates = {}
+    for m in ("select", "combine") if mode is None else (mode,):
+        pol = Policy(m, top_k)
+        r = ForecastRouter(mode=m, **params).fit(x_tr, e_tr)
+        candidates[m] = (pol, combine(fc_last, pol.weights(r.weights(x_ho)), KEYS, f"{ROUTER}:{m}"))
+    scales = window_scales(demand, origins[origins["cutoff"] == last])
+    routed = pd.concat([c[1] for c in candidates.values()], ignore_index=True)
+    routed_err = pointwise_errors(routed, scales)
+    mode_scores = {m: float(routed_err[routed_err["method"] == f"{ROUTER}:{m}"]["mase"].mean()) for m in candidates}
+    chosen = min(mode_scores, key=mode_scores.get)
+    policy = candidates[chosen][0]
+    log.info("router modes on the holdout window", extra={"mase": mode_scores, "chosen": chosen})
+
+    holdout_fc = pd.concat([fc_last, routed.replace({"method": {f"{ROUTER}:{chosen}": ROUTER}})], ignore_index=True)
+    chosen_err = routed_err.replace({"method": {f"{ROUTER}:{chosen}": ROUTER}})
+    holdout_err = pd.concat([backtest.errors[backtest.errors["cutoff"] == last], chosen_err], ignore_index=True)
+    table, targets = _holdout_table(holdout_err, best_single, x_ho, rule)
+
+    final = ForecastRouter(mode=chosen, **params).fit(x_all, e_all)
+    oof = _oof_router_forecasts(final, policy, x_all, e_all, backtest.forecasts)
+    oof_scales = window_scales(demand, origins)
+    oof_err = pointwise_errors(oof, oof_scales)
+    oof_bt = BacktestResult(oof, oof_err, summarise(oof_err), [], backtest.h, backtest.n_windows)
+    patterns = rule.patterns(x_all.groupby(level="unique_id").last())
+    quantiles = _extend_steps(residual_quantiles(oof_bt, patterns))
+    return RouterTraining(
+        final, policy, season_length, backtest.h, rule, quantiles, table, holdout_err, holdout_fc,
+        last, best_single, mode_scores, targets,
+    )  # fmt: skip
+
+
+def _extend_steps(q: pd.DataFrame) -> pd.DataFrame:
+    """Carry the last step's quantiles out to MAX_STEPS, for horizons longer than the backtest's."""
+    frames = [q]
+    for _, part in q.groupby(["method", "group"]):
+        top = part.loc[part["step"].idxmax()]
+        extra = pd.DataFrame([top] * max(0, MAX_STEPS - int(top["step"])))
+        if len(extra):
+            extra["step"] = np.arange(int(top["step"]) + 1, MAX_STEPS + 1)
+            frames.append(extra)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _holdout_table(
+    errors: pd.DataFrame, best_single: str, features: pd.DataFrame, rule: PatternRule
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Metrics per method on the last window (with the per-SKU oracle), and the figures the issue targets."""
+    e = errors.copy()
+    patterns = rule.patterns(features.droplevel("cutoff"))
+    e["pattern"] = e["unique_id"].map(patterns)
+    singles = e[~e["method"].str.startswith(ROUTER)]
+    key = singles["mase"].fillna(singles["mae"] * 1e6)
+    oracle = singles.loc[key.groupby(singles["unique_id"]).idxmin()].assign(method="oracle")
+    table = summarise(pd.concat([e, oracle], ignore_index=True).drop(columns="pattern"))
+    per_sku = singles.pivot_table(index="unique_id", columns="method", values="mase")
+    router_sku = e[e["method"] == ROUTER].set_index("unique_id")["mase"].reindex(per_sku.index)
+    best = per_sku.min(axis=1)
+    ok = (router_sku <= 1.10 * best + 1e-12) & best.notna()
+    targets = {
+        "router_owa": float(table.loc[ROUTER, "owa"]),
+        "best_single_owa": float(table.loc[best_single, "owa"]) if best_single in table.index else float("nan"),
+        "router_mase": float(table.loc[ROUTER, "mase"]),
+        "best_single_mase": float(table.loc[best_single, "mase"]) if best_single in table.index else float("nan"),
+        "oracle_mase": float(table.loc["oracle", "mase"]),
+        "share_within_10pct_of_best": float(ok[best.notna()].mean()),
+    }
+    return table, targets
