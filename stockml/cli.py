@@ -49,8 +49,12 @@ def _guard(fn):
             from stockml.connections import SourceConnectionError
             from training.data.source import SourceContractError
             from training.data.validate import NoValidRowsError
+            from training.registry.mlflow_registry import PromotionError
 
-            known = (SourceConnectionError, SourceContractError, NoValidRowsError, ValueError, FileNotFoundError)
+            known = (
+                SourceConnectionError, SourceContractError, NoValidRowsError, PromotionError, ValueError,
+                FileNotFoundError,
+            )  # fmt: skip
             if isinstance(exc, known):
                 _fail(str(exc))
             _fail(f"{type(exc).__name__}: {exc} (run with STOCKML_DEBUG=1 for the traceback)")
@@ -64,6 +68,12 @@ def _logging() -> None:
     # Importing Airflow (lazily, on the first hook) installs its own INFO handlers, which would
     # otherwise print the pipeline's info logs into the CLI output whatever STOCKML_LOG_LEVEL says.
     logging.getLogger("stockml").setLevel(level)
+    # MLflow's informational chatter (DB migrations, cloudpickle and schema hints) is not news for CLI users.
+    logging.getLogger("mlflow").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @app.command("demo-data")
@@ -153,8 +163,12 @@ def run(
     horizon: Annotated[int | None, typer.Option(min=1, max=104, help="Forecast horizon, weeks.")] = None,
     windows: Annotated[int | None, typer.Option(min=1, max=20, help="Backtest windows.")] = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated zoo methods (default: all).")] = None,
+    router: Annotated[
+        bool, typer.Option(help="Train, register and promote the router; forecast with the champion.")
+    ] = True,
+    trials: Annotated[int | None, typer.Option(min=0, help="Optuna trials for the router (0: no tuning).")] = None,
 ) -> None:
-    """Run the pipeline end to end: ingest → classify → backtest → forecast, then print a summary."""
+    """Run the pipeline end to end: ingest → classify → backtest → AutoML → router → registry → forecast."""
     from stockml.pipeline import run_pipeline
 
     _logging()
@@ -163,7 +177,7 @@ def run(
         from training.forecasting.zoo import resolve_methods
 
         resolve_methods(method_list)
-    r = _run(source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list)
+    r = _run(source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list, automl_trials=trials)
     with Progress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
@@ -178,7 +192,7 @@ def run(
                 tasks[step] = bar.add_task(step, total=total)
             bar.update(tasks[step], completed=done, total=total)
 
-        summary = run_pipeline(r, progress, cutoff)
+        summary = run_pipeline(r, progress, cutoff, router=router)
     _print_summary(summary, r.settings)
 
 
@@ -215,7 +229,10 @@ def _print_summary(summary, settings: Settings) -> None:
         + ", ".join(f"{p} → [bold]{r.method}[/] (MASE {r.mase:.3f})" for p, r in best.iterrows())
     )
     sel = summary.forecasts.groupby("sku")["method"].first().value_counts()
-    console.print("Methods chosen per SKU: " + ", ".join(f"{m} {n}" for m, n in sel.items()))
+    label = "Router's top method per SKU" if summary.router else "Methods chosen per SKU"
+    console.print(f"{label}: " + ", ".join(f"{m} {n}" for m, n in sel.items()))
+    if summary.router:
+        _print_router(summary.router, summary.promotion, settings)
     if bt.excluded:
         console.print(f"{len(bt.excluded)} SKUs too short to backtest were forecast with their pattern's best method.")
     console.print(
@@ -223,6 +240,118 @@ def _print_summary(summary, settings: Settings) -> None:
         f"[bold]{settings.source_conn_id}[/] (run_id {summary.run_id}); files in [bold]{summary.run_dir}[/] "
         "(forecast_vs_actual.png, accuracy_by_method.csv, accuracy_by_pattern.csv, forecasts.parquet)"
     )
+
+
+def _print_router(router: dict, promotion: dict | None, settings: Settings) -> None:
+    t = router["targets"]
+    console.print(
+        f"\n[bold]Router[/] ({router['mode']} mode; holdout window): MASE {t['router_mase']:.3f} vs best single "
+        f"{router['best_single']} {t['best_single_mase']:.3f} (oracle {t['oracle_mase']:.3f}); OWA "
+        f"{t['router_owa']:.3f} vs {t['best_single_owa']:.3f}; within 10 % of each SKU's best method on "
+        f"{t['share_within_10pct_of_best']:.0%} of SKUs."
+    )
+    console.print(f"  {router['summary']}")
+    console.print(
+        f"  registered [bold]{router['name']}[/] v{router['version']} (alias challenger) in {settings.tracking_uri}"
+    )
+    if promotion:
+        verdict = "[green]promoted to champion[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
+        console.print(f"  v{promotion['candidate']} {verdict}: {promotion['reason']}")
+
+
+@app.command()
+@_guard
+def train(
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id (re-using one replaces its outputs).")] = None,
+    trials: Annotated[int | None, typer.Option(min=0, help="Optuna trials (0: no tuning).")] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="AutoML time box, seconds.")] = None,
+    mode: Annotated[str | None, typer.Option(help="select | combine (default: the better on the holdout).")] = None,
+) -> None:
+    """Train the router on a run's backtest (or a fresh one), register it as the challenger."""
+    from stockml import pipeline as p
+    from stockml import router_pipeline as rp
+
+    _logging()
+    if mode not in (None, "select", "combine"):
+        _fail(f"--mode must be select or combine, not {mode!r}")
+    r = _run(source, run_id, automl_trials=trials, automl_timeout_s=timeout, router_mode=mode)
+    if not (r.dir / "backtest.json").exists():
+        with console.status("ingest, classify and backtest..."):
+            p.ingest(r)
+            p.classify_step(r)
+            p.backtest_step(r)
+    with console.status("AutoML (Optuna)..."):
+        rp.automl_step(r)
+    with console.status("training and registering the router..."):
+        rp.train_router_step(r)
+    _print_router(r.load_json("router.json"), None, r.settings)
+    console.print(f"  run id {r.run_id}; report in {r.dir / 'router_report' / 'evaluation.html'}")
+
+
+def _registry() -> Settings:
+    """Settings, quiet logging and MLflow pointed at the configured registry."""
+    from training.registry import mlflow_registry as reg
+
+    _logging()
+    s = get_settings()
+    s.home.mkdir(parents=True, exist_ok=True)
+    reg.configure(s.tracking_uri, s.mlflow_experiment, s.artifact_root)
+    return s
+
+
+@app.command()
+@_guard
+def promote(
+    version: Annotated[str | None, typer.Option(help="Version to promote (default: the challenger).")] = None,
+    tolerance: Annotated[
+        float | None, typer.Option(min=0, help="Allowed relative MASE loss vs the champion (0.02 = 2 %).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Skip the guardrails (the decision records it).")] = False,
+    name: Annotated[str, typer.Option(help="Registered model name.")] = "stockml-router",
+) -> None:
+    """Move the `champion` alias to a version, only if it is not worse than the champion on the holdout."""
+    from training.registry import mlflow_registry as reg
+
+    s = _registry()
+    tol = s.promotion_tolerance if tolerance is None else tolerance
+    with console.status("scoring candidate and champion on the same holdout..."):
+        d = reg.promote(name, version, tol, force)
+    if d.promoted:
+        console.print(f"[green]v{d.candidate} is now champion[/] of {name} ({d.reason}); by {d.actor}")
+    else:
+        console.print(f"[yellow]v{d.candidate} not promoted[/]: {d.reason}")
+        raise typer.Exit(code=1 if d.reason != "already champion" else 0)
+
+
+@app.command()
+@_guard
+def rollback(name: Annotated[str, typer.Option(help="Registered model name.")] = "stockml-router") -> None:
+    """Move `champion` back to the version the current champion replaced."""
+    from training.registry import mlflow_registry as reg
+
+    _registry()
+    d = reg.rollback(name)
+    console.print(f"[green]champion is v{d.candidate} again[/] (was v{d.previous_champion}); by {d.actor}")
+
+
+@app.command()
+@_guard
+def models(name: Annotated[str, typer.Option(help="Registered model name.")] = "stockml-router") -> None:
+    """List registered versions with their aliases, holdout MASE, data window and promotion notes."""
+    from stockml.router_pipeline import registry_summary
+
+    s = _registry()
+    rows = registry_summary(name)
+    if not rows:
+        console.print(f"{name} has no versions in {s.tracking_uri}; run `stockml train`")
+        return
+    t = Table(title=f"{name} in {s.tracking_uri}")
+    for col in rows[0]:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*[str(v) for v in row.values()])
+    console.print(t)
 
 
 @app.command()

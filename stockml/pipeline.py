@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,14 @@ def classify_step(run: Run) -> pd.DataFrame:
     return classes
 
 
-def _zoo(s: Settings) -> ModelZoo:
-    return ModelZoo(methods=s.methods or None, season_length=s.season_length, n_jobs=s.n_jobs)
+def zoo_params(run: Run) -> dict[str, dict]:
+    """Hyper-parameters AutoML tuned for zoo members in this run (empty: the defaults)."""
+    path = run.dir / "zoo_params.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _zoo(s: Settings, params: dict[str, dict] | None = None) -> ModelZoo:
+    return ModelZoo(methods=s.methods or None, season_length=s.season_length, n_jobs=s.n_jobs, params=params or {})
 
 
 def backtest_step(run: Run, progress: Progress = _noop, chunks: int = 8) -> BacktestResult:
@@ -138,7 +144,8 @@ def backtest_step(run: Run, progress: Progress = _noop, chunks: int = 8) -> Back
         chunk = ids[i::n]
         progress("backtest", i, n)
         try:
-            parts.append(backtest(demand[demand["unique_id"].isin(chunk)], _zoo(s), s.horizon, s.backtest_windows))
+            zoo = _zoo(s, zoo_params(run))
+            parts.append(backtest(demand[demand["unique_id"].isin(chunk)], zoo, s.horizon, s.backtest_windows))
         except ValueError as exc:
             if "No series has" not in str(exc):
                 raise
@@ -190,7 +197,7 @@ def forecast_step(run: Run, result: BacktestResult | None = None, progress: Prog
     groups = list(selection.groupby(selection))
     for i, (method, members) in enumerate(groups):
         progress("forecast", i, len(groups))
-        zoo = ModelZoo(methods=[str(method)], season_length=s.season_length, n_jobs=s.n_jobs)
+        zoo = ModelZoo([str(method)], s.season_length, n_jobs=s.n_jobs, params=zoo_params(run))
         frames.append(zoo.forecast(demand[demand["unique_id"].isin(members.index)], s.horizon))
     progress("forecast", len(groups), len(groups))
     fc = pd.concat(frames, ignore_index=True)
@@ -211,6 +218,8 @@ class PipelineSummary:
     classes: pd.DataFrame
     backtest: BacktestResult
     forecasts: pd.DataFrame
+    router: dict | None = None
+    promotion: dict | None = None
 
     def patterns_table(self) -> pd.DataFrame:
         c = self.classes
@@ -224,18 +233,48 @@ class PipelineSummary:
         return t.sort_values("mase").groupby("pattern").head(1).set_index("pattern")
 
 
-def run_pipeline(run: Run, progress: Progress = _noop, cutoff: str | None = None) -> PipelineSummary:
+def run_pipeline(
+    run: Run, progress: Progress = _noop, cutoff: str | None = None, router: bool = True
+) -> PipelineSummary:
+    """ingest → classify → backtest → [AutoML → router → register → promote] → forecast.
+
+    With ``router`` the forecasts come from the registry's champion (the new challenger if it
+    passed the guardrails, else the champion already in place); without it, or when the
+    catalogue is too small to train a router, from each SKU's best backtest method.
+    """
     progress("ingest", 0, 1)
     report = ingest(run, cutoff)
     progress("ingest", 1, 1)
     progress("classify", 0, 1)
     classes = classify_step(run)
     progress("classify", 1, 1)
+    if router:
+        from stockml.router_pipeline import tune_zoo_step
+
+        progress("zoo tuning", 0, 1)
+        tune_zoo_step(run)
+        progress("zoo tuning", 1, 1)
     result = backtest_step(run, progress)
-    forecasts = forecast_step(run, result, progress)
     from stockml.plots import plot_backtest_samples
 
     plot_backtest_samples(result.forecasts, load_demand(run)[0], classes, run.dir / "forecast_vs_actual.png")
     result.summary.to_csv(run.dir / "accuracy_by_method.csv")
     result.summary_by(classes["pattern"]).to_csv(run.dir / "accuracy_by_pattern.csv", index=False)
-    return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts)
+    routed = promotion = None
+    if router and result.n_windows >= 2 and result.errors["unique_id"].nunique() >= 10:
+        from stockml import router_pipeline as rp
+
+        progress("automl", 0, 1)
+        rp.automl_step(run)
+        progress("automl", 1, 1)
+        rp.train_router_step(run, progress)
+        routed = run.load_json("router.json")
+        promotion = asdict(rp.promote_step(run))
+        progress("forecast", 0, 1)
+        forecasts = rp.forecast_with_champion(run)
+        progress("forecast", 1, 1)
+    else:
+        if router:
+            log.warning("too few SKUs or backtest windows to train a router; forecasting with per-SKU best methods")
+        forecasts = forecast_step(run, result, progress)
+    return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts, routed, promotion)

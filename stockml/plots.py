@@ -49,3 +49,19 @@ def plot_backtest_samples(
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_error_by_pattern(by_pattern: pd.DataFrame, path: Path, methods: list[str], metric: str = "mase") -> Path:
+    """Grouped bars: mean error of the router and the other ``methods`` within each demand pattern."""
+    t = by_pattern[by_pattern["method"].isin(methods)].pivot_table(index="pattern", columns="method", values=metric)
+    t = t.reindex(columns=[m for m in methods if m in t.columns])
+    ax = t.plot.bar(figsize=(9, 4), rot=0, width=0.8)
+    ax.set_ylabel(f"mean {metric.upper()} (holdout window)")
+    ax.set_title(f"{metric.upper()} by demand pattern: lower is better", fontsize=10)
+    ax.legend(fontsize=8)
+    fig = ax.get_figure()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

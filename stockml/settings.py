@@ -43,10 +43,46 @@ class Settings(BaseSettings):
     cv2_cutoff: float = 0.49
     anomaly_contamination: float = Field(default=0.05, gt=0, lt=0.5)
     quarantine_retention_days: int = 90
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking/registry URI (default: sqlite:///<home>/mlflow.db)."
+    )
+    mlflow_experiment: str = Field(default="stockml-router", description="MLflow experiment for router runs.")
+    optuna_storage: str | None = Field(
+        default=None, description="Optuna study storage URL (default: sqlite:///<home>/optuna.db; Postgres works)."
+    )
+    automl_trials: int = Field(default=20, ge=0, description="Optuna trials per training run (0: no tuning).")
+    zoo_trials: int = Field(
+        default=10, ge=0, description="Optuna trials tuning TSB on intermittent/lumpy SKUs (0: defaults)."
+    )
+    automl_timeout_s: float = Field(default=120, gt=0, description="Time box for Optuna per training run.")
+    router_mode: str | None = Field(
+        default=None, description="select | combine; default: whichever is better on the holdout window."
+    )
+    router_metric: str = Field(
+        default="mase",
+        pattern="^(mase|owa)$",
+        description="Error the router minimises: mase (inventory) or owa (M4; favours zeros on intermittent SKUs).",
+    )
+    router_top_k: int = Field(default=3, ge=1, description="Methods a combine-mode router blends per SKU.")
+    promotion_tolerance: float = Field(
+        default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
+    )
 
     @cached_property
     def default_source_db(self) -> Path:
         return self.home / "source.db"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.home / "mlartifacts").resolve()
+
+    @property
+    def optuna_url(self) -> str:
+        return self.optuna_storage or f"sqlite:///{(self.home / 'optuna.db').resolve()}"
 
     @property
     def runs_dir(self) -> Path:

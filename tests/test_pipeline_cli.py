@@ -54,6 +54,8 @@ def _env(mp: pytest.MonkeyPatch, root: Path) -> Path:
     mp.setenv("AIRFLOW_CONN_STOCKML_SOURCE", sqlite_conn_json(db))
     mp.setenv("STOCKML_METHODS", json.dumps(METHOD_SUBSET))
     mp.setenv("STOCKML_N_JOBS", "1")
+    mp.setenv("STOCKML_AUTOML_TRIALS", "3")
+    mp.setenv("STOCKML_ZOO_TRIALS", "2")
     for var in ("STOCKML_SOURCE_SCHEMA", "STOCKML_HORIZON", "STOCKML_BACKTEST_WINDOWS", "STOCKML_DEBUG"):
         mp.delenv(var, raising=False)
     return db
@@ -95,7 +97,9 @@ def test_run_prints_the_summary(demo):
         "Products per demand pattern",
         "Backtest accuracy per method",
         "Best method per pattern",
-        "Methods chosen per SKU",
+        "Router's top method per SKU",
+        "registered stockml-router v1",
+        "promoted to champion",
         "stock_classes, stock_forecasts, stock_quarantine",
         "forecast_vs_actual.png",
     ):
@@ -123,7 +127,10 @@ def test_output_tables(demo):
     first = pd.to_datetime(fc["ds"]).min()
     assert first == pd.Timestamp(report["last_week"]) + pd.Timedelta(weeks=1)
     assert set(fc["method"]) <= set(METHOD_SUBSET)
-    assert set(fc["model_version"]) == {"zoo-selection-v1"}
+    # Forecasts come from the registry's champion: the router registered and promoted by this run.
+    assert set(fc["model_version"]) == {"stockml-router/v1"}
+    assert fc["confidence"].between(0, 1).all()
+    assert fc["explanation"].str.contains("because").all()
 
     q = read_output(engine, "stock_quarantine", "r1")
     assert len(q) == 4

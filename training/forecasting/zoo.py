@@ -134,9 +134,10 @@ class PointOnly(_Wrapper):
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
-    build: Callable[[int], _TS]
+    build: Callable[..., _TS]  # build(season_length, **params)
     intervals: bool
     family: str  # "baseline", "smoothing", "arima", "intermittent"
+    params: tuple[str, ...] = ()  # hyper-parameters ``build`` takes as keywords (see ModelZoo.params)
 
 
 def _sa(base: _TS, m: int, alias: str) -> _TS:
@@ -179,7 +180,13 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec("CrostonOptimized", lambda m: PointOnly(CrostonOptimized()), False, "intermittent"),
         MethodSpec("CrostonSBA", lambda m: PointOnly(CrostonSBA()), False, "intermittent"),
-        MethodSpec("TSB", lambda m: PointOnly(TSB(alpha_d=0.2, alpha_p=0.2)), False, "intermittent"),
+        MethodSpec(
+            "TSB",
+            lambda m, alpha_d=0.2, alpha_p=0.2: PointOnly(TSB(alpha_d=alpha_d, alpha_p=alpha_p)),
+            False,
+            "intermittent",
+            ("alpha_d", "alpha_p"),
+        ),
         MethodSpec("ADIDA", lambda m: PointOnly(ADIDA()), False, "intermittent"),
         MethodSpec("IMAPA", lambda m: PointOnly(IMAPA()), False, "intermittent"),
     ]
@@ -200,7 +207,9 @@ class ModelZoo:
     """Forecast many series with many methods in one parallel statsforecast run.
 
     ``clip_negative`` floors forecasts and bounds at zero (demand cannot be negative);
-    the M4 benchmark turns it off.
+    the M4 benchmark turns it off. ``params`` overrides the hyper-parameters of the methods
+    that have them, e.g. ``{"TSB": {"alpha_d": 0.1, "alpha_p": 0.05}}`` (tuned by
+    ``training.automl.tune_zoo``); a method without an entry keeps its defaults.
     """
 
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -208,12 +217,18 @@ class ModelZoo:
     freq: str = "W-MON"
     n_jobs: int = -1
     clip_negative: bool = True
+    params: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.methods = resolve_methods(self.methods)
+        for name, kwargs in self.params.items():
+            accepted = METHODS[resolve_methods([name])[0]].params
+            unknown = sorted(set(kwargs) - set(accepted))
+            if unknown:
+                raise ValueError(f"{name} takes no parameter(s) {unknown}; tunable: {list(accepted)}")
 
     def _statsforecast(self) -> StatsForecast:
-        models = [METHODS[name].build(self.season_length) for name in self.methods]
+        models = [METHODS[name].build(self.season_length, **self.params.get(name, {})) for name in self.methods]
         for name, model in zip(self.methods, models, strict=True):
             model.alias = name
         return StatsForecast(models=models, freq=self.freq, n_jobs=self.n_jobs, fallback_model=Naive())

@@ -66,6 +66,9 @@ class ForecastRouter:
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
     seed: int = 0
+    # One OpenMP thread: the meta-model's data is small, and with other work on a 2-core
+    # machine XGBoost's spinning threads made a 3 s fit take 100 s (measured).
+    n_threads: int = 1
     methods_: list[str] = field(default_factory=list, init=False)
     features_: list[str] = field(default_factory=list, init=False)
     booster_: xgb.Booster | None = field(default=None, init=False, repr=False)
@@ -83,7 +86,7 @@ class ForecastRouter:
             "min_child_weight": self.min_child_weight,
             "num_class": len(self.methods_),
             "seed": self.seed,
-            "nthread": -1,
+            "nthread": self.n_threads,
             "verbosity": 0,
         }
 

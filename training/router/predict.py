@@ -71,10 +71,14 @@ class RouterModel:
     rule: PatternRule
     quantiles: pd.DataFrame
     info: dict = field(default_factory=dict)
+    zoo_params: dict = field(default_factory=dict)  # tuned member hyper-parameters, e.g. TSB's alphas
 
     @classmethod
-    def from_training(cls, t, info: dict | None = None) -> RouterModel:  # t: RouterTraining
-        return cls(t.router, t.policy, t.season_length, t.horizon, t.rule, t.quantiles, dict(info or {}))
+    def from_training(cls, t, info: dict | None = None, zoo_params: dict | None = None) -> RouterModel:
+        """``t`` is a :class:`~training.router.train.RouterTraining`."""
+        return cls(
+            t.router, t.policy, t.season_length, t.horizon, t.rule, t.quantiles, dict(info or {}), zoo_params or {}
+        )
 
     def route(self, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(features, policy weights, explanations) per SKU of a regular weekly history."""
@@ -94,7 +98,7 @@ class RouterModel:
         frames = []
         for method in weights.columns[(weights > 0).any(axis=0)]:
             ids = weights.index[weights[method] > 0]
-            zoo = ModelZoo(methods=[method], season_length=self.season_length, n_jobs=jobs)
+            zoo = ModelZoo([method], self.season_length, n_jobs=jobs, params=self.zoo_params)
             frames.append(zoo.forecast(hist[hist["unique_id"].isin(ids)], h, intervals=False))
         members = pd.concat(frames, ignore_index=True)
         fc = combine(members, weights, ["unique_id"]).assign(lo80=np.nan, hi80=np.nan, lo95=np.nan, hi95=np.nan)

@@ -84,14 +84,28 @@ def window_features(
     return pd.concat(frames).sort_index()
 
 
-def window_errors(errors: pd.DataFrame, metric: str = "mase") -> pd.DataFrame:
-    """(unique_id, cutoff) × method error table; MAE relative to the best where MASE is undefined."""
+def window_errors(errors: pd.DataFrame, metric: str = "mase", baseline: str = "Naive2") -> pd.DataFrame:
+    """(unique_id, cutoff) × method error table the router learns from.
+
+    ``mase`` (inventory default): MASE, with MAE relative to the best method where MASE is
+    undefined. ``owa`` (M4, as FFORMA trained): per row ½(sMAPE/sMAPE_Naive2 + MASE/MASE_Naive2),
+    which needs the ``baseline`` method in the backtest.
+    """
     e = errors.set_index([*KEYS, "method"])
-    table = e[metric].unstack("method")
+    table = e["mase"].unstack("method")
     fallback = e["mae"].unstack("method")
     rows = table.isna().all(axis=1)
     if rows.any():
         table.loc[rows] = fallback.loc[rows].div(fallback.loc[rows].min(axis=1).replace(0, 1), axis=0)
+    if metric == "owa":
+        if baseline not in table.columns:
+            raise ValueError(f"metric 'owa' needs {baseline} in the backtest")
+        smape = e["smape"].unstack("method")
+        s_base = smape[baseline].where(smape[baseline] > 0, 1.0)
+        m_base = table[baseline].where(table[baseline] > 0, 1.0)
+        table = 0.5 * (smape.div(s_base, axis=0) + table.div(m_base, axis=0))
+    elif metric != "mase":
+        raise ValueError(f"metric must be 'mase' or 'owa', not {metric!r}")
     return table.apply(lambda col: col.fillna(table.max(axis=1)))
 
 
@@ -176,6 +190,7 @@ def train_router(
     params: dict | None = None,
     top_k: int = 3,
     rule: PatternRule | None = None,
+    metric: str = "mase",
 ) -> RouterTraining:
     """Fit the router on the backtest, evaluate both modes on the last window, keep the better."""
     rule = rule or PatternRule()
@@ -183,15 +198,16 @@ def train_router(
     cutoffs = sorted(origins["cutoff"].unique())
     if len(cutoffs) < 2:
         raise ValueError("the router needs at least 2 backtest windows: one to learn from, one to judge on")
-    x_all, e_all = _router_rows(window_features(demand, origins, season_length, rule), window_errors(backtest.errors))
-    last = pd.Timestamp(cutoffs[-1])
+    feats = window_features(demand, origins, season_length, rule)
+    x_all, e_all = _router_rows(feats, window_errors(backtest.errors, metric))
+    last = cutoffs[-1]
     is_last = x_all.index.get_level_values("cutoff") == last
     x_tr, e_tr, x_ho = x_all[~is_last], e_all[~is_last], x_all[is_last]
     params = {k: v for k, v in (params or {}).items() if k != "mode"}
 
     fc_last = backtest.forecasts[backtest.forecasts["cutoff"] == last]
     earlier = backtest.errors[backtest.errors["cutoff"] != last]
-    best_single = str(summarise(earlier).sort_values("mase").index[0])
+    best_single = str(summarise(earlier).sort_values(metric).index[0])
     candidates = {}
     for m in ("select", "combine") if mode is None else (mode,):
         pol = Policy(m, top_k)
@@ -200,10 +216,11 @@ def train_router(
     scales = window_scales(demand, origins[origins["cutoff"] == last])
     routed = pd.concat([c[1] for c in candidates.values()], ignore_index=True)
     routed_err = pointwise_errors(routed, scales)
-    mode_scores = {m: float(routed_err[routed_err["method"] == f"{ROUTER}:{m}"]["mase"].mean()) for m in candidates}
+    scored = summarise(pd.concat([backtest.errors[backtest.errors["cutoff"] == last], routed_err], ignore_index=True))
+    mode_scores = {m: float(scored.loc[f"{ROUTER}:{m}", metric]) for m in candidates}
     chosen = min(mode_scores, key=mode_scores.get)
     policy = candidates[chosen][0]
-    log.info("router modes on the holdout window", extra={"mase": mode_scores, "chosen": chosen})
+    log.info("router modes on the holdout window", extra={metric: mode_scores, "chosen": chosen})
 
     holdout_fc = pd.concat([fc_last, routed.replace({"method": {f"{ROUTER}:{chosen}": ROUTER}})], ignore_index=True)
     chosen_err = routed_err.replace({"method": {f"{ROUTER}:{chosen}": ROUTER}})

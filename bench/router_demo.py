@@ -1,0 +1,123 @@
+"""Router benchmark on demo data: accuracy targets and the AutoML wall time, on this machine.
+
+What it measures (issue 3 targets):
+
+- the router's OWA against the best single method's, on the holdout window (the last
+  backtest window; the router is fitted on the earlier ones, the best single method is the
+  one that was best on the earlier ones, as a planner would have chosen it);
+- the share of SKUs where the router's error is within 10 % of that SKU's best method;
+- the wall time of the whole training: ingest → classify → backtest of the 15-method zoo →
+  Optuna AutoML → router training, evaluation, MLflow logging and registration.
+
+The router is trained on the configured metric (``--metric``, default mase); the figures for
+the other metric are printed too, from the same backtest, so both trade-offs are visible.
+
+Example::
+
+    python -m bench.router_demo --skus 1000 --trials 30 --timeout 240 --out /tmp/router_demo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from stockml.connections import sqlite_conn_json
+from stockml.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skus", type=int, default=1000)
+    ap.add_argument("--weeks", type=int, default=156)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--trials", type=int, default=30, help="Optuna trials (time-boxed by --timeout)")
+    ap.add_argument("--timeout", type=float, default=240, help="AutoML time box, seconds")
+    ap.add_argument("--metric", choices=["mase", "owa"], default="mase")
+    ap.add_argument("--home", type=Path, default=None, help="state folder (default: a temporary one)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="stockml-bench-"))
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["AIRFLOW_CONN_STOCKML_BENCH"] = sqlite_conn_json(home / "source.db")
+
+    from stockml import pipeline as p
+    from stockml import router_pipeline as rp
+    from training.data.demo import generate_catalogue
+    from training.data.store import write_source_tables
+    from training.router.train import train_router
+
+    s = Settings(
+        home=home, source_conn_id="stockml_bench", automl_trials=args.trials, automl_timeout_s=args.timeout,
+        router_metric=args.metric,
+    )  # fmt: skip
+    cat = generate_catalogue(args.skus, args.weeks, args.seed)
+    run = p.Run(s, "bench")
+    write_source_tables(run.engine(), cat.products, cat.movements)
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.perf_counter() - start - sum(timings.values()), 1)
+        print(f"  {name:<10} {timings[name]:7.1f} s", flush=True)
+
+    print(f"router benchmark: {args.skus} SKUs x {args.weeks} weeks, seed {args.seed}, home {home}")
+    p.ingest(run)
+    lap("ingest")
+    p.classify_step(run)
+    lap("classify")
+    p.backtest_step(run)
+    lap("backtest")
+    rp.automl_step(run)
+    lap("automl")
+    version = rp.train_router_step(run)
+    lap("router")
+    total = round(sum(timings.values()), 1)
+    router = run.load_json("router.json")
+    automl = run.load_json("automl.json")
+
+    other = "owa" if args.metric == "mase" else "mase"
+    demand, _ = p.load_demand(run)
+    alt = train_router(demand, p.load_backtest(run), s.season_length, None, automl.get("best_params"), metric=other)
+
+    result = {
+        "command": "python -m bench.router_demo " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "skus": args.skus,
+        "weeks": args.weeks,
+        "seed": args.seed,
+        "metric": args.metric,
+        "timings_s": timings,
+        "total_training_s": total,
+        "automl": {k: automl.get(k) for k in ("n_trials", "n_pruned", "best_value", "baseline_value", "elapsed_s")},
+        "mode": router["mode"],
+        "mode_scores": router["mode_scores"],
+        "best_single": router["best_single"],
+        "targets": router["targets"],
+        "registered": f"{version.name} v{version.version}",
+        "other_metric": {"metric": other, "mode": alt.policy.mode, "targets": alt.targets},
+        "summary": router["summary"],
+        "report": str(run.dir / "router_report" / "evaluation.html"),
+    }
+    t = router["targets"]
+    print(json.dumps(result, indent=2, default=str))
+    print(
+        f"\nrouter ({args.metric}, {router['mode']}): OWA {t['router_owa']:.3f} vs best single "
+        f"{router['best_single']} {t['best_single_owa']:.3f}; MASE {t['router_mase']:.3f} vs "
+        f"{t['best_single_mase']:.3f} (oracle {t['oracle_mase']:.3f}); within 10 % of best on "
+        f"{t['share_within_10pct_of_best']:.1%} of SKUs; training {total:.0f} s"
+    )
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
