@@ -8,7 +8,6 @@ The Postgres test needs the server at 127.0.0.1:5432 and works in its own schema
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 
 import numpy as np
@@ -16,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
+from services import PG_URI, postgres_unreachable
 from threadpoolctl import threadpool_limits
 
 from training.automl import TUNABLE, TuneResult, best_router, default_params, tune_router, tune_zoo
@@ -25,8 +25,6 @@ from training.data.demo import generate_catalogue
 from training.data.validate import validate
 from training.data.weekly import to_weekly_demand
 from training.forecasting.zoo import ModelZoo
-
-PG_URI = os.environ.get("STOCKML_TEST_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="module")
@@ -184,20 +182,11 @@ def test_every_trial_is_a_nested_mlflow_run(problem, tmp_path):
     assert set(client.get_run(baseline["run_id"].iloc[0]).data.params) == set(router_defaults("combine"))
 
 
-def _postgres_unreachable() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URI, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {PG_URI}: {type(exc).__name__}: {str(exc).strip()[:200]}"
-    return None
 
 
 @pytest.mark.postgres
 def test_postgres_storage_persists_and_continues(problem):
-    reason = _postgres_unreachable()
+    reason = postgres_unreachable()
     if reason:
         pytest.skip(reason)
     import sqlalchemy as sa

@@ -8,12 +8,12 @@ own schema ``stockml_test_<uuid8>``, dropped (CASCADE) at the end.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from services import PG_URI, postgres_unreachable
 from typer.testing import CliRunner
 
 from stockml.cli import app
@@ -28,26 +28,17 @@ from training.data.weekly import to_weekly_demand
 
 pytestmark = pytest.mark.postgres
 
-PG_URI = os.environ.get("STOCKML_TEST_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
+
 SKUS, WEEKS, SEED = 40, 120, 3
 CUTOFF = "2026-11-22"  # the demo history's last day: keeps validation clock-independent
 METHOD_SUBSET = ["Naive", "Naive2", "SES", "TSB", "CrostonSBA"]
 
 
-def _postgres_unreachable() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URI, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {PG_URI}: {type(exc).__name__}: {str(exc).strip()[:200]}"
-    return None
 
 
 @pytest.fixture(scope="module")
 def pg_schema():
-    reason = _postgres_unreachable()
+    reason = postgres_unreachable()
     if reason:
         pytest.skip(reason)
     schema = f"stockml_test_{uuid.uuid4().hex[:8]}"

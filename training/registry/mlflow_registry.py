@@ -275,7 +275,7 @@ def promote(
         current = version_by_alias(name, CHALLENGER)
         if current is not None and str(current.version) == str(cand.version):
             client.delete_registered_model_alias(name, CHALLENGER)
-    log.info("promotion decided", extra=asdict(decision))
+    log.info("promotion decided", extra={"promotion": asdict(decision)})
     return decision
 
 
