@@ -166,19 +166,29 @@ def _router_rows(features: pd.DataFrame, errors: pd.DataFrame) -> tuple[pd.DataF
     return features.loc[common], errors.loc[common]
 
 
+def window_index(origins: pd.DataFrame) -> pd.Series:
+    """1, 2, … per SKU in cutoff order: windows line up by position, not by date.
+
+    The demo's SKUs share calendar cutoffs, but M4's integer-indexed series each have their own,
+    so "the last window" must be each series' last, not the latest cutoff overall.
+    """
+    return origins.groupby("unique_id")["cutoff"].rank(method="dense").astype(int)
+
+
 def _oof_router_forecasts(
     make: ForecastRouter, policy: Policy, x: pd.DataFrame, e: pd.DataFrame, forecasts: pd.DataFrame
 ) -> pd.DataFrame:
     """Leave-one-window-out router forecasts: each window routed by a router that never saw it."""
     frames = []
-    cutoffs = x.index.get_level_values("cutoff")
-    for c in sorted(cutoffs.unique()):
-        train, test = cutoffs != c, cutoffs == c
+    windows = window_index(x.index.to_frame(index=False)).to_numpy()
+    for w in np.unique(windows):
+        train, test = windows != w, windows == w
         if train.sum() < 10:
             continue
         r = ForecastRouter(**{**make.params(), "mode": policy.mode}).fit(x[train], e[train])
-        w = policy.weights(r.weights(x[test]))
-        frames.append(combine(forecasts[forecasts["cutoff"] == c], w, KEYS))
+        wts = policy.weights(r.weights(x[test]))
+        keys = pd.MultiIndex.from_frame(forecasts[KEYS])
+        frames.append(combine(forecasts[keys.isin(x.index[test])], wts, KEYS))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -194,29 +204,35 @@ def train_router(
 ) -> RouterTraining:
     """Fit the router on the backtest, evaluate both modes on the last window, keep the better."""
     rule = rule or PatternRule()
-    origins = backtest.errors[KEYS].drop_duplicates()
-    cutoffs = sorted(origins["cutoff"].unique())
-    if len(cutoffs) < 2:
+    origins = backtest.errors[KEYS].drop_duplicates().reset_index(drop=True)
+    window = window_index(origins)
+    is_last_origin = window == window.groupby(origins["unique_id"]).transform("max")
+    if window.max() < 2:
         raise ValueError("the router needs at least 2 backtest windows: one to learn from, one to judge on")
+    last_keys = pd.MultiIndex.from_frame(origins.loc[is_last_origin & (window > 1), KEYS])
+
+    def in_last(frame: pd.DataFrame) -> np.ndarray:
+        return pd.MultiIndex.from_frame(frame[KEYS]).isin(last_keys)
+
     feats = window_features(demand, origins, season_length, rule)
     x_all, e_all = _router_rows(feats, window_errors(backtest.errors, metric))
-    last = cutoffs[-1]
-    is_last = x_all.index.get_level_values("cutoff") == last
+    is_last = x_all.index.isin(last_keys)
     x_tr, e_tr, x_ho = x_all[~is_last], e_all[~is_last], x_all[is_last]
     params = {k: v for k, v in (params or {}).items() if k != "mode"}
 
-    fc_last = backtest.forecasts[backtest.forecasts["cutoff"] == last]
-    earlier = backtest.errors[backtest.errors["cutoff"] != last]
+    fc_last = backtest.forecasts[in_last(backtest.forecasts)]
+    errors_last = backtest.errors[in_last(backtest.errors)]
+    earlier = backtest.errors[~in_last(backtest.errors)]
     best_single = str(summarise(earlier).sort_values(metric).index[0])
     candidates = {}
     for m in ("select", "combine") if mode is None else (mode,):
         pol = Policy(m, top_k)
         r = ForecastRouter(mode=m, **params).fit(x_tr, e_tr)
         candidates[m] = (pol, combine(fc_last, pol.weights(r.weights(x_ho)), KEYS, f"{ROUTER}:{m}"))
-    scales = window_scales(demand, origins[origins["cutoff"] == last])
+    scales = window_scales(demand, origins[in_last(origins)])
     routed = pd.concat([c[1] for c in candidates.values()], ignore_index=True)
     routed_err = pointwise_errors(routed, scales)
-    scored = summarise(pd.concat([backtest.errors[backtest.errors["cutoff"] == last], routed_err], ignore_index=True))
+    scored = summarise(pd.concat([errors_last, routed_err], ignore_index=True))
     mode_scores = {m: float(scored.loc[f"{ROUTER}:{m}", metric]) for m in candidates}
     chosen = min(mode_scores, key=mode_scores.get)
     policy = candidates[chosen][0]
@@ -224,7 +240,7 @@ def train_router(
 
     holdout_fc = pd.concat([fc_last, routed.replace({"method": {f"{ROUTER}:{chosen}": ROUTER}})], ignore_index=True)
     chosen_err = routed_err.replace({"method": {f"{ROUTER}:{chosen}": ROUTER}})
-    holdout_err = pd.concat([backtest.errors[backtest.errors["cutoff"] == last], chosen_err], ignore_index=True)
+    holdout_err = pd.concat([errors_last, chosen_err], ignore_index=True)
     table, targets = _holdout_table(holdout_err, best_single, x_ho, rule)
 
     final = ForecastRouter(mode=chosen, **params).fit(x_all, e_all)
@@ -236,7 +252,7 @@ def train_router(
     quantiles = _extend_steps(residual_quantiles(oof_bt, patterns))
     return RouterTraining(
         final, policy, season_length, backtest.h, rule, quantiles, table, holdout_err, holdout_fc,
-        last, best_single, mode_scores, targets,
+        origins.loc[is_last_origin, "cutoff"].max(), best_single, mode_scores, targets,
     )  # fmt: skip
 
 
