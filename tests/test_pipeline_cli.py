@@ -225,6 +225,20 @@ def test_unseen_pattern_falls_back_to_pooled_quantiles():
     assert out.loc[0, ["lo95", "lo80", "hi80", "hi95"]].tolist() == [1.0, 2.0, 4.0, 5.0]
 
 
+def test_registry_commands(demo, monkeypatch):
+    """models / promote / rollback on the registry that `stockml run` filled."""
+    _env(monkeypatch, demo["root"])
+    listed = _invoke("models")
+    assert listed.exit_code == 0, listed.output
+    assert "champion" in listed.output and "first" in listed.output  # the promotion note, wrapped by rich
+    again = _invoke("promote", "--version", "1")
+    assert again.exit_code == 0 and "already champion" in _text(again)
+    out = _assert_exit_2(_invoke("rollback"), "replaced no earlier version")
+    assert "champion v1" in out
+    _assert_exit_2(_invoke("promote", "--version", "99"), "no version 99")
+    # (runs before the re-run test below, which registers and promotes v2 and v3)
+
+
 def test_rerun_is_idempotent_and_run_ids_are_separate(demo):
     engine = demo["engine"]
     before = _counts(engine, "r1")
@@ -323,3 +337,4 @@ def test_undefined_connection_exits_2(tmp_path, monkeypatch):
     _env(monkeypatch, tmp_path)
     monkeypatch.delenv("AIRFLOW_CONN_NOPE", raising=False)
     _assert_exit_2(_invoke("run", "--source", "nope"), "AIRFLOW_CONN_NOPE")
+
