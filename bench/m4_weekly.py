@@ -194,6 +194,7 @@ def run_router(
     n_jobs: int = -1,
     trials: int = 0,
     timeout_s: float = 300,
+    top_k: int = 2,
 ) -> dict[str, Any]:
     """The router as one more row: trained on rolling-origin backtests of the training part only.
 
@@ -219,7 +220,7 @@ def run_router(
         common = feats.index.intersection(errs.index)
         tuned = tune_router(feats.loc[common], errs.loc[common], mode="combine", n_trials=trials, timeout_s=timeout_s)
         params = tuned.best_params
-    trained = train_router(train_long, bt, season_length=52, params=params, metric=metric)
+    trained = train_router(train_long, bt, season_length=52, params=params, metric=metric, top_k=top_k)
     full = zoo.forecast(train_long, h=H, intervals=False)
     feats = router_features(train_long, 52, trained.rule)
     weights = trained.policy.weights(trained.router.weights(feats))
@@ -230,7 +231,7 @@ def run_router(
     table = summarise(errors, baseline=BASELINE)
     row = table.loc["router"]
     return {
-        "method": f"router ({trained.policy.mode}, {metric})",
+        "method": f"router ({trained.policy.mode}, {metric}, top {top_k})",
         "smape": float(row["smape"]),
         "mase": float(row["mase"]),
         "owa": float(row["owa"]),
@@ -447,6 +448,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--router", action="store_true", help="add the router (trained on backtests of the train part)")
     p.add_argument("--router-windows", type=int, default=4, help="backtest windows the router learns from")
     p.add_argument("--router-trials", type=int, default=0, help="Optuna trials for the router (0: defaults)")
+    p.add_argument("--router-top-k", type=int, default=2, help="methods a combine-mode router blends")
     return p.parse_args(argv)
 
 
@@ -466,7 +468,10 @@ def main(argv: list[str] | None = None) -> int:
 
     table = run_benchmark(train, test, methods, args.n_jobs)
     if args.router:
-        row = run_router(train, test, n_windows=args.router_windows, n_jobs=args.n_jobs, trials=args.router_trials)
+        row = run_router(
+            train, test, n_windows=args.router_windows, n_jobs=args.n_jobs, trials=args.router_trials,
+            top_k=args.router_top_k,
+        )  # fmt: skip
         print(json.dumps({k: v for k, v in row.items()}, default=str))
         table = pd.concat([table, pd.DataFrame([{k: row[k] for k in table.columns}])], ignore_index=True)
         table = table.sort_values("owa").reset_index(drop=True)

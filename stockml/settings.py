@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         pattern="^(mase|owa)$",
         description="Error the router minimises: mase (inventory) or owa (M4; favours zeros on intermittent SKUs).",
     )
-    router_top_k: int = Field(default=3, ge=1, description="Methods a combine-mode router blends per SKU.")
+    router_top_k: int = Field(default=2, ge=1, description="Methods a combine-mode router blends per SKU.")
     promotion_tolerance: float = Field(
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
     )

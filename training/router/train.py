@@ -114,7 +114,7 @@ class Policy:
     """How router weights become a forecast: the arg-max method, or the top-k weights renormalised."""
 
     mode: str = "combine"
-    top_k: int = 3
+    top_k: int = 2
 
     def weights(self, raw: pd.DataFrame) -> pd.DataFrame:
         w = raw.to_numpy(dtype=float)
@@ -198,7 +198,7 @@ def train_router(
     season_length: int = 52,
     mode: str | None = None,
     params: dict | None = None,
-    top_k: int = 3,
+    top_k: int = 2,
     rule: PatternRule | None = None,
     metric: str = "mase",
 ) -> RouterTraining:
