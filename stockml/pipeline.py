@@ -105,6 +105,7 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
         "cutoff_week": str(last_complete_week_start(pd.Timestamp(cutoff)).date()) if cutoff else None,
     }
     run.save_json("ingest.json", report)
+    publish_demand(run)
     log.info("ingest done", extra={"run_id": run.run_id, **{k: report[k] for k in ("skus", "quarantined")}})
     return report
 
@@ -278,3 +279,40 @@ def run_pipeline(
             log.warning("too few SKUs or backtest windows to train a router; forecasting with per-SKU best methods")
         forecasts = forecast_step(run, result, progress)
     return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts, routed, promotion)
+
+
+DEMAND_FILES = ("demand.parquet", "products.parquet", "ingest.json")
+
+
+def publish_demand(run: Run) -> Path:
+    """Point ``<home>/latest_demand.json`` at this run's weekly demand (what training picks up)."""
+    pointer = run.settings.home / "latest_demand.json"
+    pointer.write_text(json.dumps({"run_id": run.run_id, "dir": str(run.dir.resolve())}))
+    return pointer
+
+
+def adopt_demand(run: Run, source_dir: str | Path | None = None) -> dict:
+    """Copy a published weekly demand into this run (the latest one by default).
+
+    Training runs separately from ingestion (another DAG, another worker): it starts from a
+    validated snapshot rather than re-reading the source, so the data a model was trained on
+    is exactly the data the ingest run validated.
+    """
+    import shutil
+
+    if source_dir is None:
+        pointer = run.settings.home / "latest_demand.json"
+        if not pointer.exists():
+            raise FileNotFoundError(
+                f"no published weekly demand ({pointer} is missing): "
+                "run the stock_ingest DAG or `stockml validate` first"
+            )
+        source_dir = json.loads(pointer.read_text())["dir"]
+    src = Path(source_dir)
+    missing = [f for f in DEMAND_FILES if not (src / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{src} lacks {missing}; re-run the ingest")
+    if src.resolve() != run.dir.resolve():
+        for f in DEMAND_FILES:
+            shutil.copy2(src / f, run.dir / f)
+    return run.load_json("ingest.json")

@@ -229,6 +229,9 @@ def forecast_with_champion(run: Run) -> pd.DataFrame:
     fc.to_parquet(run.dir / "forecasts.parquet", index=False)
     run.write("stock_forecasts", fc)
     run.save_json("forecast.json", {"model_version": champ.version, "rows": len(fc)})
+    from stockml.maintenance import publish_forecasts
+
+    publish_forecasts(s, run.dir, run.run_id)
     return fc
 
 

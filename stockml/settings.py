@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     cv2_cutoff: float = 0.49
     anomaly_contamination: float = Field(default=0.05, gt=0, lt=0.5)
     quarantine_retention_days: int = 90
+    run_retention_days: int = Field(default=30, ge=0, description="Run folders older than this are pruned daily.")
+    retrain_mase_threshold: float = Field(
+        default=1.5, gt=0, description="Monitoring triggers stock_training when live MASE exceeds this."
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking/registry URI (default: sqlite:///<home>/mlflow.db)."
     )

@@ -9,6 +9,9 @@ from pathlib import Path
 _HOME = Path(tempfile.mkdtemp(prefix="stockml-tests-"))
 os.environ.setdefault("AIRFLOW_HOME", str(_HOME / "airflow"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+_REPO = Path(__file__).resolve().parents[1]
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(_REPO / "plugins")
 os.environ.setdefault("STOCKML_HOME", str(_HOME / "stockml"))
 
 import pytest  # noqa: E402

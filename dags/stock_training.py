@@ -1,0 +1,94 @@
+"""stock_training: classify → tune TSB → backtest → AutoML → router → register → promote → forecast.
+
+Scheduled on the Asset ``stockml_weekly_demand`` (after every successful ingest) and weekly on
+Sunday 03:00 UTC. Each step calls the same functions as the ``stockml`` CLI. The router is
+registered in MLflow as ``stockml-router`` with alias ``challenger``; ``MlflowPromoteOperator``
+moves ``champion`` to it only if it is not worse on the holdout (a refusal is a normal outcome:
+the champion stays). Forecasts come from the champion and are written to ``stock_forecasts``;
+classes to ``stock_classes``. Outputs are keyed by this DAG run's id: re-running it replaces them.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
+from stockml_airflow.common import START, WEEKLY_DEMAND, default_args, run_for
+from stockml_airflow.operators import MlflowPromoteOperator
+
+SCHEDULE = AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=[WEEKLY_DEMAND])
+
+
+@dag(
+    dag_id="stock_training",
+    schedule=SCHEDULE,
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    tags=["stockml", "training", "mlflow"],
+    default_args=default_args(),
+    doc_md=__doc__,
+)
+def stock_training():
+    @task
+    def prepare() -> dict:
+        """Start from the demand the triggering ingest published (the latest one otherwise)."""
+        from stockml.pipeline import adopt_demand
+
+        context = get_current_context()
+        source_dir = None
+        for events in (context.get("triggering_asset_events") or {}).values():
+            for event in events:
+                source_dir = (event.extra or {}).get("dir") or source_dir
+        report = adopt_demand(run_for(context), source_dir)
+        return {"skus": report["skus"], "last_week": report["last_week"]}
+
+    @task
+    def classify(_: dict) -> dict:
+        from stockml.pipeline import classify_step
+
+        classes = classify_step(run_for(get_current_context()))
+        return {"skus": len(classes), "patterns": classes["pattern"].value_counts().to_dict()}
+
+    @task
+    def tune_zoo(_: dict) -> dict:
+        from stockml.router_pipeline import tune_zoo_step
+
+        return tune_zoo_step(run_for(get_current_context()))
+
+    @task
+    def backtest(_: dict) -> dict:
+        from stockml.pipeline import backtest_step
+
+        result = backtest_step(run_for(get_current_context()))
+        return {"best_method": result.best_method(), "excluded": len(result.excluded)}
+
+    @task
+    def automl(_: dict) -> dict:
+        from stockml.router_pipeline import automl_step
+
+        return automl_step(run_for(get_current_context()))
+
+    @task
+    def train_router(_: dict) -> dict:
+        from stockml.router_pipeline import train_router_step
+
+        run = run_for(get_current_context())
+        version = train_router_step(run)
+        return {"name": version.name, "version": version.version, "targets": run.load_json("router.json")["targets"]}
+
+    promote = MlflowPromoteOperator(
+        task_id="promote", version="{{ ti.xcom_pull(task_ids='train_router')['version'] }}"
+    )
+
+    @task
+    def forecast(_: dict) -> dict:
+        from stockml.router_pipeline import forecast_with_champion
+
+        fc = forecast_with_champion(run_for(get_current_context()))
+        return {"rows": len(fc), "model_version": str(fc["model_version"].iloc[0])}
+
+    trained = train_router(automl(backtest(tune_zoo(classify(prepare())))))
+    trained >> promote
+    forecast(promote.output)
+
+
+stock_training()

@@ -1,0 +1,70 @@
+"""Assets, default arguments and the failure callback shared by every stockml DAG."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset
+
+log = logging.getLogger("stockml.airflow")
+
+OWNER = "stockml"
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+# Published by stock_ingest when a run's weekly demand is ready; stock_training is scheduled on it.
+WEEKLY_DEMAND = Asset(name="stockml_weekly_demand", uri="file:///stockml/weekly_demand.parquet")
+
+
+def record_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback: log the failure and append it to <STOCKML_HOME>/failures.jsonl.
+
+    The file is what ops (and the monitoring DAG) can read without the Airflow UI; the log
+    line carries the same fields for log shippers.
+    """
+    ti = context.get("ti") or context.get("task_instance")
+    event = {
+        "at": pendulum.now("UTC").isoformat(),
+        "dag_id": getattr(ti, "dag_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "run_id": getattr(ti, "run_id", None),
+        "try_number": getattr(ti, "try_number", None),
+        "error": str(context.get("exception"))[:2000],
+    }
+    log.error("stockml task failed", extra={"failure": event})
+    try:
+        home = Path(os.environ.get("STOCKML_HOME", ".stockml"))
+        home.mkdir(parents=True, exist_ok=True)
+        with (home / "failures.jsonl").open("a") as fh:
+            fh.write(json.dumps(event) + "\n")
+    except OSError:  # a callback must never raise
+        log.exception("could not record the failure")
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Retries with exponential back-off (sources and registries hiccup), a timeout, the callback."""
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": record_failure,
+    }
+    args.update(overrides)
+    return args
+
+
+def run_for(context: dict[str, Any]) -> Any:
+    """The stockml pipeline run of this DAG run: its outputs are keyed by the Airflow run id,
+    so clearing and re-running a DAG run replaces its rows instead of adding new ones."""
+    from stockml.pipeline import Run
+    from stockml.settings import get_settings
+
+    return Run(get_settings(), f"{context['dag'].dag_id}__{context['run_id']}")

@@ -1,0 +1,47 @@
+"""Operators the providers lack: promotion in the MLflow registry through stockml's guardrails."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+
+class MlflowPromoteOperator(BaseOperator):
+    """Move ``champion`` to a version through the guardrails; never fails because of a refusal.
+
+    A refused promotion is a normal outcome (the champion stays in place), recorded as tags on
+    the candidate version and returned as the task's XCom. ``version`` may be templated, e.g.
+    ``"{{ ti.xcom_pull(task_ids='train_router')['version'] }}"``; empty means the challenger.
+    """
+
+    template_fields = ("version",)
+
+    def __init__(
+        self,
+        *,
+        model_name: str = "stockml-router",
+        version: str | None = None,
+        tolerance: float | None = None,
+        force: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.version = version
+        self.tolerance = tolerance
+        self.force = force
+
+    def execute(self, context: Any) -> dict:
+        from stockml.settings import get_settings
+        from training.registry import mlflow_registry as reg
+
+        s = get_settings()
+        s.home.mkdir(parents=True, exist_ok=True)
+        reg.configure(s.tracking_uri, s.mlflow_experiment, s.artifact_root)
+        who = f"airflow:{context['dag'].dag_id}/{context['run_id']}"
+        tol = s.promotion_tolerance if self.tolerance is None else self.tolerance
+        decision = reg.promote(self.model_name, self.version or None, tol, self.force, who=who)
+        self.log.info("promotion: %s", decision.reason)
+        return asdict(decision)
