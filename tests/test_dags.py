@@ -149,3 +149,41 @@ def test_source_without_valid_rows_fails_clearly(dagbag, airflow_db, tmp_path, m
     failures = [json.loads(line) for line in (home / "failures.jsonl").read_text().splitlines()]
     assert failures[-1]["task_id"] == "ingest" and "no valid" in failures[-1]["error"].lower()
     assert pd.notna(failures[-1]["at"])
+
+
+@pytest.mark.postgres
+def test_ingest_and_training_on_postgres(dagbag, airflow_db, tmp_path, monkeypatch):
+    """The same DAG runs with the source (and the outputs) in PostgreSQL, in a throw-away schema."""
+    import uuid
+
+    from services import PG_URI, postgres_unreachable
+
+    reason = postgres_unreachable()
+    if reason:
+        pytest.skip(reason)
+    schema = f"stockml_dag_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(PG_URI.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        cat = generate_catalogue(30, 110, seed=5)
+        write_source_tables(engine, cat.products, cat.movements, schema)
+        monkeypatch.setenv("STOCKML_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("AIRFLOW_CONN_STOCKML_SOURCE", PG_URI)
+        monkeypatch.setenv("STOCKML_SOURCE_SCHEMA", schema)
+        for k, v in FAST.items():
+            monkeypatch.setenv(k, v)
+        ingest = _test(dagbag, "stock_ingest", 20)
+        assert ingest.state == "success"
+        assert len(read_output(engine, "stock_quarantine", f"stock_ingest__{ingest.run_id}", schema)) == 4
+        training = _test(dagbag, "stock_training", 20)
+        assert training.state == "success", [(ti.task_id, ti.state) for ti in training.get_task_instances()]
+        fc = read_output(engine, "stock_forecasts", f"stock_training__{training.run_id}", schema)
+        assert fc["sku"].nunique() >= 25
+        again = _test(dagbag, "stock_training", 20)
+        assert again.state == "success"
+        assert len(read_output(engine, "stock_forecasts", f"stock_training__{again.run_id}", schema)) == len(fc)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
