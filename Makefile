@@ -7,7 +7,14 @@ SKUS   ?= 300
 WEEKS  ?= 156
 SEED   ?= 42
 
-.PHONY: install run test lint bench-m4 lock clean
+AIRFLOW_PORT ?= 8080
+# The embedded Airflow: SQLite metadata DB under .stockml/airflow, this repository's DAGs and plugins.
+AIRFLOW := env PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.stockml/airflow" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__PLUGINS_FOLDER="$(CURDIR)/plugins" \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) STOCKML_HOME="$(CURDIR)/.stockml"
+
+.PHONY: install run pipeline airflow-up airflow-down test lint bench-m4 lock clean
 
 install: $(STAMP)
 
@@ -20,9 +27,34 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# Demo data, then the pipeline as real Airflow DAG runs (ingest, then training: AutoML, router,
+# MLflow registration and promotion, forecasts), a summary, and the Airflow UI left running.
 run: install
 	$(BIN)/stockml demo-data --skus $(SKUS) --weeks $(WEEKS) --seed $(SEED)
-	$(BIN)/stockml run
+	$(MAKE) --no-print-directory pipeline airflow-up
+
+pipeline: install
+	$(AIRFLOW) $(BIN)/airflow db migrate >/dev/null
+	$(AIRFLOW) $(BIN)/airflow dags test stock_ingest > .stockml/dag_stock_ingest.log 2>&1 \
+		|| { tail -40 .stockml/dag_stock_ingest.log; exit 1; }
+	@echo "stock_ingest: success (log: .stockml/dag_stock_ingest.log)"
+	$(AIRFLOW) $(BIN)/airflow dags test stock_training > .stockml/dag_stock_training.log 2>&1 \
+		|| { tail -40 .stockml/dag_stock_training.log; exit 1; }
+	@echo "stock_training: success (log: .stockml/dag_stock_training.log)"
+	$(AIRFLOW) $(BIN)/stockml status
+
+# `airflow standalone` (scheduler, DAG processor, triggerer, API server/UI) in the background.
+airflow-up: install
+	@$(MAKE) --no-print-directory airflow-down >/dev/null 2>&1 || true
+	$(AIRFLOW) setsid nohup $(BIN)/airflow standalone > .stockml/airflow-standalone.log 2>&1 & echo $$! > .stockml/airflow.pid
+	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null && break; sleep 2; done
+	@curl -sf http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null \
+		&& echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_PORT)  (runs of stock_ingest and stock_training are listed; stop with: make airflow-down)" \
+		|| { echo "Airflow did not come up; see .stockml/airflow-standalone.log"; exit 1; }
+
+airflow-down:
+	@test -f .stockml/airflow.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/airflow.pid) | tr -d ' ') 2>/dev/null; \
+		pkill -f "$(CURDIR)/$(BIN)/airflow" 2>/dev/null; rm -f .stockml/airflow.pid; true
 
 test: install
 	$(BIN)/ruff check .

@@ -356,6 +356,33 @@ def models(name: Annotated[str, typer.Option(help="Registered model name.")] = "
 
 @app.command()
 @_guard
+def status() -> None:
+    """What serves now: the champion, and the latest training run's router figures and decision."""
+    import json
+
+    from stockml.router_pipeline import registry_summary
+
+    s = _registry()
+    pointer = s.home / "latest_forecasts.json"
+    if not pointer.exists():
+        _fail("no forecasts published yet: run `make pipeline`, the stock_training DAG or `stockml run`")
+    run_dir = Path(json.loads(pointer.read_text())["dir"])
+    router = json.loads((run_dir / "router.json").read_text()) if (run_dir / "router.json").exists() else None
+    promotion = json.loads((run_dir / "promotion.json").read_text()) if (run_dir / "promotion.json").exists() else None
+    if router:
+        _print_router(router, promotion, s)
+    champ = [r for r in registry_summary() if "champion" in r["aliases"].split(",")]
+    if champ:
+        console.print(f"champion: stockml-router v{champ[0]['version']} (holdout MASE {champ[0]['holdout_mase']})")
+    fc = pd.read_parquet(run_dir / "forecasts.parquet")
+    console.print(
+        f"latest forecasts: {fc['sku'].nunique()} SKUs x {fc['step'].max()} weeks from {fc['ds'].min():%Y-%m-%d} "
+        f"in stock_forecasts (run folder {run_dir}; report {run_dir / 'router_report' / 'evaluation.html'})"
+    )
+
+
+@app.command()
+@_guard
 def prune(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
     days: Annotated[int | None, typer.Option(min=0, help="Retention of quarantined rows, days.")] = None,

@@ -238,12 +238,16 @@ def forecast_with_champion(run: Run) -> pd.DataFrame:
 def registry_summary(name: str = reg.MODEL_NAME) -> list[dict]:
     """Every version with its aliases and key tags (for `stockml models`)."""
     client = mlflow.MlflowClient()
+    try:
+        aliases = client.get_registered_model(name).aliases  # {alias: version}; search results omit them
+    except mlflow.exceptions.MlflowException:
+        return []
     rows = []
     for v in client.search_model_versions(f"name='{name}'"):
         rows.append(
             {
                 "version": int(v.version),
-                "aliases": ",".join(v.aliases),
+                "aliases": ",".join(sorted(a for a, ver in aliases.items() if str(ver) == str(v.version))),
                 "holdout_mase": v.tags.get("holdout_mase", ""),
                 "data_end": v.tags.get("data_end", ""),
                 "git_commit": v.tags.get("git_commit", "")[:10],

@@ -44,4 +44,9 @@ class MlflowPromoteOperator(BaseOperator):
         tol = s.promotion_tolerance if self.tolerance is None else self.tolerance
         decision = reg.promote(self.model_name, self.version or None, tol, self.force, who=who)
         self.log.info("promotion: %s", decision.reason)
+        from stockml_airflow.common import run_for
+
+        run = run_for(context)
+        if run.dir.exists():
+            run.save_json("promotion.json", asdict(decision))
         return asdict(decision)
