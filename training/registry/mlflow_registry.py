@@ -149,8 +149,11 @@ def log_router(
         pkl.write_bytes(pickle.dumps(model))
         example = hist[hist["unique_id"].isin(hist["unique_id"].unique()[:2])]
         out_example = model.predict(example, horizon=2, n_jobs=1)
+        # Integer columns in a signature make MLflow warn about missing values: describe step as a double.
         signature = infer_signature(
-            example.astype({"ds": "datetime64[ns]"}), out_example, params={"horizon": int(model.horizon)}
+            example.astype({"ds": "datetime64[ns]"}),
+            out_example.astype({"step": "float64"}),
+            params={"horizon": int(model.horizon)},
         )
         info = mlflow.pyfunc.log_model(
             name="router",
