@@ -54,7 +54,7 @@ airflow-up: install
 
 airflow-down:
 	@test -f .stockml/airflow.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/airflow.pid) | tr -d ' ') 2>/dev/null; \
-		pkill -f "[.]venv/bin/airflow" 2>/dev/null; rm -f .stockml/airflow.pid; true
+		rm -f .stockml/airflow.pid; true
 
 test: install
 	$(BIN)/ruff check .

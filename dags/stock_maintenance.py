@@ -28,7 +28,7 @@ def stock_maintenance():
         from training.data.store import prune_quarantine as prune
 
         run = Run(get_settings(), "maintenance")
-        return prune(run.engine(), run.settings.quarantine_retention_days, run.settings.source_schema)
+        return prune(run.hook(), run.settings.quarantine_retention_days, run.settings.source_schema)
 
     @task
     def prune_runs() -> list[str]:

@@ -102,7 +102,7 @@ def demo_data(
         cat = generate_catalogue(skus, weeks, seed, end=end, dirty_rows=not clean)
     target = target or s.source_conn_id
     with console.status(f"Writing {len(cat.movements):,} movements to {target}..."):
-        write_source_tables(get_hook(target).get_sqlalchemy_engine(), cat.products, cat.movements, s.source_schema)
+        write_source_tables(get_hook(target), cat.products, cat.movements, s.source_schema)
     truth_path = truth or s.ground_truth_path
     cat.write_truth(truth_path)
     counts = cat.truth_frame()["pattern"].value_counts().to_dict()
@@ -393,7 +393,7 @@ def prune(
 
     r = Run(get_settings(source_conn_id=source))
     n = prune_quarantine(
-        r.engine(), days if days is not None else r.settings.quarantine_retention_days, r.settings.source_schema
+        r.hook(), days if days is not None else r.settings.quarantine_retention_days, r.settings.source_schema
     )
     console.print(f"removed {n} quarantined rows")
 
@@ -411,7 +411,7 @@ def show(
     from training.data.store import read_output
 
     r = Run(get_settings(source_conn_id=source))
-    df = read_output(r.engine(), table, run_id, r.settings.source_schema)
+    df = read_output(r.hook(), table, run_id, r.settings.source_schema)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(df.head(limit).to_string() if not df.empty else f"{table} is empty")
 

@@ -72,7 +72,7 @@ class Run:
         return self.hook().get_sqlalchemy_engine()
 
     def write(self, table: str, df: pd.DataFrame) -> int:
-        return write_output(self.engine(), table, df, self.run_id, self.settings.source_schema)
+        return write_output(self.hook(), table, df, self.run_id, self.settings.source_schema)
 
     def save_json(self, name: str, payload: dict) -> None:
         (self.dir / name).write_text(json.dumps(payload, indent=2, default=str))

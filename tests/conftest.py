@@ -31,3 +31,23 @@ def router_data():
     demand = to_weekly_demand(cat.movements)
     bt = backtest(demand, ModelZoo(methods=ROUTER_METHODS, n_jobs=1), h=8, n_windows=3)
     return {"demand": demand, "products": cat.products, "backtest": bt}
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """`airflow db migrate` once for the session (dag.test needs the metadata tables)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300, env=os.environ
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    """The repository's DAGs, parsed the way the DAG processor parses them."""
+    from airflow.models import DagBag
+
+    return DagBag(dag_folder=str(_REPO / "dags"))

@@ -17,3 +17,23 @@ def postgres_unreachable(uri: str = PG_URI) -> str | None:
     except Exception as exc:
         return f"PostgreSQL not reachable at {uri}: {type(exc).__name__}: {str(exc).strip()[:200]}"
     return None
+
+
+def weekly_demand_through(hook, schema: str | None, cutoff: str):
+    """(weekly demand, validation report) read through ``hook``, canonical dtypes and order,
+    so demand from different backends compares with assert_frame_equal."""
+    import pandas as pd
+
+    from training.data.source import SourceQueries, read_source
+    from training.data.validate import validate
+    from training.data.weekly import to_weekly_demand
+
+    products, movements = read_source(hook, SourceQueries.default(schema))
+    result = validate(products, movements, today=pd.Timestamp(cutoff))
+    demand = to_weekly_demand(result.movements, pd.Timestamp(cutoff))
+    demand = demand.assign(
+        unique_id=demand["unique_id"].astype(str),
+        ds=pd.to_datetime(demand["ds"]).astype("datetime64[ns]"),
+        y=demand["y"].astype("float64"),
+    )
+    return demand.sort_values(["unique_id", "ds"]).reset_index(drop=True), result.report

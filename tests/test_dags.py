@@ -8,9 +8,6 @@ source on SQLite (Postgres in test_dags_postgres.py); tasks execute in-process, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -32,22 +29,6 @@ FAST = {
     "STOCKML_BACKTEST_WINDOWS": "2",
     "STOCKML_HORIZON": "8",
 }
-
-
-@pytest.fixture(scope="session")
-def airflow_db():
-    """`airflow db migrate` once for the session (dag.test needs the metadata tables)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300, env=os.environ
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
-@pytest.fixture(scope="session")
-def dagbag():
-    from airflow.models import DagBag
-
-    return DagBag(dag_folder=str(REPO / "dags"))
 
 
 def test_every_dag_imports_with_tags_owner_and_schedule(dagbag):

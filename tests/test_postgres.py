@@ -13,7 +13,7 @@ import uuid
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from services import PG_URI, postgres_unreachable
+from services import PG_URI, postgres_unreachable, weekly_demand_through
 from typer.testing import CliRunner
 
 from stockml.cli import app
@@ -21,10 +21,7 @@ from stockml.connections import get_hook, sqlite_conn_json
 from stockml.pipeline import Run, run_pipeline
 from stockml.settings import Settings
 from training.data.demo import generate_catalogue
-from training.data.source import SourceQueries, read_source
 from training.data.store import read_output, write_source_tables
-from training.data.validate import validate
-from training.data.weekly import to_weekly_demand
 
 pytestmark = pytest.mark.postgres
 
@@ -81,15 +78,7 @@ def pg_env(monkeypatch, tmp_path, sources):
 
 
 def _weekly(hook, schema: str | None) -> tuple[pd.DataFrame, dict]:
-    products, movements = read_source(hook, SourceQueries.default(schema))
-    result = validate(products, movements, today=pd.Timestamp(CUTOFF))
-    demand = to_weekly_demand(result.movements, pd.Timestamp(CUTOFF))
-    demand = demand.assign(
-        unique_id=demand["unique_id"].astype(str),
-        ds=pd.to_datetime(demand["ds"]).astype("datetime64[ns]"),
-        y=demand["y"].astype("float64"),
-    )
-    return demand.sort_values(["unique_id", "ds"]).reset_index(drop=True), result.report
+    return weekly_demand_through(hook, schema, CUTOFF)
 
 
 def test_hooks_are_the_provider_hooks(pg_env):

@@ -8,6 +8,8 @@
 #   --worker-only   start just `airflow celery worker` (an extra worker machine; see celery.env)
 #   --no-triggerer  skip the triggerer (only deferrable operators need it; stockml's DAGs do not)
 #   --no-wait       do not wait for /api/v2/monitor/health
+# A second worker on this machine: STOCKML_WORKER_NAME=worker2 AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=8795 \
+#   infra/airflow/start-distributed.sh --worker-only
 # Needs: PostgreSQL and Redis reachable at the URLs in celery.env, the venv (make install) with
 # apache-airflow-providers-celery installed.
 set -euo pipefail
@@ -24,7 +26,7 @@ for arg in "$@"; do
     --worker-only) WORKER_ONLY=1 ;;
     --no-triggerer) TRIGGERER=0 ;;
     --no-wait) WAIT=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +43,11 @@ mkdir -p "$AIRFLOW_HOME" "$RUN_DIR" "$STOCKML_HOME"
 
 # --- Secrets: generated once, shared by every component (copy the file to other machines) ----------
 SECRETS="$AIRFLOW_HOME/secrets.env"
+if [[ ! -f "$SECRETS" && $WORKER_ONLY == 1 ]]; then
+  echo "$SECRETS is missing: copy it from the machine that runs the scheduler and api-server" >&2
+  echo "(a worker with other secrets cannot talk to the api-server)" >&2
+  exit 1
+fi
 if [[ ! -f "$SECRETS" ]]; then
   umask 077
   python - >"$SECRETS" <<'EOF'
@@ -75,7 +82,9 @@ start() {  # start NAME ARGS...: own session (process group), log and PID file
     echo "  $name already running (pid $(cat "$RUN_DIR/$name.pid"))"
     return
   fi
-  setsid nohup airflow "$@" >"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  # `python -m airflow`: same program as the `airflow` script; its command line does not match
+  # `pkill -f .venv/bin/airflow` style clean-ups of other stacks on the machine.
+  setsid nohup "$VENV/bin/python" -m airflow "$@" >"$RUN_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/$name.pid"
   echo "  $name: pid $!, log $RUN_DIR/$name.log"
 }
@@ -95,14 +104,17 @@ if url.get_backend_name() == "postgresql":
             print(f"created database {url.database}")
 EOF
   echo "airflow db migrate ..."
-  airflow db migrate >"$RUN_DIR/db-migrate.log" 2>&1 || { tail -n 30 "$RUN_DIR/db-migrate.log"; exit 1; }
+  "$VENV/bin/python" -m airflow db migrate >"$RUN_DIR/db-migrate.log" 2>&1 || { tail -n 30 "$RUN_DIR/db-migrate.log"; exit 1; }
   echo "starting Airflow components (AIRFLOW_HOME=$AIRFLOW_HOME)"
   start api-server api-server
   start scheduler scheduler
   start dag-processor dag-processor
   if [[ $TRIGGERER == 1 ]]; then start triggerer triggerer; fi
 fi
-start celery-worker celery worker --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY"
+# STOCKML_WORKER_NAME names the worker's PID/log files and its Celery hostname (NAME@host): set a
+# different one (and AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT) to run a second worker on this machine.
+WORKER_NAME="${STOCKML_WORKER_NAME:-celery-worker}"
+start "$WORKER_NAME" celery worker --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY" --celery-hostname "$WORKER_NAME@%h"
 
 if [[ $WORKER_ONLY == 0 && $WAIT == 1 ]]; then
   echo -n "waiting for $AIRFLOW__API__BASE_URL/api/v2/monitor/health "
@@ -118,11 +130,16 @@ if [[ $WORKER_ONLY == 0 && $WAIT == 1 ]]; then
   done
 fi
 
+if [[ $WORKER_ONLY == 1 ]]; then
+  echo "worker $WORKER_NAME started (broker $AIRFLOW__CELERY__BROKER_URL); stop: $HERE/stop-distributed.sh"
+  exit 0
+fi
 cat <<EOF
 
 Airflow UI and REST API: $AIRFLOW__API__BASE_URL   (user admin, password in $SECRETS:
   STOCKML_AIRFLOW_ADMIN_PASSWORD; API token: curl -X POST $AIRFLOW__API__BASE_URL/auth/token \\
   -H 'Content-Type: application/json' -d '{"username":"admin","password":"..."}')
 Logs and PID files: $RUN_DIR     Stop: $HERE/stop-distributed.sh
-Unpause and trigger: airflow dags unpause stock_ingest && airflow dags trigger stock_ingest
+CLI in this configuration:  . $HERE/env.sh   then e.g.
+  airflow dags unpause stock_ingest && airflow dags trigger stock_ingest && airflow celery list-workers
 EOF

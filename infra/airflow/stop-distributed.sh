@@ -25,8 +25,14 @@ RUN_DIR="${STOCKML_AIRFLOW_RUN_DIR:-$AIRFLOW_HOME/run}"
 
 shopt -s nullglob
 pids=()
-# Worker first (stops taking tasks), then the rest.
-for name in celery-worker triggerer dag-processor scheduler api-server; do
+core=(triggerer dag-processor scheduler api-server)
+workers=()
+for f in "$RUN_DIR"/*.pid; do
+  name="$(basename "$f" .pid)"
+  [[ " ${core[*]} " == *" $name "* ]] || workers+=("$name")
+done
+# Workers first (they stop taking tasks), then the rest.
+for name in "${workers[@]}" "${core[@]}"; do
   f="$RUN_DIR/$name.pid"
   [[ -f "$f" ]] || continue
   pid="$(cat "$f")"

@@ -1,15 +1,29 @@
-"""Write source tables and pipeline outputs through a SQLAlchemy engine, transactionally.
+"""Write source tables and pipeline outputs, idempotently per run, to SQL databases or Hive.
 
-Outputs carry ``run_id`` in their key: writing a run deletes that run's rows and inserts the
-new ones in one transaction, so re-running a run id replaces its outputs and never
+Outputs carry ``run_id`` in their key: writing a run replaces that run's rows and never
 duplicates them, and a failure half-way leaves the previous rows in place.
+
+Two stores implement that contract (:class:`OutputStore`):
+
+- :class:`SqlAlchemyStore` (SQLite, PostgreSQL, anything with a SQLAlchemy engine): the
+  run's rows are deleted and the new ones inserted in one transaction;
+- :class:`training.data.hive_store.HiveStore` (HiveServer2: Hive, Spark's Thrift server):
+  Hive has no transactions, so every output table is partitioned by ``run_id`` and a run
+  is written with ``INSERT OVERWRITE ... PARTITION (run_id=...)``.
+
+The module functions (``write_output``, ``read_output``, ``prune_quarantine``,
+``write_source_tables``) take a *target*: a SQLAlchemy engine, an Airflow provider hook
+(SqliteHook, PostgresHook: its engine is used and disposed; HiveServer2Hook: the Hive
+store), or a store; :func:`open_store` does the dispatch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 import sqlalchemy as sa
@@ -18,6 +32,11 @@ from sqlalchemy.engine import Engine
 
 def _created() -> sa.Column:
     return sa.Column("created_at", sa.DateTime, nullable=False)
+
+
+def output_tables(schema: str | None = None) -> dict[str, sa.Table]:
+    """The output tables' definitions (also the column list and types the Hive store uses)."""
+    return _tables(schema)
 
 
 def _tables(schema: str | None) -> dict[str, sa.Table]:
@@ -102,58 +121,145 @@ def _add_missing_columns(conn: sa.Connection, t: sa.Table) -> None:
             conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {col.name} {col.type.compile(conn.dialect)}"))
 
 
-def write_output(engine: Engine, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
-    """Replace the rows of ``run_id`` in ``table`` with ``df`` (one transaction); returns rows written."""
+def check_output_table(table: str) -> None:
     if table not in OUTPUT_TABLES:
         raise ValueError(f"unknown output table {table!r}; expected one of {OUTPUT_TABLES}")
-    t = _tables(schema)[table]
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def output_frame(table: str, df: pd.DataFrame, run_id: str, created_at: dt.datetime | None = None) -> pd.DataFrame:
+    """``df`` with the bookkeeping columns every output row carries (run_id, created_at)."""
+    now = created_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     frame = df.assign(run_id=run_id, created_at=now)
     if "ds" in frame.columns:
         frame["ds"] = pd.to_datetime(frame["ds"]).dt.date
-    rows = _records(frame, [c.name for c in t.columns])
-    with engine.begin() as conn:
-        t.create(conn, checkfirst=True)
-        _add_missing_columns(conn, t)
-        conn.execute(t.delete().where(t.c.run_id == run_id))
-        for i in range(0, len(rows), 5000):
-            conn.execute(t.insert(), rows[i : i + 5000])
-    return len(rows)
+    return frame
 
 
-def read_output(engine: Engine, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
-    t = _tables(schema)[table]
-    q = sa.select(t)
-    if run_id is not None:
-        q = q.where(t.c.run_id == run_id)
-    with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(q).mappings().all())
+@runtime_checkable
+class OutputStore(Protocol):
+    """Where pipeline outputs (and the demo source tables) are written."""
+
+    def write(self, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int: ...
+
+    def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame: ...
+
+    def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int: ...
+
+    def write_source_tables(
+        self, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None
+    ) -> None: ...
 
 
-def prune_quarantine(engine: Engine, older_than_days: int, schema: str | None = None) -> int:
+class SqlAlchemyStore:
+    """Outputs in a SQL database through SQLAlchemy: delete + insert per run id in one transaction."""
+
+    def __init__(self, engine: Engine, dispose: bool = False) -> None:
+        self.engine = engine
+        self._dispose = dispose
+
+    def close(self) -> None:
+        if self._dispose:
+            self.engine.dispose()
+
+    def write(self, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
+        check_output_table(table)
+        t = _tables(schema)[table]
+        rows = _records(output_frame(table, df, run_id), [c.name for c in t.columns])
+        with self.engine.begin() as conn:
+            t.create(conn, checkfirst=True)
+            _add_missing_columns(conn, t)
+            conn.execute(t.delete().where(t.c.run_id == run_id))
+            for i in range(0, len(rows), 5000):
+                conn.execute(t.insert(), rows[i : i + 5000])
+        return len(rows)
+
+    def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
+        t = _tables(schema)[table]
+        q = sa.select(t)
+        if run_id is not None:
+            q = q.where(t.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(q).mappings().all())
+
+    def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int:
+        t = _tables(schema)["stock_quarantine"]
+        limit = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=older_than_days)
+        with self.engine.begin() as conn:
+            if not sa.inspect(conn).has_table("stock_quarantine", schema=schema):
+                return 0
+            return conn.execute(t.delete().where(t.c.created_at < limit)).rowcount
+
+    def write_source_tables(self, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None) -> None:
+        engine = self.engine
+        with engine.begin() as conn:
+            if schema and engine.dialect.name == "postgresql":
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            products.to_sql("products", conn, schema=schema, if_exists="replace", index=False)
+            movements.assign(date=pd.to_datetime(movements["date"]).dt.date).to_sql(
+                "stock_movements",
+                conn,
+                schema=schema,
+                if_exists="replace",
+                index=False,
+                chunksize=20000,
+                method="multi" if engine.dialect.name == "postgresql" else None,
+            )
+
+
+def is_hive_hook(target: Any) -> bool:
+    """True for Airflow's HiveServer2Hook (or anything declaring the ``hiveserver2`` connection type)."""
+    return getattr(target, "conn_type", None) == "hiveserver2"
+
+
+@contextlib.contextmanager
+def open_store(target: Any) -> Iterator[OutputStore]:
+    """The store for ``target``: a store, a SQLAlchemy engine, or an Airflow provider hook.
+
+    An engine made here from a SQL hook is disposed on exit; an engine passed in is left open.
+    """
+    if isinstance(target, OutputStore):
+        yield target
+    elif isinstance(target, Engine):
+        if target.dialect.name == "hive":
+            raise TypeError("Hive outputs are written through the HiveServer2Hook: pass the hook, not an engine")
+        yield SqlAlchemyStore(target)
+    elif is_hive_hook(target):
+        from training.data.hive_store import HiveStore
+
+        yield HiveStore(target)
+    elif hasattr(target, "get_sqlalchemy_engine"):
+        store = SqlAlchemyStore(target.get_sqlalchemy_engine(), dispose=True)
+        try:
+            yield store
+        finally:
+            store.close()
+    else:
+        raise TypeError(f"cannot write outputs to {type(target).__name__}: expected an engine, a hook or a store")
+
+
+def write_output(target: Any, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
+    """Replace the rows of ``run_id`` in ``table`` with ``df``; returns rows written."""
+    check_output_table(table)
+    with open_store(target) as store:
+        return store.write(table, df, run_id, schema)
+
+
+def read_output(target: Any, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
+    """The rows of ``table`` (of one run when ``run_id`` is given)."""
+    check_output_table(table)
+    with open_store(target) as store:
+        return store.read(table, run_id, schema)
+
+
+def prune_quarantine(target: Any, older_than_days: int, schema: str | None = None) -> int:
     """Delete quarantined rows past their retention; returns how many were removed."""
-    t = _tables(schema)["stock_quarantine"]
-    limit = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=older_than_days)
-    with engine.begin() as conn:
-        if not sa.inspect(conn).has_table("stock_quarantine", schema=schema):
-            return 0
-        return conn.execute(t.delete().where(t.c.created_at < limit)).rowcount
+    with open_store(target) as store:
+        return store.prune_quarantine(older_than_days, schema)
 
 
 def write_source_tables(
-    engine: Engine, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None
+    target: Any, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None
 ) -> None:
-    """Replace the source tables with a catalogue (used by ``stockml demo-data``), atomically."""
-    with engine.begin() as conn:
-        if schema and engine.dialect.name == "postgresql":
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        products.to_sql("products", conn, schema=schema, if_exists="replace", index=False)
-        movements.assign(date=pd.to_datetime(movements["date"]).dt.date).to_sql(
-            "stock_movements",
-            conn,
-            schema=schema,
-            if_exists="replace",
-            index=False,
-            chunksize=20000,
-            method="multi" if engine.dialect.name == "postgresql" else None,
-        )
+    """Replace the source tables with a catalogue (used by ``stockml demo-data``)."""
+    with open_store(target) as store:
+        store.write_source_tables(products, movements, schema)
