@@ -133,7 +133,7 @@ def test_source_without_valid_rows_fails_clearly(dagbag, airflow_db, tmp_path, m
 
 
 @pytest.mark.postgres
-def test_ingest_and_training_on_postgres(dagbag, airflow_db, tmp_path, monkeypatch):
+def test_every_dag_on_postgres(dagbag, airflow_db, tmp_path, monkeypatch):
     """The same DAG runs with the source (and the outputs) in PostgreSQL, in a throw-away schema."""
     import uuid
 
@@ -164,7 +164,37 @@ def test_ingest_and_training_on_postgres(dagbag, airflow_db, tmp_path, monkeypat
         again = _test(dagbag, "stock_training", 20)
         assert again.state == "success"
         assert len(read_output(engine, "stock_forecasts", f"stock_training__{again.run_id}", schema)) == len(fc)
+        assert _test(dagbag, "stock_monitoring", 21).state == "success"
+        assert _test(dagbag, "stock_maintenance", 21).state == "success"
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
+
+
+def test_monitoring_triggers_training_when_forecasts_degrade(dagbag, airflow_db, tmp_path, monkeypatch):
+    """Forecasts made 8 weeks ago are scored on the weeks observed since; past the threshold,
+    stock_monitoring triggers stock_training (and below it, does not)."""
+    _source(monkeypatch, tmp_path)
+    monkeypatch.setenv("STOCKML_CUTOFF", "2026-09-27")
+    assert _test(dagbag, "stock_ingest", 10).state == "success"
+    assert _test(dagbag, "stock_training", 10).state == "success"
+    monkeypatch.delenv("STOCKML_CUTOFF")
+    assert _test(dagbag, "stock_ingest", 11).state == "success"
+
+    from stockml.maintenance import forecast_performance
+    from stockml.settings import get_settings
+
+    report = forecast_performance(get_settings(), threshold=1.5)
+    assert report["status"] == "scored" and report["weeks"] == 8 and report["skus"] >= 25
+    assert 0 < report["mase"] < 10
+
+    monkeypatch.setenv("STOCKML_RETRAIN_MASE_THRESHOLD", str(report["mase"] * 0.5))
+    degraded = _test(dagbag, "stock_monitoring", 11)
+    states = {ti.task_id: ti.state for ti in degraded.get_task_instances()}
+    assert degraded.state == "success" and states["trigger_training"] == "success", states
+
+    monkeypatch.setenv("STOCKML_RETRAIN_MASE_THRESHOLD", str(report["mase"] * 2))
+    healthy = _test(dagbag, "stock_monitoring", 12)
+    states = {ti.task_id: ti.state for ti in healthy.get_task_instances()}
+    assert healthy.state == "success" and states["trigger_training"] == "skipped", states
