@@ -14,7 +14,10 @@ AIRFLOW := env PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.stockml/a
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) STOCKML_HOME="$(CURDIR)/.stockml"
 
-.PHONY: install run pipeline airflow-up airflow-down test lint bench-m4 lock clean
+SERVE_PORT ?= 3000
+KEYS := .stockml/api_keys
+
+.PHONY: install run pipeline airflow-up airflow-down serve-up serve-down bento test lint bench-m4 lock clean
 
 install: $(STAMP)
 
@@ -31,7 +34,7 @@ $(STAMP): requirements.lock pyproject.toml
 # MLflow registration and promotion, forecasts), a summary, and the Airflow UI left running.
 run: install
 	$(BIN)/stockml demo-data --skus $(SKUS) --weeks $(WEEKS) --seed $(SEED)
-	$(MAKE) --no-print-directory pipeline airflow-up
+	$(MAKE) --no-print-directory pipeline airflow-up serve-up
 
 pipeline: install
 	$(AIRFLOW) $(BIN)/airflow db migrate >/dev/null
@@ -51,6 +54,27 @@ airflow-up: install
 	@curl -sf http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null \
 		&& echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_PORT)  (runs of stock_ingest and stock_training are listed; stop with: make airflow-down)" \
 		|| { echo "Airflow did not come up; see .stockml/airflow-standalone.log"; exit 1; }
+
+# The BentoML service on the registry's champion, in the background, with a local admin API key.
+serve-up: install
+	@$(MAKE) --no-print-directory serve-down >/dev/null 2>&1 || true
+	@test -s $(KEYS) || { umask 077; echo "$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))'):admin" > $(KEYS); }
+	STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_API_KEYS_FILE="$(CURDIR)/$(KEYS)" setsid nohup \
+		$(BIN)/bentoml serve serving.bentos.service:StockForecaster --host 127.0.0.1 --port $(SERVE_PORT) \
+		> .stockml/serving.log 2>&1 & echo $$! > .stockml/serving.pid
+	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:$(SERVE_PORT)/readyz >/dev/null && break; sleep 2; done
+	@curl -sf http://127.0.0.1:$(SERVE_PORT)/readyz >/dev/null || { echo "the service did not become ready; see .stockml/serving.log"; exit 1; }
+	@echo "Forecast service: http://127.0.0.1:$(SERVE_PORT) (stop with: make serve-down). Try:"
+	@echo "  curl -s -X POST http://127.0.0.1:$(SERVE_PORT)/forecast -H 'Content-Type: application/json' \\"
+	@echo "    -H \"Authorization: Bearer $$(cut -d: -f1 $(KEYS))\" \\"
+	@echo "    -d '{\"horizon\": 4, \"items\": [{\"sku\": \"SKU-1\", \"history\": [{\"ds\": \"2026-10-05\", \"y\": 3}, {\"ds\": \"2026-10-12\", \"y\": 0}, {\"ds\": \"2026-10-19\", \"y\": 5}, {\"ds\": \"2026-10-26\", \"y\": 2}]}]}'"
+
+serve-down:
+	@test -f .stockml/serving.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/serving.pid) | tr -d ' ') 2>/dev/null; \
+		rm -f .stockml/serving.pid; true
+
+bento: install
+	$(BIN)/bentoml build -f serving/bentos/bentofile.yaml
 
 airflow-down:
 	@test -f .stockml/airflow.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/airflow.pid) | tr -d ' ') 2>/dev/null; \

@@ -383,6 +383,22 @@ def status() -> None:
 
 @app.command()
 @_guard
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 3000,
+) -> None:
+    """Serve the registry's champion over HTTP (BentoML): /forecast, /classify, /model_info, /admin/reload."""
+    import subprocess
+
+    exe = Path(sys.executable).with_name("bentoml")
+    root = Path(__file__).resolve().parents[1]
+    cmd = [str(exe), "serve", "serving.bentos.service:StockForecaster", "--host", host, "--port", str(port)]
+    console.print(f"serving on http://{host}:{port} (API keys from STOCKML_API_KEYS; Ctrl-C stops)")
+    raise typer.Exit(subprocess.call(cmd, cwd=root))
+
+
+@app.command()
+@_guard
 def prune(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
     days: Annotated[int | None, typer.Option(min=0, help="Retention of quarantined rows, days.")] = None,

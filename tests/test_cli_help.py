@@ -5,7 +5,9 @@ from typer.testing import CliRunner
 
 from stockml.cli import app
 
-COMMANDS = ["demo-data", "validate", "run", "show", "prune"]
+COMMANDS = [
+    "demo-data", "validate", "run", "train", "promote", "rollback", "models", "status", "serve", "show", "prune",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -1,0 +1,1 @@
+"""The BentoML service ``StockForecaster`` and its parts (schemas, auth, cache, model watcher)."""

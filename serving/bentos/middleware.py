@@ -1,0 +1,186 @@
+"""ASGI middlewares added to the BentoML service: API-key auth and rate limiting, then the
+request-size limit and schema validation (422 with the field).
+
+Order (outermost first, as added with ``StockForecaster.add_asgi_middleware``):
+
+1. :class:`ApiKeyMiddleware`: 401 without or with an unknown bearer key, 403 for a ``user``
+   key on ``/admin/*``, 429 (with ``Retry-After``) when the key's token bucket is empty.
+   Health, readiness, metrics and the API docs stay open.
+2. :class:`RequestValidationMiddleware`: 413 when the body is larger than the limit
+   (``Content-Length`` or the bytes actually received), 415 for a non-JSON content type, 422
+   when the body does not match the endpoint's pydantic model; otherwise the body is replayed
+   to BentoML unchanged. BentoML would answer 400 to a pydantic failure; validating here
+   gives 422 and a body that names the field, with no traceback.
+
+BentoML's own metrics middleware sits outside these, so 401/403/413/422/429 answers are
+counted in ``bentoml_service_request_total`` under their status code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.responses import JSONResponse
+
+from serving.bentos.auth import KeyStore, RateLimiter
+from serving.bentos.config import ServingConfig
+from serving.bentos.schemas import error_body, validation_body
+
+log = logging.getLogger("stockml.serving")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/", "/docs.json", "/schema.json"})
+OPEN_PREFIXES = ("/static_content/", "/assets/")
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def is_admin_path(path: str) -> bool:
+    return path == "/admin" or path.startswith("/admin/")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return None
+
+
+async def _respond(scope: Scope, receive: Receive, send: Send, status: int, body: dict, **headers: str) -> None:
+    await JSONResponse(body, status_code=status, headers=headers or None)(scope, receive, send)
+
+
+class ApiKeyMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyStore | None = None,
+        rate_limit_per_s: float | None = None,
+        disabled: bool | None = None,
+    ) -> None:
+        """Unset arguments come from the environment (:class:`~serving.bentos.config.ServingConfig`)."""
+        cfg = ServingConfig.from_env()
+        self.app = app
+        self.keys = keys if keys is not None else KeyStore.from_env()
+        self.limiter = RateLimiter(cfg.rate_limit_per_s if rate_limit_per_s is None else rate_limit_per_s)
+        self.disabled = cfg.auth_disabled if disabled is None else disabled
+        if self.disabled:
+            log.warning("STOCKML_AUTH_DISABLED is set: every endpoint is open, without rate limits")
+        elif not len(self.keys):
+            log.warning("no API keys configured (STOCKML_API_KEYS / STOCKML_API_KEYS_FILE): every API call gets 401")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.disabled or is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        auth = _header(scope, b"authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        token = token.strip()
+        challenge = {"WWW-Authenticate": 'Bearer realm="stockml"'}
+        if scheme.lower() != "bearer" or not token:
+            await _respond(
+                scope, receive, send, 401, error_body("missing bearer token (Authorization: Bearer <key>)"), **challenge
+            )
+            return
+        key = self.keys.lookup(token)
+        if key is None:
+            await _respond(scope, receive, send, 401, error_body("invalid API key"), **challenge)
+            return
+        if is_admin_path(scope["path"]) and not key.is_admin:
+            await _respond(scope, receive, send, 403, error_body("this endpoint needs an admin key"))
+            return
+        wait = self.limiter.check(key)
+        if wait > 0:
+            await _respond(
+                scope,
+                receive,
+                send,
+                429,
+                error_body("rate limit exceeded", retry_after_s=round(wait, 3)),
+                **{"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+            return
+        scope.setdefault("state", {})["api_key"] = key
+        await self.app(scope, receive, send)
+
+
+class RequestValidationMiddleware:
+    """Size limit and schema validation of POST bodies on the paths in ``schemas``."""
+
+    def __init__(self, app: ASGIApp, schemas: dict[str, type[BaseModel]], max_body_bytes: int | None = None) -> None:
+        self.app = app
+        self.schemas = schemas
+        self.max_body_bytes = ServingConfig.from_env().max_body_bytes if max_body_bytes is None else max_body_bytes
+
+    async def _drain(self, receive: Receive, limit: int) -> None:
+        """Read and drop up to ``limit`` more bytes, so the client gets its 413 instead of a reset."""
+        seen = 0
+        while seen <= limit:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            seen += len(msg.get("body", b""))
+            if not msg.get("more_body", False):
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        schema = self.schemas.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if schema is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        too_large = error_body(f"request body larger than {limit} bytes", max_body_bytes=limit)
+        length = _header(scope, b"content-length")
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            await self._drain(receive, 2 * limit)
+            await _respond(scope, receive, send, 413, too_large)
+            return
+        ctype = (_header(scope, b"content-type") or "application/json").split(";")[0].strip().lower()
+        if ctype not in ("application/json", ""):
+            await self._drain(receive, 2 * limit)
+            await _respond(scope, receive, send, 415, error_body(f"content type {ctype!r}: send application/json"))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            more = bool(msg.get("more_body", False))
+            if size > limit:
+                if more:
+                    await self._drain(receive, limit)
+                await _respond(scope, receive, send, 413, too_large)
+                return
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        try:
+            schema.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            await _respond(scope, receive, send, 422, validation_body(exc))
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,188 @@
+"""Request and response models of the HTTP API, and how a validation failure is reported.
+
+The same annotated types are used twice: by the BentoML API signatures (so ``/docs.json``
+shows the real schema) and by :class:`~serving.bentos.middleware.RequestValidationMiddleware`,
+which validates the raw body first and answers **422** naming the field (BentoML itself would
+answer 400 for a pydantic failure).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_ITEMS = 1000
+MAX_HORIZON = 104
+MAX_POINTS = 10_000  # observations per SKU (daily data is fine: it is summed into weeks)
+MAX_WEEKS = 1040  # span of one history, first to last week (20 years)
+MAX_Y = 1e12  # weekly demand beyond this is a unit error, and overflows interval arithmetic
+MIN_DATE, MAX_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)  # pandas' nanosecond range ends in 2262
+
+
+def week_start(d: dt.date) -> dt.date:
+    """Monday of ``d``'s week (the router puts history on the W-MON grid)."""
+    return d - dt.timedelta(days=d.weekday())
+
+
+class Observation(BaseModel):
+    """One demand observation: units sold (or consumed) on ``ds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ds: Annotated[dt.date, Field(strict=True, description="ISO date, YYYY-MM-DD (1900-01-01 .. 2200-12-31).")]
+    y: Annotated[
+        float,
+        Field(strict=True, ge=0, le=MAX_Y, allow_inf_nan=False, description="Demand, a finite number >= 0."),
+    ]
+
+    @field_validator("ds")
+    @classmethod
+    def _in_range(cls, v: dt.date) -> dt.date:
+        if not MIN_DATE <= v <= MAX_DATE:
+            raise ValueError(f"date must be between {MIN_DATE} and {MAX_DATE}")
+        return v
+
+
+class SeriesIn(BaseModel):
+    """One SKU's demand history; several observations in one week are summed, missing weeks are zero."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Annotated[str, Field(min_length=1, max_length=200, description="Product identifier.")]
+    history: Annotated[list[Observation], Field(min_length=2, max_length=MAX_POINTS)]
+
+    @field_validator("history")
+    @classmethod
+    def _weeks(cls, v: list[Observation]) -> list[Observation]:
+        weeks = {week_start(o.ds) for o in v}
+        if len(weeks) < 2:
+            raise ValueError("history must cover at least 2 different weeks")
+        span = (max(weeks) - min(weeks)).days // 7 + 1
+        if span > MAX_WEEKS:
+            raise ValueError(f"history spans {span} weeks; at most {MAX_WEEKS} are accepted")
+        return v
+
+
+Items = Annotated[list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs.")]
+Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")]
+
+
+def _unique_skus(items: list[SeriesIn]) -> list[SeriesIn]:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.sku in seen:
+            raise ValueError(f"sku {item.sku!r} appears twice (items[{seen[item.sku]}] and items[{i}])")
+        seen[item.sku] = i
+    return items
+
+
+class ForecastRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: Items
+    horizon: Horizon = 13
+
+    @field_validator("items")
+    @classmethod
+    def _skus(cls, v: list[SeriesIn]) -> list[SeriesIn]:
+        return _unique_skus(v)
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: Items
+
+    @field_validator("items")
+    @classmethod
+    def _skus(cls, v: list[SeriesIn]) -> list[SeriesIn]:
+        return _unique_skus(v)
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = False
+
+
+class EmptyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- responses
+
+
+class ForecastPoint(BaseModel):
+    ds: dt.date
+    step: int
+    yhat: float | None
+    lo80: float | None
+    hi80: float | None
+    lo95: float | None
+    hi95: float | None
+
+
+class SkuForecast(BaseModel):
+    sku: str
+    forecast_id: str = Field(description="Quote it when sending the actuals back (feedback).")
+    model_version: str
+    cached: bool
+    method: str
+    weights: dict[str, float]
+    confidence: float | None
+    pattern: str
+    explanation: str
+    forecasts: list[ForecastPoint]
+
+
+class ForecastResponse(BaseModel):
+    model_name: str
+    model_version: str
+    horizon: int
+    items: list[SkuForecast]
+
+
+class SkuClass(BaseModel):
+    sku: str
+    pattern: Literal["smooth", "erratic", "intermittent", "lumpy"]
+    adi: float | None = Field(description="Average inter-demand interval (weeks between sales).")
+    cv2: float | None = Field(description="Squared coefficient of variation of the non-zero sales.")
+    cv: float | None = Field(description="Coefficient of variation of weekly demand (drives XYZ).")
+    xyz: Literal["X", "Y", "Z"]
+    weeks: int
+
+
+class ClassifyResponse(BaseModel):
+    rule: dict[str, Any]
+    rule_source: str
+    note: str
+    items: list[SkuClass]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """("items", 0, "history", 3, "y") -> "items[0].history[3].y"; () -> "body"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def validation_body(exc: ValidationError) -> dict[str, Any]:
+    """The 422 body: every failing field with the reason, never the offending input."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    detail = [{"field": field_path(tuple(e["loc"])), "message": e["msg"], "type": e["type"]} for e in errors]
+    first = detail[0] if detail else {"field": "body", "message": "invalid request"}
+    return {"error": f"invalid request: {first['field']}: {first['message']}", "detail": detail}
+
+
+def error_body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["detail"] = [{"field": field, "message": message, "type": "value_error"}]
+    body.update(extra)
+    return body

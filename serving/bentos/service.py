@@ -1,0 +1,331 @@
+"""``StockForecaster``: the stockml router from the MLflow registry behind a BentoML 1.4 HTTP API.
+
+Run it from the repository root::
+
+    STOCKML_API_KEYS="s3cret:user,adm1n:admin" bentoml serve serving.bentos.service:StockForecaster --port 3000
+
+Endpoints (all POST + JSON, bearer key needed; health, readiness, metrics and docs are open):
+
+- ``/forecast``: ``{"items": [{"sku", "history": [{"ds", "y"}, ...]}, ...], "horizon": 13}`` →
+  per SKU the weekly forecasts with 80/95 % intervals, method, weights, confidence, pattern,
+  explanation, ``model_version`` and a ``forecast_id`` (for feedback later); ``cached`` says
+  whether it came from the cache.
+- ``/classify``: the same items → per SKU pattern (smooth/erratic/intermittent/lumpy), ADI, CV²,
+  CV and XYZ, from the series alone. ABC is *not* returned: it ranks a SKU's value against the
+  whole catalogue, which a request about some series does not carry (the batch pipeline has it).
+- ``/model_info``: the versions loaded per alias, when, and the last registry error.
+- ``/admin/reload`` (admin key): check the registry now and swap in moved aliases
+  (``{"force": true}`` reloads even when the version did not change).
+- ``GET /healthz``, ``/livez``; ``GET /readyz`` (503 until the champion is loaded); ``GET /metrics``.
+
+Errors: 401/403 (key, role), 413 (body too large), 415 (not JSON), 422 (validation: the body
+names each failing field), 429 (rate limit), 503 (no champion loaded). Never a traceback.
+
+Configuration: ``STOCKML_HOME`` / ``STOCKML_MLFLOW_TRACKING_URI`` (the registry, via
+:class:`stockml.settings.Settings`), and the ``STOCKML_SERVING_*``, ``STOCKML_API_KEYS[_FILE]``,
+``STOCKML_RATE_LIMIT_PER_S``, ``STOCKML_REDIS_URL`` variables in :mod:`serving.bentos.config`.
+Caches and rate limits are per worker process (one worker by default) unless Redis is used for
+the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+import anyio.to_thread
+import bentoml
+import mlflow
+import numpy as np
+import pandas as pd
+from starlette.responses import JSONResponse
+
+from serving.bentos.cache import cache_key, history_hash, make_cache
+from serving.bentos.config import ServingConfig
+from serving.bentos.middleware import ApiKeyMiddleware, RequestValidationMiddleware
+from serving.bentos.models import ModelWatcher, redact
+from serving.bentos.schemas import (
+    ClassifyRequest,
+    ClassifyResponse,
+    EmptyRequest,
+    ForecastRequest,
+    ForecastResponse,
+    Horizon,
+    Items,
+    ReloadRequest,
+    SeriesIn,
+    SkuClass,
+    SkuForecast,
+    error_body,
+)
+from stockml.settings import get_settings
+from training.router.predict import HistoryError, regularise
+from training.router.train import PatternRule, router_features
+
+log = logging.getLogger("stockml.serving")
+
+CACHE_LOOKUPS = bentoml.metrics.Counter(
+    name="stockml_forecast_cache_total",
+    documentation="Per-SKU forecast cache lookups by result (hit/miss)",
+    labelnames=["result"],
+)
+SKUS_FORECAST = bentoml.metrics.Counter(
+    name="stockml_forecast_skus_total",
+    documentation="SKUs forecast, by model version",
+    labelnames=["model_version"],
+)
+XYZ = {0.0: "X", 1.0: "Y", 2.0: "Z"}
+ABC_NOTE = (
+    "pattern, ADI, CV² and XYZ come from each series alone; ABC needs the whole catalogue's value "
+    "ranking, so it is only available from the batch classification."
+)
+
+
+def _num(v: Any) -> float | None:
+    """A JSON-safe float: NaN/inf become null."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _frame(items: list[SeriesIn]) -> pd.DataFrame:
+    n = sum(len(i.history) for i in items)
+    uid = np.empty(n, dtype=object)
+    ds = np.empty(n, dtype="datetime64[ns]")
+    y = np.empty(n, dtype="float64")
+    k = 0
+    for item in items:
+        m = len(item.history)
+        uid[k : k + m] = item.sku
+        ds[k : k + m] = [np.datetime64(o.ds, "ns") for o in item.history]
+        y[k : k + m] = [o.y for o in item.history]
+        k += m
+    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": y})
+
+
+def _per_sku(fc: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Router output (long) -> {sku: cacheable JSON-able forecast without ids}."""
+    out: dict[str, dict[str, Any]] = {}
+    fc = fc.sort_values(["unique_id", "step"])
+    for sku, part in fc.groupby("unique_id", sort=False):
+        first = part.iloc[0]
+        points = [
+            {
+                "ds": pd.Timestamp(ds).date().isoformat(),
+                "step": int(step),
+                **{c: _num(v) for c, v in zip(("yhat", "lo80", "hi80", "lo95", "hi95"), vals, strict=True)},
+            }
+            for ds, step, *vals in zip(
+                part["ds"],
+                part["step"],
+                part["yhat"],
+                part["lo80"],
+                part["hi80"],
+                part["lo95"],
+                part["hi95"],
+                strict=True,
+            )
+        ]
+        try:
+            weights = {str(k): float(v) for k, v in json.loads(first["weights"]).items()}
+        except (TypeError, ValueError):
+            weights = {}
+        out[str(sku)] = {
+            "method": str(first["method"]),
+            "weights": weights,
+            "confidence": _num(first["confidence"]),
+            "pattern": str(first["pattern"]),
+            "explanation": str(first["explanation"]),
+            "forecasts": points,
+        }
+    return out
+
+
+def _enable_logging() -> None:
+    """BentoML's server logging config disables loggers that existed before it and keeps the root at
+    WARNING: switch ours back on at INFO, so model loads, swaps and registry errors reach the server log."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "stockml" or name.startswith("stockml.serving")) and isinstance(logger, logging.Logger):
+            logger.disabled = False
+    logging.getLogger("stockml.serving").setLevel(logging.INFO)
+
+
+def _unavailable(watcher: ModelWatcher) -> JSONResponse:
+    return JSONResponse(
+        error_body("no champion model is loaded yet", registry_error=watcher.last_error, model=watcher.name),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def _history_error(exc: HistoryError) -> JSONResponse:
+    return JSONResponse(error_body(f"history cannot be used: {exc}", field="items"), status_code=422)
+
+
+@bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=4)
+class StockForecaster:
+    """The router from ``models:/stockml-router@champion`` (and ``@challenger``), following alias moves."""
+
+    def __init__(self) -> None:
+        _enable_logging()
+        self.settings = get_settings()
+        self.config = ServingConfig.from_env()
+        uri = self.settings.tracking_uri
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        self.models = ModelWatcher(self.config.model_name, self.config.poll_s)
+        self.cache = make_cache(self.config.redis_url, self.config.cache_size, self.config.cache_ttl_s)
+        log.info(
+            "StockForecaster: registry %s, model %s, poll %ss, cache %s",
+            redact(uri),
+            self.config.model_name,
+            self.config.poll_s,
+            self.cache.backend,
+        )
+        self.models.start()
+
+    def __is_ready__(self) -> bool:
+        return self.models.champion is not None
+
+    @bentoml.on_shutdown
+    def stop_polling(self) -> None:
+        self.models.stop()
+
+    @bentoml.api(route="/forecast")
+    def forecast(self, items: Items, horizon: Horizon = 13) -> ForecastResponse:
+        """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history."""
+        champ = self.models.champion  # one reference for the whole request: a reload cannot split it
+        if champ is None:
+            return _unavailable(self.models)  # type: ignore[return-value]
+        keys = {
+            item.sku: cache_key(
+                champ.name,
+                champ.version,
+                champ.run_id,
+                item.sku,
+                history_hash([(o.ds.isoformat(), o.y) for o in item.history]),
+                horizon,
+            )
+            for item in items
+        }
+        hits = self.cache.get_many(list(keys.values()))
+        missing = [item for item in items if keys[item.sku] not in hits]
+        CACHE_LOOKUPS.labels(result="hit").inc(len(items) - len(missing))
+        CACHE_LOOKUPS.labels(result="miss").inc(len(missing))
+        fresh: dict[str, dict[str, Any]] = {}
+        compute_s = 0.0
+        if missing:
+            t0 = time.perf_counter()
+            try:
+                fresh = _per_sku(champ.predict(_frame(missing), horizon))
+            except HistoryError as exc:
+                return _history_error(exc)  # type: ignore[return-value]
+            SKUS_FORECAST.labels(model_version=champ.version).inc(len(missing))
+            self.cache.set_many({keys[sku]: value for sku, value in fresh.items()})
+            compute_s = time.perf_counter() - t0
+        out = []
+        for item in items:
+            key = keys[item.sku]
+            value = hits.get(key) or fresh.get(item.sku)
+            if value is None:  # the router returned nothing for this SKU (should not happen)
+                return JSONResponse(  # type: ignore[return-value]
+                    error_body(f"the model returned no forecast for sku {item.sku!r}"), status_code=500
+                )
+            out.append(
+                SkuForecast(
+                    sku=item.sku,
+                    forecast_id=str(uuid.uuid4()),
+                    model_version=champ.version,
+                    cached=key in hits,
+                    **value,
+                )
+            )
+        log.info(
+            "served %d forecast(s) with v%s: %d from the cache, %d computed in %.3f s",
+            len(out),
+            champ.version,
+            len(hits),
+            len(missing),
+            compute_s,
+        )
+        log.debug("forecast ids: %s", [(o.sku, o.forecast_id) for o in out])
+        return ForecastResponse(model_name=champ.name, model_version=champ.version, horizon=horizon, items=out)
+
+    @bentoml.api(route="/classify")
+    def classify(self, items: Items) -> ClassifyResponse:
+        """Demand pattern (Syntetos-Boylan), ADI, CV², CV and XYZ of each series; no ABC (see note)."""
+        champ = self.models.champion
+        router = champ.router if champ is not None else None
+        if router is not None:
+            rule, season, source = router.rule, router.season_length, f"{champ.name} v{champ.version}"
+        else:
+            s = self.settings
+            rule = PatternRule(s.adi_cutoff, s.cv2_cutoff, tuple(s.xyz_cutoffs))
+            season, source = s.season_length, "settings"
+        try:
+            hist = regularise(_frame(items))
+        except HistoryError as exc:
+            return _history_error(exc)  # type: ignore[return-value]
+        feats = router_features(hist, season, rule)
+        patterns = rule.patterns(feats)
+        weeks = hist.groupby("unique_id").size()
+        out = [
+            SkuClass(
+                sku=item.sku,
+                pattern=patterns[item.sku],
+                adi=_num(feats.at[item.sku, "adi"]),
+                cv2=_num(feats.at[item.sku, "cv2"]),
+                cv=_num(feats.at[item.sku, "cv"]),
+                xyz=XYZ[float(feats.at[item.sku, "xyz"])],
+                weeks=int(weeks[item.sku]),
+            )
+            for item in items
+        ]
+        rule_d = {"adi_cutoff": rule.adi_cutoff, "cv2_cutoff": rule.cv2_cutoff, "xyz_cutoffs": list(rule.xyz_cutoffs)}
+        return ClassifyResponse(rule=rule_d, rule_source=source, note=ABC_NOTE, items=out)
+
+    @bentoml.api(route="/model_info")
+    def model_info(self) -> dict[str, Any]:
+        """What is loaded, per alias, and the state of the registry watch."""
+        return {
+            "model": self.models.name,
+            "ready": self.models.champion is not None,
+            "aliases": {a: (m.info() if (m := self.models.get(a)) else None) for a in ("champion", "challenger")},
+            "poll_s": self.models.poll_s,
+            "last_check": self.models.last_check,
+            "last_error": self.models.last_error,
+            "reloads": self.models.reloads,
+            "cache": self.cache.backend,
+        }
+
+    @bentoml.api(route="/admin/reload")
+    async def admin_reload(self, force: bool = False) -> dict[str, Any]:
+        """Check the registry now; load and swap in the aliases that moved (admin key)."""
+        report = await anyio.to_thread.run_sync(self.models.refresh, force)
+        body = {"model": self.models.name, "aliases": report, "versions": self.models.versions()}
+        if self.models.champion is None:
+            return JSONResponse(  # type: ignore[return-value]
+                {**error_body("no champion model is loaded", registry_error=self.models.last_error), **body},
+                status_code=503,
+            )
+        if self.models.last_error:
+            body["error"] = self.models.last_error
+        return body
+
+
+StockForecaster.add_asgi_middleware(ApiKeyMiddleware)
+StockForecaster.add_asgi_middleware(
+    RequestValidationMiddleware,
+    schemas={
+        "/forecast": ForecastRequest,
+        "/classify": ClassifyRequest,
+        "/model_info": EmptyRequest,
+        "/admin/reload": ReloadRequest,
+    },
+)

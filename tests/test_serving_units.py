@@ -1,0 +1,320 @@
+"""Fast tests of the serving parts without a server: request schemas, API keys and rate limits,
+the ASGI middlewares (through Starlette's TestClient), the forecast cache (LRU and a real
+Redis on 127.0.0.1:6379 when one is running) and the model watcher's reload rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import uuid
+from types import SimpleNamespace
+
+import httpx
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from serving.bentos import models as watcher_mod
+from serving.bentos.auth import KeyConfigError, KeyStore, RateLimiter, TokenBucket, parse_entries
+from serving.bentos.cache import LRUCache, RedisCache, cache_key, history_hash, make_cache
+from serving.bentos.middleware import ApiKeyMiddleware, RequestValidationMiddleware
+from serving.bentos.schemas import ForecastRequest, field_path, validation_body
+
+# ---------------------------------------------------------------- schemas
+
+
+def _req(**kw) -> dict:
+    base = {"items": [{"sku": "A", "history": [{"ds": "2024-01-01", "y": 1}, {"ds": "2024-01-08", "y": 0}]}]}
+    return {**base, **kw}
+
+
+def test_valid_request_and_defaults():
+    r = ForecastRequest.model_validate_json(json.dumps(_req()))
+    assert r.horizon == 13 and r.items[0].history[1].y == 0.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "kind"),
+    [
+        (json.dumps(_req(horizon=0)), "horizon", "greater_than_equal"),
+        ('{"items": [{"sku": "A", "history": [{"ds": "2024-01-01", "y": NaN}, {"ds": "2024-01-08", "y": 1}]}]}',
+         "items[0].history[0].y", "finite_number"),
+        ('{"items": [{"sku": "A", "history": [{"ds": 1700000000, "y": 1}, {"ds": "2024-01-08", "y": 1}]}]}',
+         "items[0].history[0].ds", "date_type"),
+        ('{"items": [{"sku": "A", "history": [{"ds": "2024-01-01", "y": 1e13}, {"ds": "2024-01-08", "y": 1}]}]}',
+         "items[0].history[0].y", "less_than_equal"),
+        ('{"items": [{"sku": "A", "history": [{"ds": "1990-01-01", "y": 1}, {"ds": "2024-01-08", "y": 1}]}]}',
+         "items[0].history", "value_error"),
+        ("{", "body", "json_invalid"),
+    ],
+)  # fmt: skip
+def test_validation_errors_name_the_field(raw, field, kind):
+    with pytest.raises(ValidationError) as info:
+        ForecastRequest.model_validate_json(raw)
+    body = validation_body(info.value)
+    assert (field, kind) in {(d["field"], d["type"]) for d in body["detail"]}
+    assert body["error"].startswith("invalid request: ")
+
+
+def test_field_path():
+    assert field_path(("items", 0, "history", 3, "y")) == "items[0].history[3].y"
+    assert field_path(()) == "body"
+
+
+# ---------------------------------------------------------------- keys and rate limits
+
+
+def test_key_entries():
+    keys = parse_entries("a1:user, b2:admin:5\n# comment\nc3:USER # trailing", "test")
+    by_role = sorted((k.role, k.rate_per_s) for k in keys.values())
+    assert by_role == [("admin", 5.0), ("user", None), ("user", None)]
+    assert all(len(k.key_id) == 12 for k in keys.values())
+    for bad in ("s3cr3t", ":user", "s3cr3t:root", "s3cr3t:user:fast", "s3cr3t:user:0", "s3cr3t:user:1:2"):
+        with pytest.raises(KeyConfigError) as info:
+            parse_entries(bad, "test")
+        assert "s3cr3t" not in str(info.value)  # never echo the key
+
+
+def test_key_file_is_reread_when_it_changes(tmp_path):
+    f = tmp_path / "keys"
+    f.write_text("first:user\n")
+    store = KeyStore("envkey:admin", f, check_every_s=0)
+    assert store.lookup("first").role == "user" and store.lookup("envkey").is_admin
+    assert store.lookup("second") is None
+    f.write_text("second:admin\n")
+    os.utime(f, (time.time() + 5, time.time() + 5))
+    assert store.lookup("second").is_admin and store.lookup("first") is None
+    f.write_text("broken")  # an invalid file keeps the keys already loaded
+    os.utime(f, (time.time() + 10, time.time() + 10))
+    assert store.lookup("second").is_admin
+
+
+def test_token_bucket():
+    b = TokenBucket(rate=2.0, burst=4.0)
+    now = b.updated
+    assert [b.take(now) for _ in range(4)] == [0.0] * 4
+    assert b.take(now) == pytest.approx(0.5)
+    assert b.take(now + 0.5) == 0.0  # one token back after 1/rate seconds
+
+
+def test_rate_limiter_per_key_and_override():
+    keys = parse_entries("fast:user,slow:user:1", "t")
+    fast, slow = (next(k for k in keys.values() if k.rate_per_s == r) for r in (None, 1.0))
+    limiter = RateLimiter(default_rate=100)
+    assert sum(limiter.check(slow) == 0 for _ in range(10)) == 2  # burst 2 x 1/s
+    assert all(limiter.check(fast) == 0 for _ in range(150))  # burst 200
+    assert all(RateLimiter(0).check(fast) == 0 for _ in range(1000))  # rate 0: no limit
+
+
+# ---------------------------------------------------------------- middlewares
+
+
+async def _echo(request: Request) -> JSONResponse:
+    body = await request.body()
+    key = request.scope.get("state", {}).get("api_key")
+    return JSONResponse({"len": len(body), "sha": hash(body), "role": key.role if key else None})
+
+
+class _Client:
+    """A synchronous face on httpx's ASGI transport (no server, the middleware stack in-process)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def request(self, method: str, url: str, **kw) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                return await c.request(method, url, **kw)
+
+        return asyncio.run(go())
+
+    def get(self, url: str, **kw) -> httpx.Response:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw) -> httpx.Response:
+        return self.request("POST", url, **kw)
+
+
+def _app(rate: float = 1000, max_body: int = 10_000) -> _Client:
+    routes = [Route(p, _echo, methods=["GET", "POST"]) for p in ("/forecast", "/admin/reload", "/readyz", "/other")]
+    app = Starlette(routes=routes)
+    wrapped = RequestValidationMiddleware(app, {"/forecast": ForecastRequest}, max_body_bytes=max_body)
+    wrapped = ApiKeyMiddleware(wrapped, KeyStore("u:user,a:admin,s:user:1"), rate_limit_per_s=rate, disabled=False)
+    return _Client(wrapped)
+
+
+def test_middleware_auth_roles_and_open_paths():
+    c = _app()
+    assert c.get("/readyz").status_code == 200
+    assert c.post("/forecast", json=_req()).status_code == 401
+    assert c.post("/forecast", json=_req(), headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert c.post("/admin/reload", headers={"Authorization": "Bearer u"}).status_code == 403
+    r = c.post("/admin/reload", headers={"Authorization": "Bearer a"})
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+
+
+def test_middleware_validation_size_and_replay():
+    c = _app(max_body=2_000)
+    auth = {"Authorization": "Bearer u", "Content-Type": "application/json"}
+    raw = json.dumps(_req()).encode()
+    r = c.post("/forecast", content=raw, headers=auth)
+    assert r.status_code == 200 and r.json() == {"len": len(raw), "sha": hash(raw), "role": "user"}  # body intact
+    r = c.post("/forecast", content=json.dumps(_req(horizon=500)), headers=auth)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "horizon"
+    big = json.dumps(_req(pad="x" * 3_000))
+    assert c.post("/forecast", content=big, headers=auth).status_code == 413
+
+    async def chunks():  # no Content-Length: the limit applies to the bytes received
+        for _ in range(10):
+            yield b" " * 500
+
+    assert c.post("/forecast", content=chunks(), headers=auth).status_code == 413
+    assert c.post("/forecast", content=b"a=1", headers={**auth, "Content-Type": "text/csv"}).status_code == 415
+    assert c.post("/other", content=b"not validated", headers=auth).status_code == 200
+
+
+def test_middleware_rate_limit():
+    c = _app()
+    codes = [c.post("/other", headers={"Authorization": "Bearer s"}).status_code for _ in range(5)]
+    assert codes[:2] == [200, 200] and codes[2:] == [429, 429, 429]
+    assert c.post("/other", headers={"Authorization": "Bearer u"}).status_code == 200
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_history_hash_and_keys():
+    a = history_hash([("2024-01-01", 1.0), ("2024-01-08", 2.0)])
+    assert a == history_hash([("2024-01-08", 2), ("2024-01-01", 1)])  # order and int/float do not matter
+    assert a != history_hash([("2024-01-01", 1.0), ("2024-01-08", 2.5)])
+    k = cache_key("m", "1", "run-a", "SKU", a, 13)
+    assert k != cache_key("m", "1", "run-b", "SKU", a, 13) != cache_key("m", "1", "run-a", "SKU", a, 12)
+
+
+def test_lru_evicts_least_recently_used():
+    c = LRUCache(2)
+    c.set_many({"a": 1, "b": 2})
+    assert c.get_many(["a"]) == {"a": 1}  # a is now the most recent
+    c.set_many({"c": 3})
+    assert c.get_many(["a", "b", "c"]) == {"a": 1, "c": 3}
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+def test_redis_cache_round_trip():
+    pytest.importorskip("redis")
+    c = make_cache("redis://127.0.0.1:6379/0", 10, ttl_s=30)
+    assert c.backend == "redis"
+    key = f"stockml:forecast:test:{uuid.uuid4()}"
+    value = {"method": "TSB", "forecasts": [{"ds": "2024-01-01", "yhat": 1.5}]}
+    c.set_many({key: value})
+    assert c.get_many([key, key + "-missing"]) == {key: value}
+    assert 0 < c.client.ttl(key) <= 30
+    c.client.delete(key)
+
+
+def test_redis_down_falls_back_to_memory():
+    pytest.importorskip("redis")
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = RedisCache(f"redis://127.0.0.1:{port}/0", ttl_s=30, retry_s=60)
+    c.set_many({"k": {"v": 1}})
+    assert c.get_many(["k"]) == {"k": {"v": 1}}  # served by the in-process fallback
+
+
+# ---------------------------------------------------------------- model watcher
+
+
+class _FakeClient:
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}
+
+    def get_model_version_by_alias(self, name: str, alias: str):
+        if alias not in self.aliases:
+            raise MlflowException(f"Registered model alias {alias} not found.")
+        return SimpleNamespace(version=self.aliases[alias], run_id=f"run-{self.aliases[alias]}")
+
+
+class _FakePyfunc:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        if uri.endswith("/3"):
+            raise OSError("artifact missing")
+
+    def predict(self, history: pd.DataFrame, params: dict) -> pd.DataFrame:
+        return history
+
+    def unwrap_python_model(self):
+        return SimpleNamespace(model=None)
+
+
+def test_watcher_loads_swaps_and_keeps_serving_on_failure(monkeypatch):
+    monkeypatch.setattr(watcher_mod.mlflow.pyfunc, "load_model", _FakePyfunc)
+    client = _FakeClient()
+    w = watcher_mod.ModelWatcher("m", poll_s=0, client=client)
+    assert w.refresh()["champion"]["changed"] is False and w.champion is None and "no 'champion'" in w.last_error
+
+    client.aliases = {"champion": "1", "challenger": "2"}
+    report = w.refresh()
+    assert report["champion"] == {"from": None, "to": "1", "changed": True}
+    assert w.versions() == {"champion": "1", "challenger": "2"} and w.last_error is None
+    held = w.champion  # a request in flight keeps its reference through a swap
+
+    client.aliases = {"champion": "2"}  # challenger promoted
+    report = w.refresh()
+    assert report["champion"]["changed"] and w.versions() == {"champion": "2", "challenger": None}
+    assert held.version == "1" and w.champion.version == "2"
+
+    client.aliases = {"champion": "3"}  # broken version: not swapped in, error reported
+    report = w.refresh()
+    assert not report["champion"]["changed"] and "artifact missing" in report["champion"]["error"]
+    assert w.champion.version == "2" and "v3" in w.last_error
+
+    client.aliases = {}  # alias deleted: keep serving what is loaded
+    w.refresh()
+    assert w.champion.version == "2"
+    assert w.refresh(force=False)["champion"]["to"] == "2"
+
+
+def test_watcher_polls_in_the_background(monkeypatch):
+    monkeypatch.setattr(watcher_mod.mlflow.pyfunc, "load_model", _FakePyfunc)
+    client = _FakeClient()
+    client.aliases = {"champion": "1"}
+    w = watcher_mod.ModelWatcher("m", poll_s=0.05, client=client)
+    w.start()
+    try:
+        deadline = time.time() + 10
+        while w.champion is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert w.champion.version == "1"
+        client.aliases = {"champion": "2"}
+        while w.champion.version != "2" and time.time() < deadline:
+            time.sleep(0.01)
+        assert w.champion.version == "2"
+    finally:
+        w.stop()
+
+
+def test_credentials_are_redacted_from_registry_errors():
+    text = "cannot reach postgresql://mlflow:s3cret@db:5432/mlflow or https://u:tok@host/x; sqlite:////tmp/a.db"
+    out = watcher_mod.redact(text)
+    assert "s3cret" not in out and "tok" not in out and "postgresql://***@db:5432" in out
+    assert out.endswith("sqlite:////tmp/a.db")
