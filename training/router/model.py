@@ -34,6 +34,12 @@ FEATURE_LABELS = {
     "spikiness": "spikiness {v:.1f}",
     "recent_level_ratio": "recent level {v:.2f}x the mean",
     "cv": "CV {v:.2f}",
+    "last_value_share": "last week at {p:.0f} % of the peak",
+    "trend_slope": "trend {p:+.1f} % of the level per week",
+    "acf_seasonal": "seasonal autocorrelation {v:.2f}",
+    "max_over_nonzero_mean": "peak {v:.1f}x a typical sale",
+    "stability": "stability {v:.2f}",
+    "lumpiness": "lumpiness {v:.2f}",
 }
 
 
@@ -147,10 +153,12 @@ class ForecastRouter:
         for i, sku in enumerate(features.index):
             k = self.methods_.index(chosen.iloc[i])
             c = contribs[i, k, :-1]
-            order = [j for j in np.argsort(-c) if c[j] > 0][:top]
-            reasons = [self._describe(self.features_[j], float(features.iloc[i][self.features_[j]])) for j in order]
+            row = features.iloc[i]
+            lead, shown = self._pattern_phrase(row)
+            order = [j for j in np.argsort(-c) if c[j] > 0 and self.features_[j] not in shown][:top]
+            reasons = [self._describe(self.features_[j], float(row[self.features_[j]])) for j in order]
             conf = float(w.iloc[i, k])
-            because = "; ".join(reasons) if reasons else "no single feature stands out"
+            because = "; ".join([*lead, *reasons]) if lead or reasons else "no single feature stands out"
             rows.append(
                 {
                     "unique_id": sku,
@@ -160,6 +168,22 @@ class ForecastRouter:
                 }
             )
         return pd.DataFrame(rows).set_index("unique_id")
+
+    @staticmethod
+    def _pattern_phrase(row: pd.Series) -> tuple[list[str], set[str]]:
+        """'demand is lumpy: ADI 3.1, CV² 0.90; 41 % zero weeks' when the features carry the pattern.
+
+        Planners read the Syntetos-Boylan pattern first, so it leads; the SHAP reasons that follow
+        skip the features already named here.
+        """
+        patterns = [c[3:] for c in ("is_smooth", "is_erratic", "is_intermittent", "is_lumpy") if row.get(c, 0) >= 0.5]
+        if not patterns or "adi" not in row or "cv2" not in row:
+            return [], set()
+        text = f"demand is {patterns[0]}: ADI {row['adi']:.1f}, CV² {row['cv2']:.2f}"
+        if "zero_share" in row:
+            text += f", {100 * row['zero_share']:.0f} % zero weeks"
+        shown = {"adi", "cv2", "zero_share", "is_smooth", "is_erratic", "is_intermittent", "is_lumpy"}
+        return [text], shown
 
     @staticmethod
     def _describe(name: str, value: float) -> str:
