@@ -37,19 +37,22 @@ run: install
 	$(MAKE) --no-print-directory pipeline airflow-up serve-up
 
 pipeline: install
-	$(AIRFLOW) $(BIN)/airflow db migrate >/dev/null
-	$(AIRFLOW) $(BIN)/airflow dags test stock_ingest > .stockml/dag_stock_ingest.log 2>&1 \
+	@echo "airflow db migrate (embedded metadata DB in .stockml/airflow)"
+	@$(AIRFLOW) $(BIN)/airflow db migrate >/dev/null
+	@echo "airflow dags test stock_ingest ..."
+	@$(AIRFLOW) $(BIN)/airflow dags test stock_ingest > .stockml/dag_stock_ingest.log 2>&1 \
 		|| { tail -40 .stockml/dag_stock_ingest.log; exit 1; }
 	@echo "stock_ingest: success (log: .stockml/dag_stock_ingest.log)"
-	$(AIRFLOW) $(BIN)/airflow dags test stock_training > .stockml/dag_stock_training.log 2>&1 \
+	@echo "airflow dags test stock_training (AutoML, router, MLflow registration and promotion, forecasts) ..."
+	@$(AIRFLOW) $(BIN)/airflow dags test stock_training > .stockml/dag_stock_training.log 2>&1 \
 		|| { tail -40 .stockml/dag_stock_training.log; exit 1; }
 	@echo "stock_training: success (log: .stockml/dag_stock_training.log)"
-	$(AIRFLOW) $(BIN)/stockml status
+	@$(AIRFLOW) $(BIN)/stockml status
 
 # `airflow standalone` (scheduler, DAG processor, triggerer, API server/UI) in the background.
 airflow-up: install
 	@$(MAKE) --no-print-directory airflow-down >/dev/null 2>&1 || true
-	$(AIRFLOW) setsid nohup $(BIN)/airflow standalone > .stockml/airflow-standalone.log 2>&1 & echo $$! > .stockml/airflow.pid
+	@$(AIRFLOW) setsid nohup $(BIN)/airflow standalone > .stockml/airflow-standalone.log 2>&1 & echo $$! > .stockml/airflow.pid
 	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null && break; sleep 2; done
 	@curl -sf http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null \
 		&& echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_PORT)  (runs of stock_ingest and stock_training are listed; stop with: make airflow-down)" \
@@ -59,7 +62,7 @@ airflow-up: install
 serve-up: install
 	@$(MAKE) --no-print-directory serve-down >/dev/null 2>&1 || true
 	@test -s $(KEYS) || { umask 077; echo "$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))'):admin" > $(KEYS); }
-	STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_API_KEYS_FILE="$(CURDIR)/$(KEYS)" setsid nohup \
+	@STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_API_KEYS_FILE="$(CURDIR)/$(KEYS)" setsid nohup \
 		$(BIN)/bentoml serve serving.bentos.service:StockForecaster --host 127.0.0.1 --port $(SERVE_PORT) \
 		> .stockml/serving.log 2>&1 & echo $$! > .stockml/serving.pid
 	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:$(SERVE_PORT)/readyz >/dev/null && break; sleep 2; done
