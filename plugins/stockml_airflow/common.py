@@ -61,10 +61,27 @@ def default_args(**overrides: Any) -> dict[str, Any]:
     return args
 
 
+def fork_safe_workers() -> None:
+    """Start worker pools with forkserver inside Airflow tasks.
+
+    statsforecast parallelises with ``multiprocessing.Pool``, which forks by default. The task
+    process runs Airflow's threads (supervisor comms, logging, the in-process API of `dags test`);
+    a fork copies their held locks, and a pool worker can deadlock on one forever. This was seen
+    with 300 SKUs under `airflow dags test`: a worker stuck on a futex and the task waiting for it.
+    A forkserver starts workers from a clean single-threaded process instead.
+    """
+    import multiprocessing as mp
+
+    if mp.get_start_method(allow_none=True) != "forkserver":
+        mp.set_start_method("forkserver", force=True)
+
+
 def run_for(context: dict[str, Any]) -> Any:
     """The stockml pipeline run of this DAG run: its outputs are keyed by the Airflow run id,
     so clearing and re-running a DAG run replaces its rows instead of adding new ones."""
     from stockml.pipeline import Run
+
+    fork_safe_workers()
     from stockml.settings import get_settings
 
     return Run(get_settings(), f"{context['dag'].dag_id}__{context['run_id']}")
