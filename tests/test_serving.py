@@ -10,76 +10,39 @@ run in file order: the last one moves the ``champion`` alias.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import mlflow
 import pandas as pd
 import pytest
+from serving_helpers import (
+    START_TIMEOUT_S,
+    auth,
+    bentoml_serve,
+    forecast_items,
+    register,
+    service_env,
+    train_and_configure,
+)
 
 from training.registry import mlflow_registry as reg
-from training.router.predict import RouterModel
-from training.router.train import train_router
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "stockml-router-serving-test"
 USER, ADMIN, SLOW = "user-key-1", "admin-key-1", "slow-key-1"
-START_TIMEOUT_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _bentoml() -> list[str]:
-    exe = Path(sys.executable).with_name("bentoml")
-    return [str(exe)] if exe.exists() else [shutil.which("bentoml") or "bentoml"]
-
-
-def _items(demand: pd.DataFrame, n: int) -> list[dict]:
-    out = []
-    for sku, g in list(demand.groupby("unique_id"))[:n]:
-        out.append(
-            {"sku": str(sku), "history": [{"ds": str(d.date()), "y": float(y)} for d, y in zip(g.ds, g.y, strict=True)]}
-        )
-    return out
-
-
-def _register(model: RouterModel, holdout, label: str) -> reg.RegisteredVersion:
-    return reg.log_router(
-        model,
-        params={"label": label},
-        metrics={"holdout_mase_router": 1.0},
-        tags={"label": label},
-        holdout=holdout,
-        run_name=label,
-    )
 
 
 @pytest.fixture(scope="module")
 def registry(router_data, tmp_path_factory):
     """Version 1 of ``stockml-router`` in a fresh SQLite registry (challenger only, not promoted yet)."""
     tmp = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    t = train_router(router_data["demand"], router_data["backtest"], season_length=52)
-    model = RouterModel.from_training(t)
-    skus = list(t.holdout_forecasts["unique_id"].unique())[:10]
-    holdout = reg.split_holdout(router_data["demand"], t.holdout_cutoff, t.horizon, skus)
-    reg.configure(uri, EXPERIMENT, tmp / "artifacts")
-    v1 = _register(model, holdout, "v1")
+    uri, model, holdout = train_and_configure(router_data, tmp, EXPERIMENT)
+    v1 = register(model, holdout, "v1")
     assert v1.version == "1"
     yield {"uri": uri, "tmp": tmp, "model": model, "holdout": holdout, "demand": router_data["demand"]}
     mlflow.set_tracking_uri(previous[0])
@@ -90,33 +53,16 @@ def registry(router_data, tmp_path_factory):
 def server(registry):
     """The real service. It starts before any champion exists, so start-up gating is observed first."""
     tmp = registry["tmp"]
-    port = _free_port()
-    env = {
-        **os.environ,
-        "STOCKML_HOME": str(tmp / "home"),
-        "STOCKML_MLFLOW_TRACKING_URI": registry["uri"],
-        "STOCKML_API_KEYS": f"{USER}:user,{ADMIN}:admin,{SLOW}:user:1",
-        "STOCKML_RATE_LIMIT_PER_S": "1000",
-        "STOCKML_SERVING_POLL_S": "2",
-        "STOCKML_SERVING_MAX_BODY_BYTES": "1000000",
-        "BENTOML_HOME": str(tmp / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
-    for var in ("STOCKML_REDIS_URL", "STOCKML_API_KEYS_FILE", "STOCKML_AUTH_DISABLED", "STOCKML_SERVING_MODEL_NAME"):
-        env.pop(var, None)
-    log_path = tmp / "bentoml-serve.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [*_bentoml(), "serve", "serving.bentos.service:StockForecaster", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    env = service_env(
+        tmp,
+        registry["uri"],
+        f"{USER}:user,{ADMIN}:admin,{SLOW}:user:1",
+        STOCKML_SERVING_POLL_S="2",
+        STOCKML_SERVING_MAX_BODY_BYTES="1000000",
     )
-    url = f"http://127.0.0.1:{port}"
+    log_path = tmp / "bentoml-serve.log"
     observed: dict = {}
-    try:
+    with bentoml_serve(env, log_path) as (proc, url):
         deadline = time.time() + START_TIMEOUT_S
         with httpx.Client(base_url=url, timeout=30) as c:
             while True:  # the process answers /livez before the model is there
@@ -128,7 +74,7 @@ def server(registry):
                 except httpx.TransportError:
                     time.sleep(0.5)
             observed["readyz_without_champion"] = c.get("/readyz").status_code
-            r = c.post("/forecast", json={"items": _items(registry["demand"], 1)}, headers=_auth(USER))
+            r = c.post("/forecast", json={"items": forecast_items(registry["demand"], 1)}, headers=auth(USER))
             observed["forecast_without_champion"] = (r.status_code, r.json())
             assert reg.promote(version="1").promoted
             while c.get("/readyz").status_code != 200:
@@ -136,23 +82,11 @@ def server(registry):
                     raise RuntimeError(f"service never became ready: {log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
         yield {"url": url, "observed": observed, "log": log_path, "registry": registry}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
-
-
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="module")
 def client(server):
-    with httpx.Client(base_url=server["url"], headers=_auth(USER), timeout=120) as c:
+    with httpx.Client(base_url=server["url"], headers=auth(USER), timeout=120) as c:
         yield c
 
 
@@ -204,7 +138,7 @@ def test_health_readiness_and_metrics_are_open(server):
 
 
 def test_forecast_one_sku(client, demand):
-    items = _items(demand, 1)
+    items = forecast_items(demand, 1)
     r = client.post("/forecast", json={"items": items, "horizon": 5})
     assert r.status_code == 200, r.text
     _check_forecast(r.json(), [items[0]["sku"]], 5, "1")
@@ -213,14 +147,14 @@ def test_forecast_one_sku(client, demand):
 
 
 def test_forecast_twenty_skus_default_horizon(client, demand):
-    items = _items(demand, 20)
+    items = forecast_items(demand, 20)
     r = client.post("/forecast", json={"items": items})
     assert r.status_code == 200, r.text
     _check_forecast(r.json(), [i["sku"] for i in items], 13, "1")
 
 
 def test_repeated_forecast_comes_from_the_cache(client, demand):
-    payload = {"items": _items(demand, 20)[10:], "horizon": 7}
+    payload = {"items": forecast_items(demand, 20)[10:], "horizon": 7}
     t0 = time.perf_counter()
     first = client.post("/forecast", json=payload)
     t_first = time.perf_counter() - t0
@@ -242,7 +176,7 @@ def test_repeated_forecast_comes_from_the_cache(client, demand):
 
 
 def test_classify(client, demand):
-    items = _items(demand, 6)
+    items = forecast_items(demand, 6)
     items.append(
         {"sku": "sparse", "history": [{"ds": f"2024-{m:02d}-01", "y": float(m % 3 == 0) * 7} for m in (1, 5, 9)]}
     )
@@ -274,9 +208,9 @@ def test_model_info(client):
 
 
 def test_missing_or_wrong_key_is_401(server, demand):
-    payload = {"items": _items(demand, 1)}
+    payload = {"items": forecast_items(demand, 1)}
     with httpx.Client(base_url=server["url"], timeout=30) as anon:
-        for headers in ({}, _auth("not-a-key"), {"Authorization": f"Basic {USER}"}, {"Authorization": "Bearer"}):
+        for headers in ({}, auth("not-a-key"), {"Authorization": f"Basic {USER}"}, {"Authorization": "Bearer"}):
             r = anon.post("/forecast", json=payload, headers=headers)
             assert r.status_code == 401, headers
             assert r.headers["www-authenticate"].startswith("Bearer") and r.json()["error"]
@@ -289,7 +223,7 @@ def test_user_key_on_admin_endpoint_is_403(client):
 
 
 def test_rate_limit_is_429_per_key(server, client):
-    with httpx.Client(base_url=server["url"], headers=_auth(SLOW), timeout=30) as slow:
+    with httpx.Client(base_url=server["url"], headers=auth(SLOW), timeout=30) as slow:
         responses = [slow.post("/model_info") for _ in range(12)]  # rate 1/s, burst 2
     codes = [r.status_code for r in responses]
     assert codes[:2] == [200, 200] and 429 in codes and set(codes) <= {200, 429}, codes
@@ -297,7 +231,7 @@ def test_rate_limit_is_429_per_key(server, client):
     assert int(limited.headers["retry-after"]) >= 1 and limited.json()["error"] == "rate limit exceeded"
     assert client.post("/model_info").status_code == 200  # other keys are not affected
     time.sleep(1.2)
-    with httpx.Client(base_url=server["url"], headers=_auth(SLOW), timeout=30) as slow:
+    with httpx.Client(base_url=server["url"], headers=auth(SLOW), timeout=30) as slow:
         assert slow.post("/model_info").status_code == 200  # the bucket refills
 
 
@@ -455,12 +389,12 @@ def test_server_log_has_no_traceback(server):
 
 def test_alias_move_is_picked_up_without_dropping_requests(server, client, demand):
     registry = server["registry"]
-    payload = {"items": _items(demand, 3), "horizon": 4}
-    probe = {"items": _items(demand, 3), "horizon": 6}  # only requested by this thread
+    payload = {"items": forecast_items(demand, 3), "horizon": 4}
+    probe = {"items": forecast_items(demand, 3), "horizon": 6}  # only requested by this thread
     assert client.post("/forecast", json=payload).json()["model_version"] == "1"
     assert client.post("/forecast", json=probe).json()["model_version"] == "1"
     reg.configure(registry["uri"], EXPERIMENT)
-    v2 = _register(registry["model"], registry["holdout"], "v2")
+    v2 = register(registry["model"], registry["holdout"], "v2")
     assert v2.version == "2"
     assert reg.promote(version="2", force=True, who="test_serving").promoted
 
@@ -469,7 +403,7 @@ def test_alias_move_is_picked_up_without_dropping_requests(server, client, deman
     stop = threading.Event()
 
     def hammer() -> None:
-        with httpx.Client(base_url=server["url"], headers=_auth(USER), timeout=60) as c:
+        with httpx.Client(base_url=server["url"], headers=auth(USER), timeout=60) as c:
             while not stop.is_set():
                 r = c.post("/forecast", json=payload)
                 seen.append((r.status_code, r.json().get("model_version")))
@@ -477,7 +411,7 @@ def test_alias_move_is_picked_up_without_dropping_requests(server, client, deman
     worker = threading.Thread(target=hammer)
     worker.start()
     try:
-        with httpx.Client(base_url=server["url"], headers=_auth(ADMIN), timeout=120) as admin:
+        with httpx.Client(base_url=server["url"], headers=auth(ADMIN), timeout=120) as admin:
             # force: load and swap even if the 2 s poll saw the move first, so a swap happens under load.
             r = admin.post("/admin/reload", json={"force": True})
             assert r.status_code == 200, r.text

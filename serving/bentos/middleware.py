@@ -61,6 +61,60 @@ async def _respond(scope: Scope, receive: Receive, send: Send, status: int, body
     await JSONResponse(body, status_code=status, headers=headers or None)(scope, receive, send)
 
 
+async def drain_body(receive: Receive, limit: int) -> None:
+    """Read and drop up to ``limit`` more bytes, so the client gets its 413 (or 422) instead of a reset."""
+    seen = 0
+    while seen <= limit:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return
+        seen += len(msg.get("body", b""))
+        if not msg.get("more_body", False):
+            return
+
+
+class BodyTooLarge(Exception):
+    """The request body passed its limit (the rest of it, up to a bound, has been read and dropped)."""
+
+
+async def read_body(receive: Receive, limit: int, drain_limit: int) -> bytes | None:
+    """The whole request body, or None if the client disconnected.
+
+    Raises :class:`BodyTooLarge` as soon as more than ``limit`` bytes came, after draining up to
+    ``drain_limit`` more (so the client reads the answer instead of a reset).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        more = bool(msg.get("more_body", False))
+        if size > limit:
+            if more:
+                await drain_body(receive, drain_limit)
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that answers the already read ``body`` once, then defers to ``receive`` (disconnects)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class ApiKeyMiddleware:
     def __init__(
         self,
@@ -123,17 +177,6 @@ class RequestValidationMiddleware:
         self.schemas = schemas
         self.max_body_bytes = ServingConfig.from_env().max_body_bytes if max_body_bytes is None else max_body_bytes
 
-    async def _drain(self, receive: Receive, limit: int) -> None:
-        """Read and drop up to ``limit`` more bytes, so the client gets its 413 instead of a reset."""
-        seen = 0
-        while seen <= limit:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return
-            seen += len(msg.get("body", b""))
-            if not msg.get("more_body", False):
-                return
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         schema = self.schemas.get(scope.get("path", "")) if scope["type"] == "http" else None
         if schema is None or scope.get("method") != "POST":
@@ -143,44 +186,25 @@ class RequestValidationMiddleware:
         too_large = error_body(f"request body larger than {limit} bytes", max_body_bytes=limit)
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
-            await self._drain(receive, 2 * limit)
+            await drain_body(receive, 2 * limit)
             await _respond(scope, receive, send, 413, too_large)
             return
         ctype = (_header(scope, b"content-type") or "application/json").split(";")[0].strip().lower()
         if ctype not in ("application/json", ""):
-            await self._drain(receive, 2 * limit)
+            await drain_body(receive, 2 * limit)
             await _respond(scope, receive, send, 415, error_body(f"content type {ctype!r}: send application/json"))
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunk = msg.get("body", b"")
-            size += len(chunk)
-            more = bool(msg.get("more_body", False))
-            if size > limit:
-                if more:
-                    await self._drain(receive, limit)
-                await _respond(scope, receive, send, 413, too_large)
-                return
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:
+            body = await read_body(receive, limit, drain_limit=limit)
+        except BodyTooLarge:
+            await _respond(scope, receive, send, 413, too_large)
+            return
+        if body is None:  # the client went away
+            return
         try:
             schema.model_validate_json(body or b"{}")
         except ValidationError as exc:
             await _respond(scope, receive, send, 422, validation_body(exc))
             return
 
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)

@@ -16,6 +16,18 @@ Endpoints (all POST + JSON, bearer key needed; health, readiness, metrics and do
 - ``/model_info``: the versions loaded per alias, when, and the last registry error.
 - ``/admin/reload`` (admin key): check the registry now and swap in moved aliases
   (``{"force": true}`` reloads even when the version did not change).
+- ``/recommend_order``: items with history plus ``on_hand``, ``lead_time_weeks`` (and optionally
+  ``on_order``, ``review_period_weeks``, ``service_level``, costs, ``min_order_qty``) → per SKU the
+  base-stock order quantity, order-up-to level, safety stock and expected demand, from the
+  champion's forecast (same path and cache as ``/forecast``; policy in :mod:`serving.bentos.orders`).
+- ``/batch`` (multipart upload, field ``file``: CSV ``sku,ds,y``; optional ``horizon``) → a job id;
+  ``/batch_status`` ``{"job_id"}`` → state and progress; ``/batch_result`` ``{"job_id", "format":
+  "csv"|"json"|"xlsx"}`` → the forecasts file. Jobs run in a background thread and are kept under
+  ``$STOCKML_HOME/serving_jobs/`` (see :mod:`serving.bentos.batch`).
+- ``/feedback``: ``{"items": [{"forecast_id", "actuals": [{"ds", "y"}]}]}`` → reward per forecast,
+  Beta posteriors per version, and the bandit's decision; ``/bandit``: posteriors, P(challenger
+  better), traffic shares, decisions. With a challenger loaded, each ``/forecast`` request is served
+  by champion or challenger by Thompson sampling (see :mod:`serving.bentos.routing`).
 - ``GET /healthz``, ``/livez``; ``GET /readyz`` (503 until the champion is loaded); ``GET /metrics``.
 
 Errors: 401/403 (key, role), 413 (body too large), 415 (not JSON), 422 (validation: the body
@@ -35,6 +47,7 @@ import logging
 import math
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -42,12 +55,26 @@ import bentoml
 import mlflow
 import numpy as np
 import pandas as pd
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
+from serving.bentos.batch import BatchLimits, BatchRunner, CsvError, FormatUnavailable, JobStore, UploadMiddleware
+from serving.bentos.batch import parse_csv as parse_batch_csv
+from serving.bentos.batch import render as render_batch
 from serving.bentos.cache import cache_key, history_hash, make_cache
 from serving.bentos.config import ServingConfig
 from serving.bentos.middleware import ApiKeyMiddleware, RequestValidationMiddleware
 from serving.bentos.models import ModelWatcher, redact
+from serving.bentos.orders import POLICY, OrderInput, recommend
+from serving.bentos.outcomes import OutcomeStore
+from serving.bentos.routing import (
+    Bandit,
+    BanditConfig,
+    FeedbackItems,
+    FeedbackRequest,
+    feedback_items,
+    record_served,
+    scored_json,
+)
 from serving.bentos.schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -61,6 +88,15 @@ from serving.bentos.schemas import (
     SkuClass,
     SkuForecast,
     error_body,
+)
+from serving.bentos.schemas_ops import (
+    BatchResultRequest,
+    BatchStatusRequest,
+    JobId,
+    OrderItem,
+    OrderRecommendationOut,
+    RecommendOrderRequest,
+    RecommendOrderResponse,
 )
 from stockml.settings import get_settings
 from training.router.predict import HistoryError, regularise
@@ -147,6 +183,12 @@ def _per_sku(fc: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
+ORDER_FORMULA = (
+    "S = sum(yhat, weeks 1..L+R) + z(service_level) * sqrt(sum(sigma_t^2)), sigma_t = (hi80_t - yhat_t) / z(0.90); "
+    "order_qty = max(0, S - on_hand - on_order), rounded up to whole units and to min_order_qty"
+)
+
+
 def _enable_logging() -> None:
     """BentoML's server logging config disables loggers that existed before it and keeps the root at
     WARNING: switch ours back on at INFO, so model loads, swaps and registry errors reach the server log."""
@@ -181,6 +223,8 @@ class StockForecaster:
         mlflow.set_registry_uri(uri)
         self.models = ModelWatcher(self.config.model_name, self.config.poll_s)
         self.cache = make_cache(self.config.redis_url, self.config.cache_size, self.config.cache_ttl_s)
+        self.outcomes = OutcomeStore.from_env(self.settings.home)  # served forecasts, feedback, posteriors
+        self.bandit = Bandit(self.outcomes, self.models, BanditConfig.from_env(self.settings.promotion_tolerance))
         log.info(
             "StockForecaster: registry %s, model %s, poll %ss, cache %s",
             redact(uri),
@@ -189,6 +233,10 @@ class StockForecaster:
             self.cache.backend,
         )
         self.models.start()
+        self.batch_limits = BatchLimits.from_env()
+        self.jobs = JobStore(Path(self.settings.home) / "serving_jobs")
+        self.batch = BatchRunner(self.jobs, self._batch_champion, self.batch_limits)
+        self.batch.start()
 
     def __is_ready__(self) -> bool:
         return self.models.champion is not None
@@ -196,13 +244,14 @@ class StockForecaster:
     @bentoml.on_shutdown
     def stop_polling(self) -> None:
         self.models.stop()
+        self.batch.stop()
 
-    @bentoml.api(route="/forecast")
-    def forecast(self, items: Items, horizon: Horizon = 13) -> ForecastResponse:
-        """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history."""
-        champ = self.models.champion  # one reference for the whole request: a reload cannot split it
-        if champ is None:
-            return _unavailable(self.models)  # type: ignore[return-value]
+    def _forecast_values(
+        self, champ: Any, items: list[SeriesIn], horizon: int
+    ) -> tuple[dict[str, str], dict[str, Any], dict[str, dict[str, Any]], float]:
+        """The forecast path shared by ``/forecast`` and ``/recommend_order``: per SKU the cache key, the
+        cached values found, the values computed for the others (then cached), and the compute time.
+        Raises :class:`HistoryError` when the model cannot use a history."""
         keys = {
             item.sku: cache_key(
                 champ.name,
@@ -222,13 +271,24 @@ class StockForecaster:
         compute_s = 0.0
         if missing:
             t0 = time.perf_counter()
-            try:
-                fresh = _per_sku(champ.predict(_frame(missing), horizon))
-            except HistoryError as exc:
-                return _history_error(exc)  # type: ignore[return-value]
+            fresh = _per_sku(champ.predict(_frame(missing), horizon))
             SKUS_FORECAST.labels(model_version=champ.version).inc(len(missing))
             self.cache.set_many({keys[sku]: value for sku, value in fresh.items()})
             compute_s = time.perf_counter() - t0
+        return keys, hits, fresh, compute_s
+
+    @bentoml.api(route="/forecast")
+    def forecast(self, items: Items, horizon: Horizon = 13) -> ForecastResponse:
+        """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history."""
+        champ = self.models.champion  # one reference for the whole request: a reload cannot split it
+        if champ is None:
+            return _unavailable(self.models)  # type: ignore[return-value]
+        routed, alias = self.bandit.route()  # champion or challenger, by Thompson sampling (per request)
+        champ = routed or champ
+        try:
+            keys, hits, fresh, compute_s = self._forecast_values(champ, items, horizon)
+        except HistoryError as exc:
+            return _history_error(exc)  # type: ignore[return-value]
         out = []
         for item in items:
             key = keys[item.sku]
@@ -251,10 +311,11 @@ class StockForecaster:
             len(out),
             champ.version,
             len(hits),
-            len(missing),
+            len(fresh),
             compute_s,
         )
         log.debug("forecast ids: %s", [(o.sku, o.forecast_id) for o in out])
+        record_served(self.outcomes, champ, alias, items, out, horizon)
         return ForecastResponse(model_name=champ.name, model_version=champ.version, horizon=horizon, items=out)
 
     @bentoml.api(route="/classify")
@@ -318,6 +379,116 @@ class StockForecaster:
             body["error"] = self.models.last_error
         return body
 
+    # ------------------------------------------------------------ feedback, champion/challenger bandit
+
+    @bentoml.api(route="/feedback")
+    def feedback(self, items: FeedbackItems) -> dict[str, Any]:
+        """Actuals for served forecasts: reward per forecast, Beta posteriors per version, bandit decision."""
+        scored = self.outcomes.score(self.models.name, feedback_items(items))
+        done, errors = scored_json(scored)
+        decision = self.bandit.evaluate() if done else None
+        state = self.bandit.state()
+        body = {"items": done, "errors": errors, "decision": decision, "bandit": state}
+        if not done:
+            return JSONResponse(  # type: ignore[return-value]
+                {**error_body("no known forecast_id in the request", field="items"), **body}, status_code=404
+            )
+        return body
+
+    @bentoml.api(route="/bandit")
+    def bandit_state(self) -> dict[str, Any]:
+        """Posteriors per version, P(challenger better), traffic shares and the decisions taken."""
+        return self.bandit.state()
+
+    # ------------------------------------------------------------ orders, batch jobs (operations)
+
+    @bentoml.api(route="/recommend_order")
+    def recommend_order(self, items: list[OrderItem]) -> RecommendOrderResponse:
+        """Order quantity per SKU from the champion's forecast and a base-stock (order-up-to) policy."""
+        champ = self.models.champion
+        if champ is None:
+            return _unavailable(self.models)  # type: ignore[return-value]
+        horizon = max(i.lead_time_weeks + i.review_period_weeks for i in items)  # one forecast call, one cache key
+        try:
+            keys, hits, fresh, _ = self._forecast_values(champ, items, horizon)
+        except HistoryError as exc:
+            return _history_error(exc)  # type: ignore[return-value]
+        out = []
+        for item in items:
+            value = hits.get(keys[item.sku]) or fresh.get(item.sku)
+            if value is None:
+                return JSONResponse(  # type: ignore[return-value]
+                    error_body(f"the model returned no forecast for sku {item.sku!r}"), status_code=500
+                )
+            order = OrderInput(
+                on_hand=item.on_hand,
+                on_order=item.on_order,
+                lead_time_weeks=item.lead_time_weeks,
+                review_period_weeks=item.review_period_weeks,
+                service_level=item.service_level,
+                unit_cost=item.unit_cost,
+                holding_cost_rate=item.holding_cost_rate,
+                min_order_qty=item.min_order_qty,
+            )
+            rec = recommend(value["forecasts"], order)
+            out.append(
+                OrderRecommendationOut(
+                    sku=item.sku,
+                    service_level=item.service_level,
+                    model_version=champ.version,
+                    method=value["method"],
+                    pattern=value["pattern"],
+                    **rec.as_dict(),
+                )
+            )
+        return RecommendOrderResponse(
+            model_name=champ.name, model_version=champ.version, policy=POLICY, formula=ORDER_FORMULA, items=out
+        )
+
+    def _batch_champion(self) -> tuple[str, str, Any] | None:
+        champ = self.models.champion
+        if champ is None:
+            return None
+        return champ.name, champ.version, champ.predict
+
+    @bentoml.api(route="/batch")
+    def batch_submit(self, file: Path, horizon: int = 13) -> dict[str, Any]:
+        """Upload a CSV (multipart field ``file``; columns sku, ds, y) for a background forecast job."""
+        try:
+            frame = parse_batch_csv(Path(file).read_bytes(), self.batch_limits)
+        except CsvError as exc:
+            return JSONResponse(error_body(str(exc), field="file"), status_code=422)  # type: ignore[return-value]
+        job = self.jobs.create(frame, horizon)
+        self.batch.submit(job)
+        log.info("batch job %s queued: %d SKUs, %d rows, horizon %d", job.job_id, job.skus_total, job.rows, horizon)
+        return job.public()
+
+    @bentoml.api(route="/batch_status")
+    def batch_status(self, job_id: JobId) -> dict[str, Any]:
+        """State (queued, running, done, failed) and progress (SKUs done / total) of a batch job."""
+        job = self.jobs.load(job_id)
+        if job is None:
+            return JSONResponse(error_body(f"no batch job {job_id}", field="job_id"), status_code=404)  # type: ignore[return-value]
+        return job.public()
+
+    @bentoml.api(route="/batch_result")
+    def batch_result(self, job_id: JobId, format: str = "csv") -> Any:
+        """The forecasts of a finished job as csv, json or xlsx (409 while it is not done)."""
+        job = self.jobs.load(job_id)
+        if job is None:
+            return JSONResponse(error_body(f"no batch job {job_id}", field="job_id"), status_code=404)
+        if job.state != "done":
+            return JSONResponse(
+                error_body(f"batch job {job_id} is {job.state}, not done", state=job.state, progress=job.progress),
+                status_code=409,
+            )
+        try:
+            content, media = render_batch(job, self.jobs.result_path(job_id), format)
+        except FormatUnavailable as exc:
+            return JSONResponse(error_body(str(exc), field="format"), status_code=422)
+        name = f"forecasts-{job_id}.{format}"
+        return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
 
 StockForecaster.add_asgi_middleware(ApiKeyMiddleware)
 StockForecaster.add_asgi_middleware(
@@ -327,5 +498,11 @@ StockForecaster.add_asgi_middleware(
         "/classify": ClassifyRequest,
         "/model_info": EmptyRequest,
         "/admin/reload": ReloadRequest,
+        "/feedback": FeedbackRequest,
+        "/bandit": EmptyRequest,
+        "/recommend_order": RecommendOrderRequest,
+        "/batch_status": BatchStatusRequest,
+        "/batch_result": BatchResultRequest,
     },
 )
+StockForecaster.add_asgi_middleware(UploadMiddleware, paths=("/batch",))  # multipart: not in the schemas above

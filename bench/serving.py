@@ -1,0 +1,290 @@
+"""Serving benchmark: ``/forecast`` latency and throughput against a trivial BentoML service, and a batch job.
+
+What it measures, on this machine:
+
+- single-SKU ``/forecast`` (104 weeks of history, horizon 13, answered from the cache after the first
+  call) at 1, 16 and 64 concurrent clients for ``--seconds`` each: requests/s, p50 and p99 latency;
+- the same load against :class:`Echo`, a BentoML service in the same framework and server whose
+  ``/forecast`` returns its input (no auth, validation or model): the framework's ceiling here;
+  our throughput is reported as a fraction of it;
+- the wall time of a ``--batch-skus`` SKU batch job (upload of the CSV → ``done``), and its progress steps.
+
+The service runs with its production middlewares (API key, rate limit set out of the way, body
+validation). Without ``--url`` a small router is trained on demo data, registered in a temporary
+SQLite registry and promoted, and both services are started with ``bentoml serve`` on free ports;
+with ``--url`` (and ``--key``) a running service is measured instead (it must have a champion).
+The load generator is one asyncio process with httpx on the same machine, so on a small machine it
+competes with the servers for the CPU; the ceiling has the same handicap.
+
+Example::
+
+    python -m bench.serving --seconds 10 --batch-skus 10000 --out /tmp/serving_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from bench.serving_stack import ISOLATE_VARS, SERVICE, serve, stop, wait_ready
+
+KEY = "bench-key"
+
+
+@bentoml.service(name="stockml_echo", traffic={"timeout": 120}, threads=4)
+class Echo:
+    """The ceiling: same framework and server, an API that returns its input."""
+
+    @bentoml.api(route="/forecast")
+    def forecast(self, items: list[dict[str, Any]], horizon: int = 13) -> dict[str, Any]:
+        return {"items": items, "horizon": horizon}
+
+
+# ---------------------------------------------------------------- servers
+
+
+def _serve(target: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    return serve(target, env, log.open("w"))
+
+
+def _register_router(home: Path) -> str:
+    """Train a small router on demo data, register it in a SQLite registry under ``home`` and promote it."""
+    from training.data.demo import generate_catalogue
+    from training.data.weekly import to_weekly_demand
+    from training.forecasting.backtest import backtest
+    from training.forecasting.zoo import ModelZoo
+    from training.registry import mlflow_registry as reg
+    from training.router.predict import RouterModel
+    from training.router.train import train_router
+
+    cat = generate_catalogue(80, 120, seed=7, dirty_rows=False)
+    demand = to_weekly_demand(cat.movements)
+    methods = ["Naive2", "SES", "Theta", "TSB", "CrostonSBA", "ADIDA"]
+    bt = backtest(demand, ModelZoo(methods=methods, n_jobs=1), h=8, n_windows=3)
+    t = train_router(demand, bt, season_length=52)
+    model = RouterModel.from_training(t)
+    skus = list(t.holdout_forecasts["unique_id"].unique())[:10]
+    holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    reg.configure(uri, "stockml-serving-bench", home / "artifacts")
+    v = reg.log_router(model, params={}, metrics={"holdout_mase_router": 1.0}, tags={}, holdout=holdout)
+    assert reg.promote(version=v.version, force=True).promoted
+    return uri
+
+
+# ---------------------------------------------------------------- load
+
+
+def _series(sku: str, weeks: int, rng: np.random.Generator) -> dict[str, Any]:
+    start = np.datetime64("2022-01-03")
+    ys = rng.poisson(5.0, weeks).astype(float)
+    return {
+        "sku": sku,
+        "history": [{"ds": str(start + np.timedelta64(7 * i, "D")), "y": float(y)} for i, y in enumerate(ys)],
+    }
+
+
+async def _load(url: str, headers: dict[str, str], payload: bytes, concurrency: int, seconds: float) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    hdrs = {**headers, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        for _ in range(min(concurrency, 4)):  # warm the connection pool and the cache
+            await client.post("/forecast", content=payload, headers=hdrs)
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/forecast", content=payload, headers=hdrs)
+                    code = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    code = type(exc).__name__
+                if code == "200":
+                    lat.append(time.perf_counter() - t0)
+                else:
+                    errors[code] = errors.get(code, 0) + 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    arr = np.asarray(lat) * 1000 if lat else np.asarray([np.nan])
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": errors,
+        "seconds": round(wall, 2),
+        "rps": round(len(lat) / wall, 1),
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p99_ms": round(float(np.percentile(arr, 99)), 2),
+    }
+
+
+def _batch_csv(n: int, weeks: int, seed: int) -> bytes:
+    """``n`` SKUs of weekly demand, a mix of smooth and intermittent series."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(1.5, 4.0, n)
+    p_sale = np.where(rng.random(n) < 0.4, rng.uniform(0.1, 0.6, n), 1.0)
+    y = rng.poisson(rate[:, None], (n, weeks)) * (rng.random((n, weeks)) < p_sale[:, None])
+    ds = pd.date_range("2022-01-03", periods=weeks, freq="W-MON").strftime("%Y-%m-%d")
+    frame = pd.DataFrame(
+        {"sku": np.repeat([f"SKU{i:05d}" for i in range(n)], weeks), "ds": np.tile(ds, n), "y": y.ravel()}
+    )
+    return frame.to_csv(index=False).encode()
+
+
+def _batch(url: str, headers: dict[str, str], n: int, weeks: int, horizon: int) -> dict:
+    import httpx
+
+    raw = _batch_csv(n, weeks, 11)
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as c:
+        t0 = time.perf_counter()
+        r = c.post("/batch", files={"file": ("bench.csv", raw, "text/csv")}, data={"horizon": str(horizon)})
+        r.raise_for_status()
+        upload_s = time.perf_counter() - t0
+        job = r.json()
+        steps = 0
+        last = -1.0
+        while True:
+            st = c.post("/batch_status", json={"job_id": job["job_id"]}).json()
+            if st["progress"] != last:
+                steps, last = steps + 1, st["progress"]
+            if st["state"] in ("done", "failed"):
+                break
+            time.sleep(0.5)
+        wall = time.perf_counter() - t0
+        if st["state"] != "done":
+            raise RuntimeError(f"batch job failed: {st}")
+        t1 = time.perf_counter()
+        res = c.post("/batch_result", json={"job_id": job["job_id"], "format": "csv"})
+        download_s = time.perf_counter() - t1
+    return {
+        "skus": n,
+        "weeks": weeks,
+        "rows_in": n * weeks,
+        "csv_bytes": len(raw),
+        "horizon": horizon,
+        "upload_s": round(upload_s, 2),
+        "wall_s": round(wall, 2),
+        "worker_s": st.get("seconds"),
+        "skus_per_s": round(n / wall, 1),
+        "progress_steps_seen": steps,
+        "result_rows": res.text.count("\n") - 1,
+        "download_s": round(download_s, 2),
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
+def _table(ours: list[dict], ceiling: list[dict]) -> str:
+    lines = [
+        "| clients | stockml req/s | p50 ms | p99 ms | echo req/s | echo p50 ms | echo p99 ms | fraction |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a, b in zip(ours, ceiling, strict=True):
+        frac = a["rps"] / b["rps"] if b["rps"] else float("nan")
+        lines.append(
+            f"| {a['concurrency']} | {a['rps']} | {a['p50_ms']} | {a['p99_ms']} | {b['rps']} | {b['p50_ms']} | "
+            f"{b['p99_ms']} | {frac:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--url", help="measure a running service (default: start one with a fresh router)")
+    ap.add_argument("--key", default=os.environ.get("STOCKML_BENCH_KEY", KEY), help="bearer key for --url")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--batch-skus", type=int, default=10_000, help="0: skip the batch job")
+    ap.add_argument("--batch-weeks", type=int, default=104)
+    ap.add_argument("--horizon", type=int, default=13)
+    ap.add_argument("--no-ceiling", action="store_true", help="do not start the echo service")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="stockml-serving-bench-"))
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "STOCKML_HOME": str(tmp / "home"),
+        "STOCKML_API_KEYS": f"{KEY}:user",
+        "STOCKML_RATE_LIMIT_PER_S": "1000000",
+        "STOCKML_SERVING_POLL_S": "0",
+    }
+    for var in ISOLATE_VARS:
+        env.pop(var, None)
+    procs: list[subprocess.Popen] = []
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "bentoml": bentoml.__version__},
+        "seconds_per_level": args.seconds,
+        "payload": {"skus": 1, "weeks": 104, "horizon": args.horizon},
+    }
+    try:
+        if args.url:
+            url, key = args.url.rstrip("/"), args.key
+        else:
+            t0 = time.perf_counter()
+            env["STOCKML_MLFLOW_TRACKING_URI"] = _register_router(tmp)
+            result["router_setup_s"] = round(time.perf_counter() - t0, 1)
+            proc, url = _serve(SERVICE, env, tmp / "stockml.log")
+            procs.append(proc)
+            wait_ready(url, proc, tmp / "stockml.log")
+            key = KEY
+        headers = {"Authorization": f"Bearer {key}"}
+        payload = json.dumps({"items": [_series("BENCH-1", 104, np.random.default_rng(3))], "horizon": args.horizon})
+        body = payload.encode()
+        ours = [asyncio.run(_load(url, headers, body, c, args.seconds)) for c in args.concurrency]
+        result["stockml"] = ours
+        ceiling: list[dict] = []
+        if not args.no_ceiling:
+            eproc, eurl = _serve("bench.serving:Echo", env, tmp / "echo.log")
+            procs.append(eproc)
+            wait_ready(eurl, eproc, tmp / "echo.log")
+            ceiling = [asyncio.run(_load(eurl, {}, body, c, args.seconds)) for c in args.concurrency]
+            stop(eproc)
+            procs.remove(eproc)
+            result["echo"] = ceiling
+            result["fraction_of_ceiling"] = {
+                str(a["concurrency"]): round(a["rps"] / b["rps"], 3) if b["rps"] else None
+                for a, b in zip(ours, ceiling, strict=True)
+            }
+        if args.batch_skus:
+            result["batch"] = _batch(url, headers, args.batch_skus, args.batch_weeks, args.horizon)
+    finally:
+        for p in procs:
+            stop(p)
+    if ceiling:
+        print(_table(ours, ceiling))
+    else:
+        print(json.dumps(result.get("stockml"), indent=1))
+    if "batch" in result:
+        print("batch:", json.dumps(result["batch"]))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+        print(f"written {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

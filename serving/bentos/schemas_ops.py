@@ -1,0 +1,102 @@
+"""Request and response models of the operations endpoints: ``/recommend_order`` and ``/batch*``.
+
+Kept apart from :mod:`serving.bentos.schemas` (the forecast API) but built on the same types, so a
+history is validated exactly as for ``/forecast`` and failures get the same 422 body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, MAX_Y, SeriesIn
+
+MAX_LEAD_WEEKS = 52
+MAX_REVIEW_WEEKS = MAX_HORIZON - MAX_LEAD_WEEKS  # lead time + review period <= the forecast horizon limit
+
+Units = Annotated[float, Field(strict=True, ge=0, le=MAX_Y, allow_inf_nan=False)]
+
+
+class OrderItem(SeriesIn):
+    """One SKU: its demand history (as for ``/forecast``) and its stock situation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_hand: Annotated[Units, Field(description="Units in stock now (net of backorders).")]
+    on_order: Annotated[Units, Field(description="Units ordered and not yet received.")] = 0.0
+    lead_time_weeks: Annotated[
+        int, Field(strict=True, ge=1, le=MAX_LEAD_WEEKS, description="Weeks from order to receipt, 1..52.")
+    ]
+    review_period_weeks: Annotated[
+        int, Field(strict=True, ge=1, le=MAX_REVIEW_WEEKS, description="Weeks between orders, 1..52.")
+    ] = 1
+    service_level: Annotated[
+        float,
+        Field(strict=True, ge=0.5, le=0.999, allow_inf_nan=False, description="Cycle service level, 0.5..0.999."),
+    ] = 0.95
+    unit_cost: Annotated[Units | None, Field(description="Cost per unit (for order value and holding cost).")] = None
+    holding_cost_rate: Annotated[
+        float | None,
+        Field(strict=True, ge=0, le=10, allow_inf_nan=False, description="Holding cost per year, fraction of cost."),
+    ] = None
+    min_order_qty: Annotated[Units | None, Field(description="Minimum order quantity (MOQ).")] = None
+
+
+class RecommendOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs.")]
+
+    @field_validator("items")
+    @classmethod
+    def _skus(cls, v: list[OrderItem]) -> list[OrderItem]:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(v):
+            if item.sku in seen:
+                raise ValueError(f"sku {item.sku!r} appears twice (items[{seen[item.sku]}] and items[{i}])")
+            seen[item.sku] = i
+        return v
+
+
+class OrderRecommendationOut(BaseModel):
+    sku: str
+    order_qty: float
+    order_up_to: float
+    safety_stock: float
+    expected_demand: float = Field(description="Forecast demand over lead time + review period.")
+    inventory_position: float
+    sigma: float = Field(description="Standard deviation of demand over lead time + review period.")
+    z: float
+    weeks_covered: int
+    service_level: float
+    policy: str
+    order_value: float | None
+    holding_cost_per_week: float | None
+    model_version: str
+    method: str
+    pattern: str
+
+
+class RecommendOrderResponse(BaseModel):
+    model_name: str
+    model_version: str
+    policy: str
+    formula: str
+    items: list[OrderRecommendationOut]
+
+
+JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="The id returned by POST /batch.")]
+
+
+class BatchStatusRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: JobId
+
+
+class BatchResultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: JobId
+    format: Literal["csv", "json", "xlsx"] = "csv"

@@ -1,0 +1,97 @@
+"""Helpers of the serving system tests (test_serving, test_serving_ops, test_serving_bandit).
+
+Starting and stopping ``bentoml serve`` is in :mod:`bench.serving_stack` (the benchmark uses it too).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from bench.serving_stack import ISOLATE_VARS, SERVICE, serve, stop, wait_ready
+from training.registry import mlflow_registry as reg
+from training.router.predict import RouterModel
+from training.router.train import train_router
+
+__all__ = [
+    "START_TIMEOUT_S",
+    "auth",
+    "bentoml_serve",
+    "forecast_items",
+    "register",
+    "service_env",
+    "train_and_configure",
+    "wait_ready",
+]
+
+START_TIMEOUT_S = 240
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def forecast_items(demand: pd.DataFrame, n: int) -> list[dict]:
+    """The ``/forecast`` items of the first ``n`` SKUs of ``demand``, with their whole history."""
+    return [
+        {"sku": str(sku), "history": [{"ds": str(d.date()), "y": float(y)} for d, y in zip(g.ds, g.y, strict=True)]}
+        for sku, g in list(demand.groupby("unique_id"))[:n]
+    ]
+
+
+def register(model: RouterModel, holdout, label: str) -> reg.RegisteredVersion:
+    return reg.log_router(
+        model,
+        params={"label": label},
+        metrics={"holdout_mase_router": 1.0},
+        tags={"label": label},
+        holdout=holdout,
+        run_name=label,
+    )
+
+
+def train_and_configure(router_data: dict, tmp: Path, experiment: str) -> tuple[str, RouterModel, pd.DataFrame]:
+    """Train a router on ``router_data`` and point the registry at a fresh SQLite one under ``tmp``.
+
+    Returns the tracking URI, the model and its holdout (nothing is registered yet).
+    """
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    t = train_router(router_data["demand"], router_data["backtest"], season_length=52)
+    model = RouterModel.from_training(t)
+    skus = list(t.holdout_forecasts["unique_id"].unique())[:10]
+    holdout = reg.split_holdout(router_data["demand"], t.holdout_cutoff, t.horizon, skus)
+    reg.configure(uri, experiment, tmp / "artifacts")
+    return uri, model, holdout
+
+
+def service_env(tmp: Path, uri: str, api_keys: str, *, isolate: tuple[str, ...] = ISOLATE_VARS, **extra: str) -> dict:
+    """The environment of a service under ``tmp`` on the registry ``uri``, isolated from the caller's settings."""
+    env = {
+        **os.environ,
+        "STOCKML_HOME": str(tmp / "home"),
+        "STOCKML_MLFLOW_TRACKING_URI": uri,
+        "STOCKML_API_KEYS": api_keys,
+        "STOCKML_RATE_LIMIT_PER_S": "1000",
+        **extra,
+        "BENTOML_HOME": str(tmp / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    for var in isolate:
+        env.pop(var, None)
+    return env
+
+
+@contextmanager
+def bentoml_serve(env: dict, log_path: Path, port_flag: str = "--port") -> Iterator[tuple[subprocess.Popen, str]]:
+    """The production service under ``bentoml serve`` (output to ``log_path``): its process and URL; stopped on exit."""
+    with log_path.open("w") as log:
+        proc, url = serve(SERVICE, env, log, port_flag=port_flag)
+        try:
+            yield proc, url
+        finally:
+            stop(proc)

@@ -1,0 +1,248 @@
+"""System tests of the operations endpoints (``/recommend_order``, ``/batch*``) over real HTTP.
+
+Same set-up as :mod:`test_serving`: a small router registered in a temporary SQLite registry (promoted
+to ``champion`` straight away here) and ``bentoml serve`` as a subprocess on a free port.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from serving_helpers import (
+    START_TIMEOUT_S,
+    auth,
+    bentoml_serve,
+    forecast_items,
+    register,
+    service_env,
+    train_and_configure,
+    wait_ready,
+)
+
+from training.registry import mlflow_registry as reg
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENT = "stockml-router-serving-test"
+USER = "ops-user-key"
+MAX_UPLOAD = 200_000
+
+
+@pytest.fixture(scope="module")
+def ops_server(router_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serving-ops")
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    uri, model, holdout = train_and_configure(router_data, tmp, EXPERIMENT + "-ops")
+    assert register(model, holdout, "v1").version == "1"
+    assert reg.promote(version="1").promoted
+    env = service_env(
+        tmp,
+        uri,
+        f"{USER}:user",
+        STOCKML_SERVING_POLL_S="0",
+        STOCKML_SERVING_BATCH_MAX_BYTES=str(MAX_UPLOAD),
+        STOCKML_SERVING_BATCH_CHUNK="10",
+    )
+    log_path = tmp / "bentoml-serve.log"
+    try:
+        with bentoml_serve(env, log_path) as (proc, url):
+            wait_ready(url, proc, log_path, timeout=START_TIMEOUT_S)
+            yield {"url": url, "log": log_path, "demand": router_data["demand"], "home": tmp / "home"}
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
+@pytest.fixture(scope="module")
+def client(ops_server):
+    with httpx.Client(base_url=ops_server["url"], headers=auth(USER), timeout=120) as c:
+        yield c
+
+
+# ---------------------------------------------------------------- /recommend_order
+
+
+def test_recommend_order(client, ops_server):
+    series = forecast_items(ops_server["demand"], 3)
+    stock = [
+        {"on_hand": 0.0, "lead_time_weeks": 4},
+        {"on_hand": 5.0, "on_order": 2.0, "lead_time_weeks": 2, "review_period_weeks": 2, "min_order_qty": 40.0},
+        {"on_hand": 1e6, "lead_time_weeks": 8, "unit_cost": 3.5, "holding_cost_rate": 0.25},
+    ]
+    items = [{**s, **k} for s, k in zip(series, stock, strict=True)]
+    levels = {}
+    for sl in (0.5, 0.8, 0.95, 0.99):
+        r = client.post("/recommend_order", json={"items": [{**i, "service_level": sl} for i in items]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["policy"] == "base-stock" and body["model_version"] == "1" and body["formula"]
+        out = {o["sku"]: o for o in body["items"]}
+        assert list(out) == [i["sku"] for i in items]
+        for item in items:
+            o = out[item["sku"]]
+            assert o["order_qty"] >= 0 and o["safety_stock"] >= 0 and o["expected_demand"] >= 0
+            assert o["weeks_covered"] == item["lead_time_weeks"] + item.get("review_period_weeks", 1)
+            assert o["order_up_to"] == pytest.approx(o["expected_demand"] + o["safety_stock"])
+            position = item["on_hand"] + item.get("on_order", 0.0)
+            assert o["order_qty"] >= o["order_up_to"] - position - 1e-6
+            assert o["model_version"] == "1" and o["policy"] == "base-stock" and o["service_level"] == sl
+        levels[sl] = out
+        assert out[items[2]["sku"]]["order_qty"] == 0  # a million units on hand
+        assert out[items[2]["sku"]]["holding_cost_per_week"] is not None and out[items[2]["sku"]]["order_value"] == 0
+        moq = out[items[1]["sku"]]["order_qty"]
+        assert moq == 0 or moq >= 40
+    for sku in levels[0.5]:
+        ups = [levels[sl][sku]["order_up_to"] for sl in (0.5, 0.8, 0.95, 0.99)]
+        assert ups == sorted(ups), ups
+    # the same forecast path as /forecast: its expected demand is the sum of the forecast's first L+R weeks
+    fc = client.post("/forecast", json={"items": [series[0]], "horizon": 5}).json()["items"][0]["forecasts"]
+    assert levels[0.95][series[0]["sku"]]["expected_demand"] == pytest.approx(sum(p["yhat"] for p in fc), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"lead_time_weeks": 0}, "items[0].lead_time_weeks"),
+        ({"lead_time_weeks": 53}, "items[0].lead_time_weeks"),
+        ({"service_level": 0.9999}, "items[0].service_level"),
+        ({"service_level": 0.4}, "items[0].service_level"),
+        ({"on_hand": -1.0}, "items[0].on_hand"),
+        ({"on_hand": None}, "items[0].on_hand"),
+        ({"review_period_weeks": "2"}, "items[0].review_period_weeks"),
+        ({"lead": 3}, "items[0].lead"),
+    ],
+)
+def test_recommend_order_validation_is_422(client, ops_server, change, field):
+    item = {**forecast_items(ops_server["demand"], 1)[0], "on_hand": 1.0, "lead_time_weeks": 2, **change}
+    item = {k: v for k, v in item.items() if v is not None}
+    r = client.post("/recommend_order", json={"items": [item]})
+    assert r.status_code == 422, r.text
+    assert field in {d["field"] for d in r.json()["detail"]}, r.json()
+
+
+# ---------------------------------------------------------------- /batch
+
+
+def _csv(demand: pd.DataFrame, n: int) -> bytes:
+    skus = list(demand["unique_id"].drop_duplicates())[:n]
+    part = demand[demand["unique_id"].isin(skus)]
+    out = pd.DataFrame({"sku": part["unique_id"], "ds": part["ds"].dt.strftime("%Y-%m-%d"), "y": part["y"]})
+    return out.to_csv(index=False).encode()
+
+
+def _wait(client: httpx.Client, job_id: str, timeout: float = 300) -> list[dict]:
+    seen = []
+    deadline = time.time() + timeout
+    while True:
+        r = client.post("/batch_status", json={"job_id": job_id})
+        assert r.status_code == 200, r.text
+        seen.append(r.json())
+        if seen[-1]["state"] in ("done", "failed"):
+            return seen
+        assert time.time() < deadline, seen[-1]
+        time.sleep(0.2)
+
+
+def test_batch_round_trip(client, ops_server):
+    raw = _csv(ops_server["demand"], 50)
+    r = client.post("/batch", files={"file": ("demand.csv", raw, "text/csv")}, data={"horizon": "6"})
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert job["state"] == "queued" and job["skus_total"] == 50 and job["horizon"] == 6
+    early = client.post("/batch_result", json={"job_id": job["job_id"]})
+    assert early.status_code in (200, 409)
+    seen = _wait(client, job["job_id"])
+    assert seen[-1]["state"] == "done", seen[-1]
+    assert seen[-1]["skus_done"] == 50 and seen[-1]["progress"] == 1.0 and seen[-1]["model_version"] == "1"
+    progress = [s["progress"] for s in seen]
+    assert progress == sorted(progress)
+
+    csv_r = client.post("/batch_result", json={"job_id": job["job_id"], "format": "csv"})
+    assert csv_r.status_code == 200 and csv_r.headers["content-type"].startswith("text/csv")
+    df = pd.read_csv(io.BytesIO(csv_r.content), dtype={"sku": str})
+    assert len(df) == 50 * 6 and df["sku"].nunique() == 50
+    assert (df["lo95"] <= df["hi95"]).all() and (df["model_version"].astype(str) == "1").all()
+    assert sorted(df["step"].unique()) == list(range(1, 7))
+
+    js = client.post("/batch_result", json={"job_id": job["job_id"], "format": "json"})
+    assert js.status_code == 200
+    body = js.json()
+    assert body["job_id"] == job["job_id"] and len(body["rows"]) == 50 * 6
+    assert {r["sku"] for r in body["rows"]} == set(df["sku"])
+
+    # the same history through /forecast gives the same numbers
+    first = df["sku"].iloc[0]
+    one = [i for i in forecast_items(ops_server["demand"], 50) if i["sku"] == first]
+    fc = client.post("/forecast", json={"items": one, "horizon": 6}).json()["items"][0]["forecasts"]
+    assert df[df["sku"] == first]["yhat"].tolist() == pytest.approx([p["yhat"] for p in fc], rel=1e-9)
+
+    xlsx = client.post("/batch_result", json={"job_id": job["job_id"], "format": "xlsx"})
+    assert xlsx.status_code in (200, 422)
+    if xlsx.status_code == 422:
+        assert "xlsx not available" in xlsx.json()["error"]
+
+    # persisted under STOCKML_HOME/serving_jobs/<id>/
+    saved = json.loads((ops_server["home"] / "serving_jobs" / job["job_id"] / "job.json").read_text())
+    assert saved["state"] == "done"
+
+
+GOOD = "sku,ds,y\nA,2024-01-01,3\nA,2024-01-08,4\n"
+MALFORMED = [
+    ("empty file", b"", "empty"),
+    ("header only", b"sku,ds,y\n", "no rows"),
+    ("missing column", b"sku,ds\nA,2024-01-01\nA,2024-01-08\n", "missing column"),
+    ("non-numeric y", (GOOD + "A,2024-01-15,lots\n").encode(), "y is not a finite number"),
+    ("negative y", (GOOD + "A,2024-01-15,-2\n").encode(), "negative"),
+    ("NaN y", (GOOD + "A,2024-01-15,nan\n").encode(), "finite"),
+    ("bad date", (GOOD + "A,2024-02-30,1\n").encode(), "ds is not a date"),
+    ("not a date", (GOOD + "A,yesterday,1\n").encode(), "ds is not a date"),
+    ("one week only", b"sku,ds,y\nA,2024-01-01,3\nA,2024-01-02,4\n", "fewer than 2"),
+    ("not utf-8", b"sku,ds,y\n\xff\xfe,2024-01-01,1\n", "UTF-8"),
+    ("binary", bytes(range(256)) * 4, ""),
+    ("too large", b"sku,ds,y\n" + b"A,2024-01-01,1\n" * (MAX_UPLOAD // 15 + 10), "larger than"),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_csv_is_422(client, case, raw, reason):
+    r = client.post("/batch", files={"file": ("x.csv", raw, "text/csv")})
+    assert r.status_code == 422, (case, r.status_code, r.text[:300])
+    assert reason in r.json()["error"], r.json()
+    assert "Traceback" not in r.text
+
+
+def test_malformed_upload_envelope(client):
+    ok = ("x.csv", GOOD.encode(), "text/csv")
+    cases = [
+        ({"files": {"file": ok}, "data": {"horizon": "0"}}, 422, "horizon"),
+        ({"files": {"file": ok}, "data": {"horizon": "x"}}, 422, "horizon"),
+        ({"files": {"other": ok}}, 422, "other"),
+        ({"files": {"horizon": (None, "3")}}, 422, "file"),  # multipart without a file
+        ({"data": {"horizon": "3"}}, 415, None),  # url-encoded form
+        ({"content": GOOD.encode(), "headers": {"Content-Type": "text/csv"}}, 415, None),
+        ({"json": {"file": GOOD}}, 415, None),
+        ({"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}}, 422, None),
+    ]
+    for kwargs, status, field in cases:
+        r = client.post("/batch", **kwargs)
+        assert r.status_code == status, (kwargs, r.status_code, r.text[:300])
+        if field:
+            assert field in {d["field"] for d in r.json()["detail"]}, r.json()
+
+
+def test_batch_status_and_result_errors(client):
+    missing = "0" * 32
+    assert client.post("/batch_status", json={"job_id": missing}).status_code == 404
+    assert client.post("/batch_result", json={"job_id": missing}).status_code == 404
+    for body in ({"job_id": "../../etc"}, {}, {"job_id": missing, "format": "pdf"}, {"job_id": missing, "x": 1}):
+        assert client.post("/batch_result", json=body).status_code == 422, body
+
+
+def test_server_log_has_no_traceback(ops_server):
+    assert "Traceback" not in ops_server["log"].read_text()
