@@ -5,7 +5,6 @@ Redis on 127.0.0.1:6379 when one is running) and the model watcher's reload rule
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -13,9 +12,9 @@ import time
 import uuid
 from types import SimpleNamespace
 
-import httpx
 import pandas as pd
 import pytest
+from asgi_client import ASGIClient
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -124,25 +123,7 @@ async def _echo(request: Request) -> JSONResponse:
     return JSONResponse({"len": len(body), "sha": hash(body), "role": key.role if key else None})
 
 
-class _Client:
-    """A synchronous face on httpx's ASGI transport (no server, the middleware stack in-process)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    def request(self, method: str, url: str, **kw) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-                return await c.request(method, url, **kw)
-
-        return asyncio.run(go())
-
-    def get(self, url: str, **kw) -> httpx.Response:
-        return self.request("GET", url, **kw)
-
-    def post(self, url: str, **kw) -> httpx.Response:
-        return self.request("POST", url, **kw)
+_Client = ASGIClient
 
 
 def _app(rate: float = 1000, max_body: int = 10_000) -> _Client:

@@ -27,6 +27,10 @@ def _env_int(name: str, default: int) -> int:
     return int(_env_float(name, default))
 
 
+def _env_str(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
 def _env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
@@ -44,6 +48,17 @@ class ServingConfig:
     cache_ttl_s: int = 3600  # Redis entry lifetime
     redis_url: str | None = None
     auth_disabled: bool = False
+    # OIDC bearer tokens (on when issuer, audience and JWKS URL are all set; see oidc.py)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None  # http(s):// or file:///path/to/jwks.json
+    oidc_roles_claim: str = "realm_access.roles"  # dotted path (Keycloak realm roles)
+    oidc_admin_role: str = "stockml-admin"
+    oidc_user_role: str = "stockml-user"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return any((self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url))
 
     @classmethod
     def from_env(cls) -> ServingConfig:
@@ -56,4 +71,10 @@ class ServingConfig:
             cache_ttl_s=_env_int("STOCKML_SERVING_CACHE_TTL_S", cls.cache_ttl_s),
             redis_url=os.environ.get("STOCKML_REDIS_URL", "").strip() or None,
             auth_disabled=_env_bool("STOCKML_AUTH_DISABLED"),
+            oidc_issuer=_env_str("STOCKML_OIDC_ISSUER"),
+            oidc_audience=_env_str("STOCKML_OIDC_AUDIENCE"),
+            oidc_jwks_url=_env_str("STOCKML_OIDC_JWKS_URL"),
+            oidc_roles_claim=_env_str("STOCKML_OIDC_ROLES_CLAIM") or cls.oidc_roles_claim,
+            oidc_admin_role=_env_str("STOCKML_OIDC_ADMIN_ROLE") or cls.oidc_admin_role,
+            oidc_user_role=_env_str("STOCKML_OIDC_USER_ROLE") or cls.oidc_user_role,
         )

@@ -5,7 +5,9 @@ Order (outermost first, as added with ``StockForecaster.add_asgi_middleware``):
 
 1. :class:`ApiKeyMiddleware`: 401 without or with an unknown bearer key, 403 for a ``user``
    key on ``/admin/*``, 429 (with ``Retry-After``) when the key's token bucket is empty.
-   Health, readiness, metrics and the API docs stay open.
+   Health, readiness, metrics and the API docs stay open. With OIDC configured, a bearer that
+   is not a known API key and looks like a JWT is verified (:mod:`serving.bentos.oidc`): 401
+   with a short reason when invalid, 403 without a stockml role; rate limits per ``sub``.
 2. :class:`RequestValidationMiddleware`: 413 when the body is larger than the limit
    (``Content-Length`` or the bytes actually received), 415 for a non-JSON content type, 422
    when the body does not match the endpoint's pydantic model; otherwise the body is replayed
@@ -18,6 +20,7 @@ counted in ``bentoml_service_request_total`` under their status code.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -28,6 +31,7 @@ from starlette.responses import JSONResponse
 
 from serving.bentos.auth import KeyStore, RateLimiter
 from serving.bentos.config import ServingConfig
+from serving.bentos.oidc import OidcSettings, OidcVerifier, TokenRejected, looks_like_jwt
 from serving.bentos.schemas import error_body, validation_body
 
 log = logging.getLogger("stockml.serving")
@@ -122,15 +126,24 @@ class ApiKeyMiddleware:
         keys: KeyStore | None = None,
         rate_limit_per_s: float | None = None,
         disabled: bool | None = None,
+        oidc: OidcVerifier | bool | None = True,
     ) -> None:
-        """Unset arguments come from the environment (:class:`~serving.bentos.config.ServingConfig`)."""
+        """Unset arguments come from the environment (:class:`~serving.bentos.config.ServingConfig`).
+
+        ``oidc``: a verifier, ``True`` (from ``STOCKML_OIDC_*``, off when unset) or ``False``/None (off).
+        """
         cfg = ServingConfig.from_env()
         self.app = app
         self.keys = keys if keys is not None else KeyStore.from_env()
+        if oidc is True:
+            oidc = oidc_from_config(cfg)
+        self.oidc: OidcVerifier | None = oidc or None
         self.limiter = RateLimiter(cfg.rate_limit_per_s if rate_limit_per_s is None else rate_limit_per_s)
         self.disabled = cfg.auth_disabled if disabled is None else disabled
         if self.disabled:
             log.warning("STOCKML_AUTH_DISABLED is set: every endpoint is open, without rate limits")
+        elif self.oidc is not None:
+            log.info("OIDC bearer tokens accepted from issuer %s", self.oidc.settings.issuer)
         elif not len(self.keys):
             log.warning("no API keys configured (STOCKML_API_KEYS / STOCKML_API_KEYS_FILE): every API call gets 401")
 
@@ -148,6 +161,16 @@ class ApiKeyMiddleware:
             )
             return
         key = self.keys.lookup(token)
+        if key is None and self.oidc is not None and looks_like_jwt(token):
+            try:
+                if self.oidc.fetches_over_network:  # a JWKS fetch may block: keep it off the event loop
+                    key = await asyncio.to_thread(self.oidc.verify, token)
+                else:
+                    key = self.oidc.verify(token)
+            except TokenRejected as rej:
+                extra = challenge if rej.status == 401 else {}
+                await _respond(scope, receive, send, rej.status, error_body(rej.reason), **extra)
+                return
         if key is None:
             await _respond(scope, receive, send, 401, error_body("invalid API key"), **challenge)
             return
@@ -167,6 +190,22 @@ class ApiKeyMiddleware:
             return
         scope.setdefault("state", {})["api_key"] = key
         await self.app(scope, receive, send)
+
+
+def oidc_from_config(cfg: ServingConfig) -> OidcVerifier | None:
+    """The verifier for the ``STOCKML_OIDC_*`` settings; None when none is set (a partial set raises)."""
+    if not cfg.oidc_enabled:
+        return None
+    return OidcVerifier(
+        OidcSettings(
+            issuer=cfg.oidc_issuer or "",
+            audience=cfg.oidc_audience or "",
+            jwks_url=cfg.oidc_jwks_url or "",
+            roles_claim=cfg.oidc_roles_claim,
+            admin_role=cfg.oidc_admin_role,
+            user_role=cfg.oidc_user_role,
+        )
+    )
 
 
 class RequestValidationMiddleware:
