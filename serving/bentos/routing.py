@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serving.bentos.bandit import Posterior, choose, decide, mase_scale, traffic_shares
 from serving.bentos.outcomes import OutcomeStore, ScoredItem, ServedForecast
-from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, Observation, week_start
+from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, Observation, unique_by, week_start
 
 log = logging.getLogger("stockml.serving.bandit")
 
@@ -72,14 +72,7 @@ class FeedbackRequest(BaseModel):
     @field_validator("items")
     @classmethod
     def _unique(cls, v: list[FeedbackItem]) -> list[FeedbackItem]:
-        seen: dict[str, int] = {}
-        for i, item in enumerate(v):
-            if item.forecast_id in seen:
-                raise ValueError(
-                    f"forecast_id {item.forecast_id!r} appears twice (items[{seen[item.forecast_id]}], [{i}])"
-                )
-            seen[item.forecast_id] = i
-        return v
+        return unique_by(v, "forecast_id")
 
 
 # ---------------------------------------------------------------- controller

@@ -69,12 +69,14 @@ Items = Annotated[list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, desc
 Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")]
 
 
-def _unique_skus(items: list[SeriesIn]) -> list[SeriesIn]:
+def unique_by(items: list, field: str = "sku") -> list:
+    """``items`` unchanged, or a ValueError naming the first ``field`` value that appears twice."""
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
-        if item.sku in seen:
-            raise ValueError(f"sku {item.sku!r} appears twice (items[{seen[item.sku]}] and items[{i}])")
-        seen[item.sku] = i
+        key = getattr(item, field)
+        if key in seen:
+            raise ValueError(f"{field} {key!r} appears twice (items[{seen[key]}] and items[{i}])")
+        seen[key] = i
     return items
 
 
@@ -87,7 +89,7 @@ class ForecastRequest(BaseModel):
     @field_validator("items")
     @classmethod
     def _skus(cls, v: list[SeriesIn]) -> list[SeriesIn]:
-        return _unique_skus(v)
+        return unique_by(v)
 
 
 class ClassifyRequest(BaseModel):
@@ -98,7 +100,7 @@ class ClassifyRequest(BaseModel):
     @field_validator("items")
     @classmethod
     def _skus(cls, v: list[SeriesIn]) -> list[SeriesIn]:
-        return _unique_skus(v)
+        return unique_by(v)
 
 
 class ReloadRequest(BaseModel):

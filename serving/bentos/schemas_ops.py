@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, MAX_Y, SeriesIn
+from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, MAX_Y, SeriesIn, unique_by
 
 MAX_LEAD_WEEKS = 52
 MAX_REVIEW_WEEKS = MAX_HORIZON - MAX_LEAD_WEEKS  # lead time + review period <= the forecast horizon limit
@@ -51,12 +51,7 @@ class RecommendOrderRequest(BaseModel):
     @field_validator("items")
     @classmethod
     def _skus(cls, v: list[OrderItem]) -> list[OrderItem]:
-        seen: dict[str, int] = {}
-        for i, item in enumerate(v):
-            if item.sku in seen:
-                raise ValueError(f"sku {item.sku!r} appears twice (items[{seen[item.sku]}] and items[{i}])")
-            seen[item.sku] = i
-        return v
+        return unique_by(v)
 
 
 class OrderRecommendationOut(BaseModel):
