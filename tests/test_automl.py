@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
-from services import PG_URI, postgres_unreachable
+from services import search_path_uri, throwaway_pg_schema
 from threadpoolctl import threadpool_limits
 
 from training.automl import TUNABLE, TuneResult, best_router, default_params, tune_router, tune_zoo
@@ -186,31 +186,19 @@ def test_every_trial_is_a_nested_mlflow_run(problem, tmp_path):
 
 @pytest.mark.postgres
 def test_postgres_storage_persists_and_continues(problem):
-    reason = postgres_unreachable()
-    if reason:
-        pytest.skip(reason)
-    import sqlalchemy as sa
-
     feats, errors = problem
-    base = PG_URI.replace("postgresql://", "postgresql+psycopg://")
-    schema = f"stockml_optuna_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    storage = f"{base}?options=-csearch_path%3D{schema}"  # Optuna's tables in a throw-away schema
-    name = f"stockml-test-{uuid.uuid4().hex[:8]}"
-    try:
-        first = tune_router(feats, errors, n_trials=3, timeout_s=None, storage=storage, study_name=name)
-        assert first.best_value <= first.baseline_value
-        assert len(_states(storage, name)) == 3
-        tune_router(feats, errors, n_trials=1, timeout_s=None, storage=storage, study_name=name)
-        assert len(_states(storage, name)) == 4
-    finally:
-        with contextlib.suppress(KeyError), rdb_storage(storage) as rdb:
-            optuna.delete_study(study_name=name, storage=rdb)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+    with throwaway_pg_schema("stockml_optuna") as (_, schema):
+        storage = search_path_uri(schema)  # Optuna's tables in a throw-away schema
+        name = f"stockml-test-{uuid.uuid4().hex[:8]}"
+        try:
+            first = tune_router(feats, errors, n_trials=3, timeout_s=None, storage=storage, study_name=name)
+            assert first.best_value <= first.baseline_value
+            assert len(_states(storage, name)) == 3
+            tune_router(feats, errors, n_trials=1, timeout_s=None, storage=storage, study_name=name)
+            assert len(_states(storage, name)) == 4
+        finally:
+            with contextlib.suppress(KeyError), rdb_storage(storage) as rdb:
+                optuna.delete_study(study_name=name, storage=rdb)
 
 
 @pytest.fixture(scope="module")

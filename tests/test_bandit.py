@@ -145,23 +145,10 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'serving.db'}"
         return
-    from services import PG_URI, postgres_unreachable
+    from services import search_path_uri, throwaway_pg_schema
 
-    if reason := postgres_unreachable():
-        pytest.skip(reason)
-    import sqlalchemy as sa
-
-    schema = f"stockml_bandit_{uuid.uuid4().hex[:8]}"
-    base = PG_URI.replace("postgresql://", "postgresql+psycopg://")
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_pg_schema("stockml_bandit") as (_, schema):
+        yield search_path_uri(schema)
 
 
 def test_store_scores_idempotently_and_survives_a_restart(store_url):

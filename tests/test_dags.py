@@ -135,18 +135,9 @@ def test_source_without_valid_rows_fails_clearly(dagbag, airflow_db, tmp_path, m
 @pytest.mark.postgres
 def test_every_dag_on_postgres(dagbag, airflow_db, tmp_path, monkeypatch):
     """The same DAG runs with the source (and the outputs) in PostgreSQL, in a throw-away schema."""
-    import uuid
+    from services import PG_URI, throwaway_pg_schema
 
-    from services import PG_URI, postgres_unreachable
-
-    reason = postgres_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"stockml_dag_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(PG_URI.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    with throwaway_pg_schema("stockml_dag") as (engine, schema):
         cat = generate_catalogue(30, 110, seed=5)
         write_source_tables(engine, cat.products, cat.movements, schema)
         monkeypatch.setenv("STOCKML_HOME", str(tmp_path / "home"))
@@ -166,10 +157,6 @@ def test_every_dag_on_postgres(dagbag, airflow_db, tmp_path, monkeypatch):
         assert len(read_output(engine, "stock_forecasts", f"stock_training__{again.run_id}", schema)) == len(fc)
         assert _test(dagbag, "stock_monitoring", 21).state == "success"
         assert _test(dagbag, "stock_maintenance", 21).state == "success"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def test_monitoring_triggers_training_when_forecasts_degrade(dagbag, airflow_db, tmp_path, monkeypatch):

@@ -8,12 +8,11 @@ own schema ``stockml_test_<uuid8>``, dropped (CASCADE) at the end.
 from __future__ import annotations
 
 import json
-import uuid
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from services import PG_URI, postgres_unreachable, weekly_demand_through
+from services import PG_URI, throwaway_pg_schema, weekly_demand_through
 from typer.testing import CliRunner
 
 from stockml.cli import app
@@ -35,17 +34,8 @@ METHOD_SUBSET = ["Naive", "Naive2", "SES", "TSB", "CrostonSBA"]
 
 @pytest.fixture(scope="module")
 def pg_schema():
-    reason = postgres_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"stockml_test_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(PG_URI.replace("postgresql://", "postgresql+psycopg://"))
-    try:
+    with throwaway_pg_schema("stockml_test") as (_, schema):
         yield schema
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")
