@@ -204,7 +204,7 @@ def run_router(
     candidates only for time (2 minutes each per backtest pass on 2 cores).
     """
     from training.forecasting.backtest import backtest
-    from training.router.train import combine, router_features, train_router, window_errors, window_features
+    from training.router.train import combine, learning_rows, router_features, train_router
 
     start = time.perf_counter()
     zoo = ModelZoo(methods=list(candidates), season_length=SEASON_LENGTH, freq=1, n_jobs=n_jobs, clip_negative=False)
@@ -213,12 +213,9 @@ def run_router(
     if trials:
         from training.automl.tune_router import tune_router
 
-        origins = bt.errors[["unique_id", "cutoff"]].drop_duplicates()
-        last = origins["cutoff"].max()
-        feats = window_features(train_long, origins[origins["cutoff"] < last], 52)
-        errs = window_errors(bt.errors[bt.errors["cutoff"] < last], metric)
-        common = feats.index.intersection(errs.index)
-        tuned = tune_router(feats.loc[common], errs.loc[common], mode="combine", n_trials=trials, timeout_s=timeout_s)
+        # Each series' last window is the router's holdout: tuning sees only the windows before it.
+        x, e, is_last = learning_rows(train_long, bt, 52, metric=metric)
+        tuned = tune_router(x[~is_last], e[~is_last], mode="combine", n_trials=trials, timeout_s=timeout_s)
         params = tuned.best_params
     trained = train_router(train_long, bt, season_length=52, params=params, metric=metric, top_k=top_k)
     full = zoo.forecast(train_long, h=H, intervals=False)

@@ -24,7 +24,7 @@ from training.forecasting.backtest import window_scales
 from training.forecasting.metrics import pointwise_errors
 from training.registry import mlflow_registry as reg
 from training.router.predict import RouterModel
-from training.router.train import KEYS, ROUTER, PatternRule, train_router, window_errors, window_features
+from training.router.train import KEYS, ROUTER, PatternRule, learning_rows, train_router
 
 log = logging.getLogger("stockml.pipeline")
 
@@ -88,16 +88,11 @@ def automl_step(run: Run, trials: int | None = None, timeout_s: float | None = N
         return {}
     demand, _ = load_demand(run)
     bt = load_backtest(run)
-    origins = bt.errors[KEYS].drop_duplicates()
-    last = origins["cutoff"].max()
-    origins = origins[origins["cutoff"] < last]
-    feats = window_features(demand, origins, s.season_length, _rule(run))
-    errs = window_errors(bt.errors[bt.errors["cutoff"] < last], s.router_metric)
-    common = feats.index.intersection(errs.index)
+    x, e, is_last = learning_rows(demand, bt, s.season_length, _rule(run), s.router_metric)
     configure_mlflow(run)
     result = tune_router(
-        feats.loc[common],
-        errs.loc[common],
+        x[~is_last],
+        e[~is_last],
         mode=s.router_mode or "combine",
         n_trials=trials,
         timeout_s=timeout_s or s.automl_timeout_s,

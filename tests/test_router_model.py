@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.router.model import ForecastRouter, error_matrix
+from training.router.model import ForecastRouter
+from training.router.train import window_errors
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +72,15 @@ def test_bad_arguments_fail_clearly(data):
         ForecastRouter(n_estimators=5).fit(feats, errors).weights(feats.drop(columns="adi"))
 
 
-def test_error_matrix_falls_back_to_mae_where_mase_is_undefined():
+def test_error_table_falls_back_to_mae_where_mase_is_undefined():
     errors = pd.DataFrame(
         {
             "unique_id": ["a", "a", "b", "b"],
+            "cutoff": pd.to_datetime(["2026-01-05"] * 4),
             "method": ["X", "Y", "X", "Y"],
             "mase": [1.0, 2.0, np.nan, np.nan],
             "mae": [1.0, 2.0, 3.0, 6.0],
         }
     )
-    m = error_matrix(errors)
+    m = window_errors(errors).droplevel("cutoff")
     assert m.loc["a"].tolist() == [1.0, 2.0] and m.loc["b"].tolist() == [1.0, 2.0]

@@ -84,7 +84,7 @@ def _align(
         LOG.warning("%d feature rows have no backtest errors and are left out", len(features) - len(common))
     x, e = features.loc[common], errors.loc[common]
     if e.isna().to_numpy().any():
-        raise ValueError("errors has missing values: fill them first (see training.router.model.error_matrix)")
+        raise ValueError("errors has missing values: fill them first (see training.router.train.window_errors)")
     if groups is None:
         g = common.get_level_values(0) if isinstance(common, pd.MultiIndex) else common
         return x, e, np.asarray(g)

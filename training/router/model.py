@@ -49,17 +49,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def error_matrix(errors: pd.DataFrame, metric: str = "mase") -> pd.DataFrame:
-    """SKU × method table of mean backtest error (MAE-based fallback where MASE is undefined)."""
-    e = errors.groupby(["unique_id", "method"])[[metric, "mae"]].mean()
-    table = e[metric].unstack("method")
-    # A constant training sample has no MASE: rank its methods by MAE instead (scaled to MASE's order).
-    fallback = e["mae"].unstack("method")
-    rows = table.isna().all(axis=1)
-    table.loc[rows] = fallback.loc[rows].div(fallback.loc[rows].min(axis=1).replace(0, 1), axis=0)
-    return table.fillna(table.max(axis=1).max())
-
-
 @dataclass
 class ForecastRouter:
     """Choose (``select``) or weight (``combine``) forecasting methods per SKU from its features."""
@@ -97,7 +86,7 @@ class ForecastRouter:
         }
 
     def fit(self, features: pd.DataFrame, errors: pd.DataFrame) -> ForecastRouter:
-        """``errors``: SKU × method error table (see :func:`error_matrix`), aligned on SKU."""
+        """``errors``: row × method error table (see :func:`training.router.train.window_errors`), aligned on rows."""
         if self.mode not in ("select", "combine"):
             raise ValueError(f"mode must be 'select' or 'combine', not {self.mode!r}")
         common = features.index.intersection(errors.index)

@@ -161,11 +161,6 @@ class RouterTraining:
     targets: dict[str, float] = field(default_factory=dict)
 
 
-def _router_rows(features: pd.DataFrame, errors: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    common = features.index.intersection(errors.index)
-    return features.loc[common], errors.loc[common]
-
-
 def window_index(origins: pd.DataFrame) -> pd.Series:
     """1, 2, … per SKU in cutoff order: windows line up by position, not by date.
 
@@ -175,19 +170,46 @@ def window_index(origins: pd.DataFrame) -> pd.Series:
     return origins.groupby("unique_id")["cutoff"].rank(method="dense").astype(int)
 
 
+def last_window_keys(origins: pd.DataFrame) -> pd.MultiIndex:
+    """(unique_id, cutoff) of each series' last backtest window (series with one window have none)."""
+    origins = origins.reset_index(drop=True)
+    window = window_index(origins)
+    last = (window == window.groupby(origins["unique_id"]).transform("max")) & (window > 1)
+    return pd.MultiIndex.from_frame(origins.loc[last, KEYS])
+
+
+def learning_rows(
+    demand: pd.DataFrame,
+    backtest: BacktestResult,
+    season_length: int = 52,
+    rule: PatternRule | None = None,
+    metric: str = "mase",
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Aligned (features, errors) per (SKU, window), and which rows are their series' last window.
+
+    AutoML tunes on the rows before the last windows; training judges the router on the last ones.
+    """
+    origins = backtest.errors[KEYS].drop_duplicates()
+    feats = window_features(demand, origins, season_length, rule)
+    errors = window_errors(backtest.errors, metric)
+    common = feats.index.intersection(errors.index)
+    x, e = feats.loc[common], errors.loc[common]
+    return x, e, x.index.isin(last_window_keys(origins))
+
+
 def _oof_router_forecasts(
     make: ForecastRouter, policy: Policy, x: pd.DataFrame, e: pd.DataFrame, forecasts: pd.DataFrame
 ) -> pd.DataFrame:
     """Leave-one-window-out router forecasts: each window routed by a router that never saw it."""
     frames = []
     windows = window_index(x.index.to_frame(index=False)).to_numpy()
+    keys = pd.MultiIndex.from_frame(forecasts[KEYS])
     for w in np.unique(windows):
         train, test = windows != w, windows == w
         if train.sum() < 10:
             continue
         r = ForecastRouter(**{**make.params(), "mode": policy.mode}).fit(x[train], e[train])
         wts = policy.weights(r.weights(x[test]))
-        keys = pd.MultiIndex.from_frame(forecasts[KEYS])
         frames.append(combine(forecasts[keys.isin(x.index[test])], wts, KEYS))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -204,19 +226,15 @@ def train_router(
 ) -> RouterTraining:
     """Fit the router on the backtest, evaluate both modes on the last window, keep the better."""
     rule = rule or PatternRule()
-    origins = backtest.errors[KEYS].drop_duplicates().reset_index(drop=True)
-    window = window_index(origins)
-    is_last_origin = window == window.groupby(origins["unique_id"]).transform("max")
-    if window.max() < 2:
+    origins = backtest.errors[KEYS].drop_duplicates()
+    last_keys = last_window_keys(origins)
+    if last_keys.empty:
         raise ValueError("the router needs at least 2 backtest windows: one to learn from, one to judge on")
-    last_keys = pd.MultiIndex.from_frame(origins.loc[is_last_origin & (window > 1), KEYS])
 
     def in_last(frame: pd.DataFrame) -> np.ndarray:
         return pd.MultiIndex.from_frame(frame[KEYS]).isin(last_keys)
 
-    feats = window_features(demand, origins, season_length, rule)
-    x_all, e_all = _router_rows(feats, window_errors(backtest.errors, metric))
-    is_last = x_all.index.isin(last_keys)
+    x_all, e_all, is_last = learning_rows(demand, backtest, season_length, rule, metric)
     x_tr, e_tr, x_ho = x_all[~is_last], e_all[~is_last], x_all[is_last]
     params = {k: v for k, v in (params or {}).items() if k != "mode"}
 
@@ -252,7 +270,7 @@ def train_router(
     quantiles = _extend_steps(residual_quantiles(oof_bt, patterns))
     return RouterTraining(
         final, policy, season_length, backtest.h, rule, quantiles, table, holdout_err, holdout_fc,
-        origins.loc[is_last_origin, "cutoff"].max(), best_single, mode_scores, targets,
+        last_keys.get_level_values("cutoff").max(), best_single, mode_scores, targets,
     )  # fmt: skip
 
 
