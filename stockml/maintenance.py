@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from stockml.settings import Settings
+from training.forecasting.metrics import mean_mase
 
 POINTERS = ("latest_demand.json", "latest_forecasts.json")
 
@@ -66,11 +67,7 @@ def forecast_performance(s: Settings, threshold: float) -> dict:
     if joined.empty:
         return {"status": "no observed weeks inside the forecast horizon yet", "degraded": False, "weeks": 0}
     start = fc["ds"].min()
-    history = demand[demand["ds"] < start].sort_values(["unique_id", "ds"])
-    scale = history.groupby("unique_id")["y"].apply(lambda y: np.mean(np.abs(np.diff(y.to_numpy()))))
-    mae = (joined["y"] - joined["yhat"]).abs().groupby(joined["unique_id"]).mean()
-    ok = scale.reindex(mae.index) > 0
-    mase = float((mae[ok] / scale.reindex(mae.index)[ok]).mean()) if ok.any() else float("nan")
+    mase = mean_mase(joined, demand[demand["ds"] < start])
     return {
         "status": "scored",
         "weeks": int(joined["ds"].nunique()),

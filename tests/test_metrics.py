@@ -12,6 +12,7 @@ from training.forecasting.metrics import (
     mae,
     mase,
     mase_scale,
+    mean_mase,
     owa,
     pinball,
     pointwise_errors,
@@ -60,3 +61,13 @@ def test_frame_metrics_match_scalar_ones_and_owa_uses_naive2():
     assert table.loc["Naive2", "owa"] == pytest.approx(1.0)
     n2_smape, n2_mase = smape(Y, np.full(3, 10.0)), mase(Y, np.full(3, 10.0), TRAIN)
     assert table.loc["Good", "owa"] == pytest.approx(owa(smape(Y, F), mase(Y, F, TRAIN), n2_smape, n2_mase))
+
+
+def test_mean_mase_scales_each_series_by_its_history_and_skips_flat_ones():
+    history = pd.DataFrame(
+        {"unique_id": ["a"] * 3 + ["b"] * 3 + ["c"] * 2, "ds": [1, 2, 3] * 2 + [1, 2], "y": [1, 3, 5, 2, 2, 4, 7, 7]}
+    )
+    scored = pd.DataFrame({"unique_id": ["a", "a", "b", "c"], "y": [6, 8, 4, 7], "yhat": [5, 5, 3, 1]})
+    # a: MAE 2 / scale 2 = 1; b: MAE 1 / scale mean(|0|, |2|) = 1; c: flat history, left out
+    assert mean_mase(scored, history) == pytest.approx(1.0)
+    assert np.isnan(mean_mase(scored[scored["unique_id"] == "c"], history))

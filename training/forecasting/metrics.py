@@ -65,6 +65,17 @@ def insample_scales(train: pd.DataFrame, m: int = 1) -> pd.Series:
     return diff.groupby(d["unique_id"]).mean()
 
 
+def mean_mase(scored: pd.DataFrame, history: pd.DataFrame) -> float:
+    """Mean over series of MAE / lag-1 in-sample scale of ``history`` (series with a zero scale left out).
+
+    ``scored`` holds unique_id, y (actual) and yhat; NaN if no series can be scaled.
+    """
+    mae = (scored["y"] - scored["yhat"]).abs().groupby(scored["unique_id"]).mean()
+    scale = insample_scales(history).reindex(mae.index)
+    valid = scale > 0
+    return float((mae[valid] / scale[valid]).mean()) if valid.any() else float("nan")
+
+
 def pointwise_errors(
     forecasts: pd.DataFrame, scales: pd.Series | pd.DataFrame, by: list[str] | None = None
 ) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from training.forecasting.metrics import insample_scales
+from training.forecasting.metrics import mean_mase
 from training.registry.pyfunc import ARTIFACT, RouterPyfunc
 
 log = logging.getLogger("stockml.registry")
@@ -195,11 +195,7 @@ def holdout_score(model_uri: str, history: pd.DataFrame, actuals: pd.DataFrame) 
     h = int(actuals.groupby("unique_id").size().max())
     fc = model.predict(history, params={"horizon": h})
     merged = actuals.merge(fc[["unique_id", "ds", "yhat"]], on=["unique_id", "ds"], how="left")
-    merged["abs"] = (merged["y"] - merged["yhat"].fillna(0.0)).abs()
-    mae = merged.groupby("unique_id")["abs"].mean()
-    scale = insample_scales(history).reindex(mae.index)
-    valid = scale > 0
-    return float((mae[valid] / scale[valid]).mean())
+    return mean_mase(merged.assign(yhat=merged["yhat"].fillna(0.0)), history)
 
 
 @dataclass
