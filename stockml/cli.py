@@ -291,12 +291,11 @@ def train(
 
 def _registry() -> Settings:
     """Settings, quiet logging and MLflow pointed at the configured registry."""
-    from training.registry import mlflow_registry as reg
+    from stockml.router_pipeline import configure_mlflow
 
     _logging()
     s = get_settings()
-    s.home.mkdir(parents=True, exist_ok=True)
-    reg.configure(s.tracking_uri, s.mlflow_experiment, s.artifact_root)
+    configure_mlflow(s)
     return s
 
 

@@ -8,7 +8,6 @@ the registry says serves.
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 from dataclasses import asdict
@@ -19,6 +18,7 @@ import pandas as pd
 
 from stockml.pipeline import Progress, Run, _noop, load_backtest, load_demand, zoo_params
 from stockml.plots import plot_backtest_samples, plot_error_by_pattern
+from stockml.settings import Settings
 from training.evaluation.compare import CLASSICAL_RULE, classical_rule_forecasts, evaluate
 from training.forecasting.backtest import window_scales
 from training.forecasting.metrics import pointwise_errors
@@ -34,8 +34,8 @@ def _rule(run: Run) -> PatternRule:
     return PatternRule(s.adi_cutoff, s.cv2_cutoff, s.xyz_cutoffs)
 
 
-def configure_mlflow(run: Run) -> str:
-    s = run.settings
+def configure_mlflow(s: Settings) -> str:
+    """Point MLflow at the configured registry (embedded SQLite under ``home`` by default)."""
     s.home.mkdir(parents=True, exist_ok=True)
     return reg.configure(s.tracking_uri, s.mlflow_experiment, s.artifact_root)
 
@@ -62,7 +62,7 @@ def tune_zoo_step(run: Run, trials: int | None = None) -> dict[str, dict]:
     if subset["unique_id"].nunique() < 10:
         run.save_json("zoo_params.json", {})
         return {}
-    configure_mlflow(run)
+    configure_mlflow(run.settings)
     params = tune_zoo(
         subset, ("TSB",), h=s.horizon, n_windows=2, season_length=s.season_length, n_trials=trials,
         timeout_s=s.automl_timeout_s / 2, storage=s.optuna_url, study_prefix=f"{s.mlflow_experiment}-zoo",
@@ -89,7 +89,7 @@ def automl_step(run: Run, trials: int | None = None, timeout_s: float | None = N
     demand, _ = load_demand(run)
     bt = load_backtest(run)
     x, e, is_last = learning_rows(demand, bt, s.season_length, _rule(run), s.router_metric)
-    configure_mlflow(run)
+    configure_mlflow(run.settings)
     result = tune_router(
         x[~is_last],
         e[~is_last],
@@ -148,7 +148,7 @@ def train_router_step(run: Run, progress: Progress = _noop) -> reg.RegisteredVer
     model = RouterModel.from_training(training, {**window, "run_id": run.run_id}, zoo_params(run))
     (run.dir / "router_model.pkl").write_bytes(pickle.dumps(model))
     metrics = _metrics(training, evaluation)
-    configure_mlflow(run)
+    configure_mlflow(run.settings)
     version = reg.log_router(
         model,
         params={
@@ -203,7 +203,7 @@ def _safe(name: str) -> str:
 def promote_step(run: Run, force: bool = False) -> reg.PromotionDecision:
     """Promote the challenger this run registered through the guardrails."""
     s = run.settings
-    configure_mlflow(run)
+    configure_mlflow(run.settings)
     registered = run.load_json("router.json")
     decision = reg.promote(registered["name"], registered["version"], s.promotion_tolerance, force)
     run.save_json("promotion.json", asdict(decision))
@@ -213,7 +213,7 @@ def promote_step(run: Run, force: bool = False) -> reg.PromotionDecision:
 def forecast_with_champion(run: Run) -> pd.DataFrame:
     """Forecast every SKU with the registry's champion and write ``stock_forecasts`` idempotently."""
     s = run.settings
-    configure_mlflow(run)
+    configure_mlflow(run.settings)
     champ = reg.version_by_alias(reg.MODEL_NAME, reg.CHAMPION)
     if champ is None:
         raise reg.PromotionError(f"{reg.MODEL_NAME} has no champion yet; run `stockml promote` first")
@@ -252,6 +252,3 @@ def registry_summary(name: str = reg.MODEL_NAME) -> list[dict]:
         )
     return sorted(rows, key=lambda r: r["version"])
 
-
-def describe_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)

@@ -34,19 +34,17 @@ class MlflowPromoteOperator(BaseOperator):
         self.force = force
 
     def execute(self, context: Any) -> dict:
-        from stockml.settings import get_settings
+        from stockml.router_pipeline import configure_mlflow
+        from stockml_airflow.common import run_for
         from training.registry import mlflow_registry as reg
 
-        s = get_settings()
-        s.home.mkdir(parents=True, exist_ok=True)
-        reg.configure(s.tracking_uri, s.mlflow_experiment, s.artifact_root)
+        run = run_for(context)
+        s = run.settings
+        configure_mlflow(s)
         who = f"airflow:{context['dag'].dag_id}/{context['run_id']}"
         tol = s.promotion_tolerance if self.tolerance is None else self.tolerance
         decision = reg.promote(self.model_name, self.version or None, tol, self.force, who=who)
         self.log.info("promotion: %s", decision.reason)
-        from stockml_airflow.common import run_for
-
-        run = run_for(context)
         if run.dir.exists():
             run.save_json("promotion.json", asdict(decision))
         return asdict(decision)
