@@ -80,19 +80,9 @@ def unique_by(items: list, field: str = "sku") -> list:
     return items
 
 
-class ForecastRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    items: Items
-    horizon: Horizon = 13
-
-    @field_validator("items")
-    @classmethod
-    def _skus(cls, v: list[SeriesIn]) -> list[SeriesIn]:
-        return unique_by(v)
-
-
 class ClassifyRequest(BaseModel):
+    """Series to classify, each SKU at most once."""
+
     model_config = ConfigDict(extra="forbid")
 
     items: Items
@@ -101,6 +91,12 @@ class ClassifyRequest(BaseModel):
     @classmethod
     def _skus(cls, v: list[SeriesIn]) -> list[SeriesIn]:
         return unique_by(v)
+
+
+class ForecastRequest(ClassifyRequest):
+    """The same series, and how many weeks ahead to forecast them."""
+
+    horizon: Horizon = 13
 
 
 class ReloadRequest(BaseModel):
