@@ -65,10 +65,16 @@ def weekly_demand_through(hook, schema: str | None, cutoff: str):
 
     products, movements = read_source(hook, SourceQueries.default(schema))
     result = validate(products, movements, today=pd.Timestamp(cutoff))
-    demand = to_weekly_demand(result.movements, pd.Timestamp(cutoff))
+    return canonical_demand(to_weekly_demand(result.movements, pd.Timestamp(cutoff))), result.report
+
+
+def canonical_demand(demand):
+    """Weekly demand with one set of dtypes and row order, so backends compare with assert_frame_equal."""
+    import pandas as pd
+
     demand = demand.assign(
         unique_id=demand["unique_id"].astype(str),
         ds=pd.to_datetime(demand["ds"]).astype("datetime64[ns]"),
         y=demand["y"].astype("float64"),
     )
-    return demand.sort_values(["unique_id", "ds"]).reset_index(drop=True), result.report
+    return demand.sort_values(["unique_id", "ds"]).reset_index(drop=True)

@@ -19,7 +19,7 @@ import uuid
 import pandas as pd
 import pytest
 from hive_server import conn_json, java_missing, start_hive_server
-from services import weekly_demand_through
+from services import canonical_demand, weekly_demand_through
 
 from stockml.connections import get_hook, sqlite_conn_json
 from stockml.pipeline import Run, classify_step, ingest, safe_run_id
@@ -165,12 +165,7 @@ def test_stock_ingest_dag_on_hive(hive_env, dagbag, airflow_db):
     dag_demand = pd.read_parquet(run_dir / "demand.parquet")
     lite_demand, _ = _weekly(get_hook("stockml_sqlite"), None)
     dag_demand = dag_demand[dag_demand["ds"] <= lite_demand["ds"].max()]  # the DAG's cut-off is "today"
-    pd.testing.assert_frame_equal(_canonical_demand(dag_demand), _canonical_demand(lite_demand))
-
-
-def _canonical_demand(d: pd.DataFrame) -> pd.DataFrame:
-    d = d.assign(unique_id=d["unique_id"].astype(str), ds=pd.to_datetime(d["ds"]).astype("datetime64[ns]"))
-    return d.astype({"y": "float64"}).sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(canonical_demand(dag_demand), canonical_demand(lite_demand))
 
 
 def _forecasts(n_skus: int, h: int, bump: float = 0.0) -> pd.DataFrame:
