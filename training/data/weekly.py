@@ -44,14 +44,23 @@ def to_weekly_demand(movements: pd.DataFrame, cutoff: pd.Timestamp | None = None
         return pd.DataFrame(
             {"unique_id": pd.Series(dtype=str), "ds": pd.Series(dtype="datetime64[ns]"), "y": pd.Series(dtype=float)}
         )
-    first = weekly.reset_index().groupby("sku")["ds"].min()
+    weekly = weekly.rename_axis(["unique_id", "ds"])
+    first = weekly.reset_index().groupby("unique_id")["ds"].min()
+    return fill_weeks(weekly, first, last)
+
+
+def fill_weeks(weekly: pd.Series, first: pd.Series, last: pd.Series | pd.Timestamp) -> pd.DataFrame:
+    """Every week from ``first[uid]`` to ``last`` (per uid or common) with y from ``weekly`` or 0.
+
+    ``weekly`` is y indexed by (unique_id, ds) with Monday week starts. Vectorised: the grid is
+    built with numpy for all series at once (serving calls this on every request).
+    """
+    last = last.reindex(first.index) if isinstance(last, pd.Series) else pd.Series(last, index=first.index)
     n_weeks = ((last - first).dt.days // 7 + 1).astype(int)
     uid = np.repeat(first.index.to_numpy(), n_weeks.to_numpy())
     offsets = np.concatenate([np.arange(n) for n in n_weeks.to_numpy()])
     ds = np.repeat(first.to_numpy(), n_weeks.to_numpy()) + pd.to_timedelta(offsets * 7, unit="D").to_numpy()
     out = pd.DataFrame({"unique_id": uid, "ds": ds})
-    out = out.merge(
-        weekly.rename("y").reset_index().rename(columns={"sku": "unique_id"}), on=["unique_id", "ds"], how="left"
-    )
+    out = out.merge(weekly.rename("y").reset_index(), on=["unique_id", "ds"], how="left")
     out["y"] = out["y"].fillna(0.0).astype(float)
     return out.sort_values(["unique_id", "ds"], ignore_index=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from training.data.weekly import fill_weeks, week_start
 from training.forecasting.backtest import add_empirical_intervals
 from training.forecasting.metrics import insample_scales
 from training.forecasting.zoo import ModelZoo
@@ -45,14 +46,10 @@ def regularise(history: pd.DataFrame) -> pd.DataFrame:
         raise HistoryError(f"history has {int((~np.isfinite(h['y'])).sum())} row(s) whose y is not a finite number")
     if (h["y"] < 0).any():
         raise HistoryError(f"history has {int((h['y'] < 0).sum())} negative demand value(s); demand must be >= 0")
-    h["ds"] = h["ds"].dt.to_period("W-SUN").dt.start_time
-    h = h.groupby(["unique_id", "ds"], as_index=False)["y"].sum()
-    frames = []
-    for uid, part in h.groupby("unique_id"):
-        idx = pd.date_range(part["ds"].min(), part["ds"].max(), freq="W-MON")
-        s = part.set_index("ds")["y"].reindex(idx, fill_value=0.0)
-        frames.append(pd.DataFrame({"unique_id": uid, "ds": idx, "y": s.to_numpy(dtype=float)}))
-    out = pd.concat(frames, ignore_index=True)
+    h["ds"] = week_start(h["ds"])
+    weekly = h.groupby(["unique_id", "ds"])["y"].sum()
+    span = weekly.reset_index().groupby("unique_id")["ds"]
+    out = fill_weeks(weekly, span.min(), span.max())
     short = out.groupby("unique_id").size()
     short = short[short < 2]
     if len(short):
