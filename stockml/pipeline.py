@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from stockml.connections import ensure_default_source, get_hook
@@ -130,8 +131,10 @@ def zoo_params(run: Run) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _zoo(s: Settings, params: dict[str, dict] | None = None) -> ModelZoo:
-    return ModelZoo(methods=s.methods or None, season_length=s.season_length, n_jobs=s.n_jobs, params=params or {})
+def _zoo(s: Settings, params: dict[str, dict] | None = None, methods: list[str] | None = None) -> ModelZoo:
+    return ModelZoo(
+        methods=methods or s.methods or None, season_length=s.season_length, n_jobs=s.n_jobs, params=params or {}
+    )
 
 
 def backtest_step(run: Run, progress: Progress = _noop, chunks: int = 8) -> BacktestResult:
@@ -140,17 +143,23 @@ def backtest_step(run: Run, progress: Progress = _noop, chunks: int = 8) -> Back
     demand, _ = load_demand(run)
     ids = demand["unique_id"].unique()
     parts: list[BacktestResult] = []
+    full = _zoo(s, zoo_params(run))
+    # Local (statsforecast) members run in SKU chunks, for progress; global members learn across
+    # SKUs, so they are backtested once on the whole catalogue (a chunk would see a fraction of it).
+    jobs: list[tuple[ModelZoo, np.ndarray]] = []
     n = max(1, min(chunks, len(ids) // 50 or 1))
-    for i in range(n):
-        chunk = ids[i::n]
-        progress("backtest", i, n)
+    if full.local_methods:
+        jobs += [(_zoo(s, zoo_params(run), full.local_methods), ids[i::n]) for i in range(n)]
+    if full.global_methods:
+        jobs.append((_zoo(s, zoo_params(run), full.global_methods), ids))
+    for i, (zoo, chunk) in enumerate(jobs):
+        progress("backtest", i, len(jobs))
         try:
-            zoo = _zoo(s, zoo_params(run))
             parts.append(backtest(demand[demand["unique_id"].isin(chunk)], zoo, s.horizon, s.backtest_windows))
         except ValueError as exc:
             if "No series has" not in str(exc):
                 raise
-    progress("backtest", n, n)
+    progress("backtest", len(jobs), len(jobs))
     if not parts:
         raise ValueError(
             f"No SKU has enough history for {s.backtest_windows} backtest windows of {s.horizon} weeks; "
@@ -199,6 +208,8 @@ def forecast_step(run: Run, result: BacktestResult | None = None, progress: Prog
     for i, (method, members) in enumerate(groups):
         progress("forecast", i, len(groups))
         zoo = ModelZoo([str(method)], s.season_length, n_jobs=s.n_jobs, params=zoo_params(run))
+        if zoo.global_methods:  # learnt across the whole catalogue, applied to the SKUs that chose it
+            zoo.forecast(demand, s.horizon, intervals=False)
         frames.append(zoo.forecast(demand[demand["unique_id"].isin(members.index)], s.horizon))
     progress("forecast", len(groups), len(groups))
     fc = pd.concat(frames, ignore_index=True)

@@ -25,7 +25,7 @@ from training.data.store import read_output, write_source_tables
 from training.forecasting.backtest import ALL_GROUPS, add_empirical_intervals
 from training.forecasting.zoo import METHODS
 
-METHOD_SUBSET = ["Naive", "Naive2", "SES", "TSB", "CrostonSBA"]
+METHOD_SUBSET = ["Naive", "Naive2", "SES", "TSB", "CrostonSBA", "XGBoost"]
 SKUS, WEEKS, HORIZON = 40, 120, 13
 # The demo history ends on Sunday 2026-11-22; a fixed cut-off keeps the tests clock-independent.
 CUTOFF = "2026-11-22"

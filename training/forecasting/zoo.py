@@ -12,6 +12,13 @@ Two small additions to statsforecast:
 - ``PointOnly`` lets models without native intervals (Croston family, TSB, ADIDA, IMAPA)
   sit in the same call as models that have them: asked for intervals, they return NaN
   bounds instead of raising.
+
+Global members (family ``"global"``, today :class:`~training.forecasting.global_xgb.GlobalXGBoost`)
+are not statsforecast models: one model is learned across all the series given, then applied
+to each. ``ModelZoo`` runs them beside the statsforecast call and returns the same long frame;
+in ``cross_validation`` they are refitted at every origin on the data before it, so the
+backtest stays honest. A fitted global model is kept in ``ModelZoo.fitted`` so the router can
+carry it to serving instead of refitting on one request's history.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from statsforecast.models import (
     SimpleExponentialSmoothingOptimized,
     Theta,
 )
+
+from training.forecasting.global_xgb import GlobalXGBoost
 
 LEVELS = (80, 95)
 
@@ -136,7 +145,7 @@ class MethodSpec:
     name: str
     build: Callable[..., _TS]  # build(season_length, **params)
     intervals: bool
-    family: str  # "baseline", "smoothing", "arima", "intermittent"
+    family: str  # "baseline", "smoothing", "arima", "intermittent", "global"
     params: tuple[str, ...] = ()  # hyper-parameters ``build`` takes as keywords (see ModelZoo.params)
 
 
@@ -189,6 +198,24 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec("ADIDA", lambda m: PointOnly(ADIDA()), False, "intermittent"),
         MethodSpec("IMAPA", lambda m: PointOnly(IMAPA()), False, "intermittent"),
+        MethodSpec(
+            "XGBoost",
+            lambda m, **kw: GlobalXGBoost(**kw),
+            False,
+            "global",
+            (
+                "lags",
+                "max_origins",
+                "n_estimators",
+                "max_depth",
+                "learning_rate",
+                "subsample",
+                "colsample_bytree",
+                "multi_strategy",
+                "max_bin",
+                "n_jobs",
+            ),
+        ),
     ]
 }
 DEFAULT_METHODS = tuple(METHODS)
@@ -218,6 +245,7 @@ class ModelZoo:
     n_jobs: int = -1
     clip_negative: bool = True
     params: dict[str, dict] = field(default_factory=dict)
+    fitted: dict[str, GlobalXGBoost] = field(default_factory=dict)  # global members already fitted
 
     def __post_init__(self) -> None:
         self.methods = resolve_methods(self.methods)
@@ -227,16 +255,98 @@ class ModelZoo:
             if unknown:
                 raise ValueError(f"{name} takes no parameter(s) {unknown}; tunable: {list(accepted)}")
 
+    @property
+    def local_methods(self) -> list[str]:
+        return [m for m in self.methods if METHODS[m].family != "global"]
+
+    @property
+    def global_methods(self) -> list[str]:
+        return [m for m in self.methods if METHODS[m].family == "global"]
+
     def _statsforecast(self) -> StatsForecast:
-        models = [METHODS[name].build(self.season_length, **self.params.get(name, {})) for name in self.methods]
-        for name, model in zip(self.methods, models, strict=True):
+        names = self.local_methods
+        models = [METHODS[name].build(self.season_length, **self.params.get(name, {})) for name in names]
+        for name, model in zip(names, models, strict=True):
             model.alias = name
         return StatsForecast(models=models, freq=self.freq, n_jobs=self.n_jobs, fallback_model=Naive())
+
+    def _global_model(self, name: str) -> GlobalXGBoost:
+        return METHODS[name].build(self.season_length, **self.params.get(name, {}))
+
+    def _future_ds(self, last: pd.Series, h: int) -> np.ndarray:
+        """The ``h`` time stamps after each series' last one (integer index or calendar ``freq``)."""
+        steps = np.arange(1, h + 1)
+        if pd.api.types.is_integer_dtype(last) or isinstance(self.freq, int):
+            every = self.freq if isinstance(self.freq, int) else 1
+            return (last.to_numpy()[:, None] + steps[None, :] * every).ravel()
+        offset = pd.tseries.frequencies.to_offset(self.freq)
+        idx = pd.DatetimeIndex(last)
+        return np.column_stack([(idx + k * offset).to_numpy() for k in steps]).ravel()
+
+    def _global_forecast(self, demand: pd.DataFrame, h: int) -> pd.DataFrame:
+        """Forecasts of the global members: fitted on ``demand`` unless already in ``self.fitted``."""
+        d = demand.sort_values(["unique_id", "ds"], kind="stable")
+        groups = d.groupby("unique_id", sort=False, observed=True)
+        ids = list(groups.groups)
+        series = [g.to_numpy(dtype=float) for _, g in groups["y"]]
+        last = groups["ds"].last()
+        frames = []
+        for name in self.global_methods:
+            model = self.fitted.get(name)
+            if model is None:
+                model = self.fitted[name] = self._global_model(name).fit(series, h)
+            yhat = model.predict(series, h)
+            frames.append(
+                pd.DataFrame(
+                    {"unique_id": np.repeat(ids, h), "ds": self._future_ds(last, h), "method": name,
+                     "yhat": yhat.ravel()}
+                )
+            )  # fmt: skip
+        return self._finish(pd.concat(frames, ignore_index=True))
+
+    def _global_cross_validation(self, demand: pd.DataFrame, h: int, n_windows: int, step: int) -> pd.DataFrame:
+        """Rolling origins of the global members, refitted at each origin on the data before it.
+
+        Origins are positional per series (the last ``h + step * (n_windows - 1)`` values are
+        forecast), exactly as statsforecast places them, so both parts line up on ``cutoff``.
+        """
+        d = demand.sort_values(["unique_id", "ds"], kind="stable")
+        groups = d.groupby("unique_id", sort=False, observed=True)
+        ids = list(groups.groups)
+        ys = [g.to_numpy(dtype=float) for _, g in groups["y"]]
+        dss = [g.to_numpy() for _, g in groups["ds"]]
+        frames = []
+        for w in range(n_windows):
+            back = h + step * (n_windows - 1 - w)  # values after the cutoff, to the end of the series
+            train = [y[: len(y) - back] for y in ys]
+            for name in self.global_methods:
+                model = self._global_model(name).fit(train, h)
+                yhat = model.predict(train, h)
+                for i, uid in enumerate(ids):
+                    n = len(ys[i])
+                    sl = slice(n - back, n - back + h)
+                    frames.append(
+                        pd.DataFrame(
+                            {"unique_id": uid, "ds": dss[i][sl], "cutoff": dss[i][n - back - 1], "y": ys[i][sl],
+                             "method": name, "yhat": yhat[i]}
+                        )
+                    )  # fmt: skip
+        out = pd.concat(frames, ignore_index=True)
+        return self._finish(out)
+
+    def _finish(self, out: pd.DataFrame) -> pd.DataFrame:
+        """Global members have no native intervals: NaN bounds (filled from backtest errors later)."""
+        for lv in LEVELS:
+            out[f"lo{lv}"] = np.nan
+            out[f"hi{lv}"] = np.nan
+        if self.clip_negative:
+            out["yhat"] = out["yhat"].clip(lower=0)
+        return out
 
     def _tidy(self, wide: pd.DataFrame, keep: list[str]) -> pd.DataFrame:
         """Wide statsforecast output → long: one row per (series, ds, method)."""
         frames = []
-        for name in self.methods:
+        for name in self.local_methods:
             part = wide[keep].copy()
             part["method"] = name
             part["yhat"] = wide[name].to_numpy(dtype=float)
@@ -253,16 +363,35 @@ class ModelZoo:
 
     def forecast(self, demand: pd.DataFrame, h: int, intervals: bool = True) -> pd.DataFrame:
         """Forecasts of every method: unique_id, ds, method, yhat, lo80, hi80, lo95, hi95."""
-        sf = self._statsforecast()
-        wide = sf.forecast(df=demand, h=h, level=list(LEVELS) if intervals else None)
-        return self._tidy(wide, ["unique_id", "ds"])
+        parts = []
+        if self.local_methods:
+            sf = self._statsforecast()
+            wide = sf.forecast(df=demand, h=h, level=list(LEVELS) if intervals else None)
+            parts.append(self._tidy(wide, ["unique_id", "ds"]))
+        if self.global_methods:
+            parts.append(self._global_forecast(demand, h))
+        return _stack(parts)
 
     def cross_validation(
         self, demand: pd.DataFrame, h: int, n_windows: int, step_size: int | None = None, intervals: bool = False
     ) -> pd.DataFrame:
         """Rolling-origin forecasts: unique_id, ds, cutoff, y, method, yhat, bounds."""
-        sf = self._statsforecast()
-        wide = sf.cross_validation(
-            df=demand, h=h, n_windows=n_windows, step_size=step_size or h, level=list(LEVELS) if intervals else None
-        )
-        return self._tidy(wide, ["unique_id", "ds", "cutoff", "y"])
+        parts = []
+        if self.local_methods:
+            sf = self._statsforecast()
+            wide = sf.cross_validation(
+                df=demand, h=h, n_windows=n_windows, step_size=step_size or h, level=list(LEVELS) if intervals else None
+            )
+            parts.append(self._tidy(wide, ["unique_id", "ds", "cutoff", "y"]))
+        if self.global_methods:
+            parts.append(self._global_cross_validation(demand, h, n_windows, step_size or h))
+        return _stack(parts)
+
+
+def _stack(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate local and global parts with the statsforecast part's column order and dtypes."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    rest = [p[first.columns].astype({c: first[c].dtype for c in ("unique_id", "ds") if c in first}) for p in parts[1:]]
+    return pd.concat([first, *rest], ignore_index=True)

@@ -3,7 +3,9 @@
 This is the object the MLflow pyfunc ``stockml-router`` wraps and the pipeline calls, so the
 registry, the batch pipeline and the HTTP service all forecast through the same code.
 Statistical members are fitted on the history given at call time (they are cheap and must see
-the latest weeks); only the router's meta-model and the interval quantiles are learned offline.
+the latest weeks); the router's meta-model, the interval quantiles and the global members (the
+XGBoost forecaster learned across the whole catalogue) are learned offline and carried here, so
+a request with one SKU's history is forecast by the model trained on every SKU.
 """
 
 from __future__ import annotations
@@ -69,13 +71,18 @@ class RouterModel:
     quantiles: pd.DataFrame
     info: dict = field(default_factory=dict)
     zoo_params: dict = field(default_factory=dict)  # tuned member hyper-parameters, e.g. TSB's alphas
+    global_models: dict = field(default_factory=dict)  # fitted global members by method, e.g. {"XGBoost": ...}
 
     @classmethod
-    def from_training(cls, t, info: dict | None = None, zoo_params: dict | None = None) -> RouterModel:
-        """``t`` is a :class:`~training.router.train.RouterTraining`."""
+    def from_training(
+        cls, t, info: dict | None = None, zoo_params: dict | None = None, global_models: dict | None = None
+    ) -> RouterModel:
+        """``t`` is a :class:`~training.router.train.RouterTraining`; ``global_models`` come from
+        :func:`fit_global_members` on the full history."""
         return cls(
-            t.router, t.policy, t.season_length, t.horizon, t.rule, t.quantiles, dict(info or {}), zoo_params or {}
-        )
+            t.router, t.policy, t.season_length, t.horizon, t.rule, t.quantiles, dict(info or {}), zoo_params or {},
+            dict(global_models or {}),
+        )  # fmt: skip
 
     def route(self, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(features, policy weights, explanations) per SKU of a regular weekly history."""
@@ -95,7 +102,10 @@ class RouterModel:
         frames = []
         for method in weights.columns[(weights > 0).any(axis=0)]:
             ids = weights.index[weights[method] > 0]
-            zoo = ModelZoo([method], self.season_length, n_jobs=jobs, params=self.zoo_params)
+            zoo = ModelZoo(
+                [method], self.season_length, n_jobs=jobs, params=self.zoo_params,
+                fitted=dict(getattr(self, "global_models", {})),
+            )  # fmt: skip
             frames.append(zoo.forecast(hist[hist["unique_id"].isin(ids)], h, intervals=False))
         members = pd.concat(frames, ignore_index=True)
         fc = combine(members, weights, ["unique_id"]).assign(lo80=np.nan, hi80=np.nan, lo95=np.nan, hi95=np.nan)
@@ -121,6 +131,20 @@ class RouterModel:
             "horizon": self.horizon,
             **self.info,
         }
+
+
+def fit_global_members(
+    history: pd.DataFrame, methods: list[str], season_length: int, horizon: int, params: dict | None = None
+) -> dict:
+    """Fit the router's global members (those of family ``global``) on the whole catalogue's history."""
+    from training.forecasting.zoo import METHODS
+
+    names = [m for m in methods if METHODS[m].family == "global"]
+    if not names:
+        return {}
+    zoo = ModelZoo(names, season_length, params=params or {})
+    zoo.forecast(history, horizon, intervals=False)
+    return dict(zoo.fitted)
 
 
 def _weights_text(weights: pd.DataFrame) -> pd.Series:
