@@ -13,12 +13,26 @@ The service runs with its production middlewares (API key, rate limit set out of
 validation). Without ``--url`` a small router is trained on demo data, registered in a temporary
 SQLite registry and promoted, and both services are started with ``bentoml serve`` on free ports;
 with ``--url`` (and ``--key``) a running service is measured instead (it must have a champion).
-The load generator is one asyncio process with httpx on the same machine, so on a small machine it
-competes with the servers for the CPU; the ceiling has the same handicap.
+
+Load set-up (the same for the echo ceiling and for our service):
+
+- the load generator is this process: one asyncio event loop with ``--client aiohttp`` (default;
+  one keep-alive connection per concurrent client, C HTTP parser) or ``--client httpx`` (what
+  earlier figures used: httpx costs several times more CPU per request, so on a small machine the
+  client itself was a large part of what was measured);
+- ``--pin`` (default when the machine has at least 2 CPUs; ``--no-pin`` to turn it off): during the
+  latency runs the server's whole process tree (every thread of the ``bentoml serve`` arbiter and
+  its worker) is pinned to all CPUs but the last, and the load generator to the last one, so the
+  client and the server do not preempt each other (on 2 cores: server on CPU 0, client on CPU 1;
+  one service worker is one Python process, so it uses about one core anyway). The echo service
+  is pinned the same way. The affinity is reset to all CPUs before the batch job, which uses them.
+  With ``--url`` nothing is pinned but the client (the server is not ours to pin);
+- each level opens its connections first (one request per client), then runs ``--seconds``.
 
 Example::
 
     python -m bench.serving --seconds 10 --batch-skus 10000 --out /tmp/serving_bench.json
+    python -m bench.serving --seconds 10 --skip-batch                     # latency/throughput only
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from typing import Any
 
 import bentoml
 import numpy as np
+import psutil
 
 from bench.serving_stack import ISOLATE_VARS, SERVICE, serve, stop, wait_ready
 
@@ -95,34 +110,84 @@ def _series(sku: str, weeks: int, rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-async def _load(url: str, headers: dict[str, str], payload: bytes, concurrency: int, seconds: float) -> dict:
-    import httpx
+def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, client CPUs): all but the last CPU for the servers, the last for the client."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return None, None
+    return set(cpus[:-1]), {cpus[-1]}
 
+
+def pin_tree(pid: int, cpus: set[int] | None) -> int:
+    """Set the CPU affinity of every thread of ``pid`` and its descendants (None: all CPUs);
+    threads created later inherit it. Returns the number of threads pinned."""
+    cpus = cpus or os.sched_getaffinity(0)
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    n = 0
+    for proc in procs:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cpus)
+                n += 1
+            except OSError:  # the thread ended meanwhile
+                pass
+    return n
+
+
+async def _load(
+    url: str, headers: dict[str, str], payload: bytes, concurrency: int, seconds: float, client: str
+) -> dict:
+    if client == "httpx":
+        return await _load_httpx(url, headers, payload, concurrency, seconds)
+    import aiohttp
+
+    hdrs = {**headers, "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, keepalive_timeout=120)
+    async with aiohttp.ClientSession(
+        base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60), headers=hdrs
+    ) as session:
+
+        async def post() -> str:
+            try:
+                async with session.post("/forecast", data=payload) as r:
+                    await r.read()
+                    return str(r.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return type(exc).__name__
+
+        await asyncio.gather(*(post() for _ in range(concurrency)))  # open the connections, warm the cache
+        return await _drive(post, concurrency, seconds)
+
+
+async def _drive(post, concurrency: int, seconds: float) -> dict:
+    """``concurrency`` closed-loop clients calling ``post()`` (returns the status as text) for ``seconds``."""
     lat: list[float] = []
     errors: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    hdrs = {**headers, "Content-Type": "application/json"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        for _ in range(min(concurrency, 4)):  # warm the connection pool and the cache
-            await client.post("/forecast", content=payload, headers=hdrs)
-        stop = time.perf_counter() + seconds
+    stop = time.perf_counter() + seconds
 
-        async def worker() -> None:
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post("/forecast", content=payload, headers=hdrs)
-                    code = str(r.status_code)
-                except httpx.HTTPError as exc:
-                    code = type(exc).__name__
-                if code == "200":
-                    lat.append(time.perf_counter() - t0)
-                else:
-                    errors[code] = errors.get(code, 0) + 1
+    async def worker() -> None:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            code = await post()
+            if code == "200":
+                lat.append(time.perf_counter() - t0)
+            else:
+                errors[code] = errors.get(code, 0) + 1
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return _summary(concurrency, lat, errors, time.perf_counter() - t0)
+
+
+def _summary(concurrency: int, lat: list[float], errors: dict[str, int], wall: float) -> dict:
     arr = np.asarray(lat) * 1000 if lat else np.asarray([np.nan])
     return {
         "concurrency": concurrency,
@@ -133,6 +198,36 @@ async def _load(url: str, headers: dict[str, str], payload: bytes, concurrency: 
         "p50_ms": round(float(np.percentile(arr, 50)), 2),
         "p99_ms": round(float(np.percentile(arr, 99)), 2),
     }
+
+
+async def _load_httpx(url: str, headers: dict[str, str], payload: bytes, concurrency: int, seconds: float) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    hdrs = {**headers, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        for _ in range(min(concurrency, 4)):  # warm the connection pool and the cache
+            await client.post("/forecast", content=payload, headers=hdrs)
+
+        async def post() -> str:
+            try:
+                r = await client.post("/forecast", content=payload, headers=hdrs)
+                return str(r.status_code)
+            except httpx.HTTPError as exc:
+                return type(exc).__name__
+
+        return await _drive(post, concurrency, seconds)
+
+
+def _run_levels(url: str, headers: dict[str, str], body: bytes, args: argparse.Namespace, client_cpus) -> list[dict]:
+    """The latency runs, with this process (the load generator) on ``client_cpus`` meanwhile."""
+    before = os.sched_getaffinity(0)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+    try:
+        return [asyncio.run(_load(url, headers, body, c, args.seconds, args.client)) for c in args.concurrency]
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _batch_csv(n: int, weeks: int, seed: int) -> bytes:
@@ -215,11 +310,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--batch-skus", type=int, default=10_000, help="0: skip the batch job")
+    ap.add_argument("--skip-batch", action="store_true", help="no batch job (same as --batch-skus 0)")
+    ap.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp", help="load generator's HTTP client")
+    ap.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=(os.cpu_count() or 1) >= 2,
+        help="pin the servers and the load generator to separate CPUs during the latency runs (see above)",
+    )
     ap.add_argument("--batch-weeks", type=int, default=104)
     ap.add_argument("--horizon", type=int, default=13)
     ap.add_argument("--no-ceiling", action="store_true", help="do not start the echo service")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.skip_batch:
+        args.batch_skus = 0
+    server_cpus, client_cpus = cpu_split(args.pin)
 
     tmp = Path(tempfile.mkdtemp(prefix="stockml-serving-bench-"))
     env = {
@@ -239,6 +345,11 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "bentoml": bentoml.__version__},
         "seconds_per_level": args.seconds,
         "payload": {"skus": 1, "weeks": 104, "horizon": args.horizon},
+        "load": {
+            "client": args.client,
+            "server_cpus": sorted(server_cpus) if server_cpus and not args.url else None,
+            "client_cpus": sorted(client_cpus) if client_cpus else None,
+        },
     }
     try:
         if args.url:
@@ -254,14 +365,19 @@ def main(argv: list[str] | None = None) -> dict:
         headers = {"Authorization": f"Bearer {key}"}
         payload = json.dumps({"items": [_series("BENCH-1", 104, np.random.default_rng(3))], "horizon": args.horizon})
         body = payload.encode()
-        ours = [asyncio.run(_load(url, headers, body, c, args.seconds)) for c in args.concurrency]
+        if procs:
+            pin_tree(procs[0].pid, server_cpus)
+        ours = _run_levels(url, headers, body, args, client_cpus)
+        if procs:
+            pin_tree(procs[0].pid, None)  # the batch job may use every CPU
         result["stockml"] = ours
         ceiling: list[dict] = []
         if not args.no_ceiling:
             eproc, eurl = _serve("bench.serving:Echo", env, tmp / "echo.log")
             procs.append(eproc)
             wait_ready(eurl, eproc, tmp / "echo.log")
-            ceiling = [asyncio.run(_load(eurl, {}, body, c, args.seconds)) for c in args.concurrency]
+            pin_tree(eproc.pid, server_cpus)  # exactly as our service
+            ceiling = _run_levels(eurl, {}, body, args, client_cpus)
             stop(eproc)
             procs.remove(eproc)
             result["echo"] = ceiling

@@ -5,6 +5,7 @@ Starting and stopping ``bentoml serve`` is in :mod:`bench.serving_stack` (the be
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from training.router.train import train_router
 
 __all__ = [
     "START_TIMEOUT_S",
+    "assert_xlsx_matches_csv",
     "auth",
     "bentoml_serve",
     "forecast_items",
@@ -95,3 +97,19 @@ def bentoml_serve(env: dict, log_path: Path, port_flag: str = "--port") -> Itera
             yield proc, url
         finally:
             stop(proc)
+
+
+def assert_xlsx_matches_csv(xlsx: bytes, csv_bytes: bytes) -> None:
+    """The xlsx download holds the CSV's table: same columns, rows and values; ``ds`` as Excel dates."""
+    import openpyxl
+
+    from serving.bentos.batch import RESULT_COLUMNS
+
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx)).active
+    assert sheet.title == "forecasts" and sheet.freeze_panes == "A2"
+    assert sheet["B2"].is_date and sheet["B2"].number_format.upper() == "YYYY-MM-DD"
+    want = pd.read_csv(io.BytesIO(csv_bytes), dtype={"sku": str, "model_version": str})
+    got = pd.read_excel(io.BytesIO(xlsx), sheet_name="forecasts", dtype={"sku": str, "model_version": str})
+    assert list(got.columns) == list(want.columns) == RESULT_COLUMNS
+    got["ds"] = got["ds"].dt.strftime("%Y-%m-%d")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)

@@ -7,6 +7,7 @@ import time
 
 import pandas as pd
 import pytest
+from serving_helpers import assert_xlsx_matches_csv
 
 from serving.bentos.batch import (
     RESULT_COLUMNS,
@@ -141,9 +142,12 @@ def test_render_formats_and_bad_ids(tmp_path):
     assert media.startswith("text/csv") and csv_bytes.count(b"\n") == 5
     body = json.loads(render(job, path, "json")[0])
     assert len(body["rows"]) == 4 and body["rows"][0]["sku"] == "A" and body["rows"][0]["model_version"] == "7"
-    if xlsx_available():
-        assert render(job, path, "xlsx")[0][:2] == b"PK"
-    else:
-        with pytest.raises(FormatUnavailable, match="xlsx not available"):
-            render(job, path, "xlsx")
+    assert xlsx_available()  # openpyxl is a pinned dependency
+    xlsx, media = render(job, path, "xlsx")
+    assert xlsx[:2] == b"PK" and media == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert_xlsx_matches_csv(xlsx, csv_bytes)
+    assert path.with_suffix(".xlsx").read_bytes() == xlsx  # kept next to the CSV: built once per job
+    assert render(job, path, "xlsx")[0] == xlsx
+    with pytest.raises(FormatUnavailable, match="unknown format"):
+        render(job, path, "pdf")
     assert store.load("../etc") is None and store.load("0" * 32) is None

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from serving_helpers import (
     START_TIMEOUT_S,
+    assert_xlsx_matches_csv,
     auth,
     bentoml_serve,
     forecast_items,
@@ -183,9 +184,13 @@ def test_batch_round_trip(client, ops_server):
     assert df[df["sku"] == first]["yhat"].tolist() == pytest.approx([p["yhat"] for p in fc], rel=1e-9)
 
     xlsx = client.post("/batch_result", json={"job_id": job["job_id"], "format": "xlsx"})
-    assert xlsx.status_code in (200, 422)
-    if xlsx.status_code == 422:
-        assert "xlsx not available" in xlsx.json()["error"]
+    assert xlsx.status_code == 200, xlsx.text[:300]
+    assert xlsx.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert xlsx.headers["content-disposition"] == f'attachment; filename="forecasts-{job["job_id"]}.xlsx"'
+    assert_xlsx_matches_csv(xlsx.content, csv_r.content)  # read back with openpyxl and pandas
+
+    bad = client.post("/batch_result", json={"job_id": job["job_id"], "format": "parquet"})
+    assert bad.status_code == 422 and [d["field"] for d in bad.json()["detail"]] == ["format"], bad.text
 
     # persisted under STOCKML_HOME/serving_jobs/<id>/
     saved = json.loads((ops_server["home"] / "serving_jobs" / job["job_id"] / "job.json").read_text())

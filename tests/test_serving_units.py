@@ -23,10 +23,27 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from serving.bentos import models as watcher_mod
-from serving.bentos.auth import KeyConfigError, KeyStore, RateLimiter, TokenBucket, parse_entries
+from serving.bentos.auth import (
+    KeyConfigError,
+    KeyStore,
+    RateLimiter,
+    RedisRateLimiter,
+    TokenBucket,
+    digest,
+    parse_entries,
+)
 from serving.bentos.cache import LRUCache, RedisCache, cache_key, history_hash, make_cache
 from serving.bentos.middleware import ApiKeyMiddleware, RequestValidationMiddleware
 from serving.bentos.schemas import ForecastRequest, field_path, validation_body
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
 
 # ---------------------------------------------------------------- schemas
 
@@ -166,9 +183,51 @@ def test_middleware_validation_size_and_replay():
 
 def test_middleware_rate_limit():
     c = _app()
+    assert c.app.limiter.backend == "memory"  # no STOCKML_REDIS_URL here: per worker
     codes = [c.post("/other", headers={"Authorization": "Bearer s"}).status_code for _ in range(5)]
     assert codes[:2] == [200, 200] and codes[2:] == [429, 429, 429]
     assert c.post("/other", headers={"Authorization": "Bearer u"}).status_code == 200
+
+
+def _worker(redis_url: str | None, keys: str, rate: float = 1000) -> ASGIClient:
+    """One "worker": its own middleware instance (own in-process state) over a trivial app."""
+    app = Starlette(routes=[Route("/other", _echo, methods=["POST"])])
+    return ASGIClient(ApiKeyMiddleware(app, KeyStore(keys), rate_limit_per_s=rate, disabled=False, redis_url=redis_url))
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+def test_rate_limit_shared_by_workers_through_redis():
+    pytest.importorskip("redis")
+    key = f"k{uuid.uuid4().hex}"  # a fresh key id: fresh counters in a shared Redis
+    w1, w2 = (_worker("redis://127.0.0.1:6379/0", f"{key}:user:2") for _ in range(2))
+    assert w1.app.limiter.backend == "redis"
+    limit, window_ms = RedisRateLimiter.window(2.0)
+    assert (limit, window_ms) == (4, 2000)  # burst 2 x rate, long-run rate 2/s
+    # start at the beginning of a window, so the requests below fall in one
+    time.sleep((window_ms - int(time.time() * 1000) % window_ms) / 1000 + 0.01)
+    hdr = {"Authorization": f"Bearer {key}"}
+    codes = [(w1 if i % 2 else w2).post("/other", headers=hdr) for i in range(6)]
+    assert [r.status_code for r in codes] == [200] * 4 + [429] * 2  # 4 in all, across both workers
+    assert 1 <= int(codes[-1].headers["Retry-After"]) <= 2
+    # per worker, each would have let its own burst through: 2 workers x 4
+    mem = [_worker(None, f"{key}:user:2") for _ in range(2)]
+    assert sum((mem[i % 2]).post("/other", headers=hdr).status_code == 200 for i in range(10)) == 8
+    import redis
+
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    names = r.keys(f"stockml:ratelimit:{digest(key)[:12]}:*")
+    assert names and all(0 < r.pttl(n) <= window_ms + 1000 for n in names)  # counters expire by themselves
+
+
+def test_redis_rate_limiter_down_falls_back_per_worker():
+    pytest.importorskip("redis")
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    w = _worker(f"redis://127.0.0.1:{port}/0", "s:user:1")
+    codes = [w.post("/other", headers={"Authorization": "Bearer s"}).status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]  # the in-process bucket (burst 2) answers; never a 5xx
+    assert w.app.limiter._down_until > 0
 
 
 # ---------------------------------------------------------------- cache
@@ -188,14 +247,6 @@ def test_lru_evicts_least_recently_used():
     assert c.get_many(["a"]) == {"a": 1}  # a is now the most recent
     c.set_many({"c": 3})
     assert c.get_many(["a", "b", "c"]) == {"a": 1, "c": 3}
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
@@ -299,3 +350,81 @@ def test_credentials_are_redacted_from_registry_errors():
     out = watcher_mod.redact(text)
     assert "s3cret" not in out and "tok" not in out and "postgresql://***@db:5432" in out
     assert out.endswith("sqlite:////tmp/a.db")
+
+
+# ---------------------------------------------------------------- request path of /forecast (issue 5)
+
+
+def test_apis_take_the_body_the_middleware_validated():
+    import asyncio
+
+    from _bentoml_impl.serde import JSONSerde
+
+    from serving.bentos.middleware import VALIDATED
+    from serving.bentos.service import REUSED_BODIES, SCHEMAS, StockForecaster
+
+    apis = {n for n, m in StockForecaster.apis.items() if m.route in SCHEMAS}
+    assert set(REUSED_BODIES) == apis and "forecast" in apis and "batch_submit" not in REUSED_BODIES
+    spec = StockForecaster.apis["forecast"].input_spec
+    raw = json.dumps(_req(horizon=5)).encode()
+    validated = ForecastRequest.model_validate_json(raw)
+    scope = {"type": "http", "method": "POST", "path": "/forecast", "headers": [], "state": {VALIDATED: validated}}
+
+    async def no_body():
+        raise AssertionError("the body was read a second time")
+
+    got = asyncio.run(spec.from_http_request(Request(scope, no_body), JSONSerde()))
+    assert got.items is validated.items and got.horizon == 5 and VALIDATED not in scope["state"]
+
+    async def body():  # without the middleware's model (another app): BentoML parses as before
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/forecast", "headers": [], "state": {}}
+    got = asyncio.run(spec.from_http_request(Request(scope, body), JSONSerde()))
+    assert got.horizon == 5 and got.items[0].sku == "A" and got.items is not validated.items
+
+
+def _served_row(sku: str = "A"):
+    from serving.bentos.outcomes import ServedForecast
+
+    return ServedForecast(str(uuid.uuid4()), sku, "m", "1", "champion", 2, 2.0, {"2024-01-01": 10.0})
+
+
+def test_outcome_store_writes_served_forecasts_behind(tmp_path):
+    from sqlalchemy import create_engine
+
+    from serving.bentos.outcomes import OutcomeStore
+
+    url = f"sqlite:///{tmp_path / 'serving.db'}"
+    store = OutcomeStore(url, flush_s=60)  # a long interval: nothing is written by the timer during the test
+    other = OutcomeStore(url, flush_s=0)  # another worker on the same database
+    f = _served_row()
+    assert store.enqueue_forecasts([f]) == 1 and store.pending() == 1
+    assert other.forecast(f.forecast_id) is None  # queued, not written yet
+    scored = store.score("m", [(f.forecast_id, [("2024-01-01", 10.0)])])  # the same worker flushes first
+    assert scored[0].counted == 1 and scored[0].reward == 1.0 and store.pending() == 0
+    assert other.forecast(f.forecast_id)["sku"] == "A"
+
+    # a failed batch insert keeps the rows for the next flush
+    good_engine, store.engine = store.engine, create_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    g = _served_row("B")
+    store.enqueue_forecasts([g])
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        store.flush()
+    assert store.pending() == 1
+    store.engine = good_engine
+
+    store.close()  # a graceful stop writes what is queued
+    assert store.pending() == 0 and other.forecast(g.forecast_id)["sku"] == "B"
+    h = _served_row("C")
+    store.enqueue_forecasts([h])  # after close: written at once
+    assert other.forecast(h.forecast_id)["sku"] == "C"
+
+    timed = OutcomeStore(url, flush_s=0.05)  # the background writer flushes by itself
+    k = _served_row("D")
+    timed.enqueue_forecasts([k])
+    deadline = time.time() + 10
+    while other.forecast(k.forecast_id) is None:
+        assert time.time() < deadline, "the writer thread did not flush"
+        time.sleep(0.02)
+    timed.close()

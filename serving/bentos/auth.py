@@ -8,18 +8,28 @@ field overrides the per-second rate of that key (``STOCKML_RATE_LIMIT_PER_S`` ot
 
 Keys are only held as SHA-256 digests; logs and rate-limit buckets use the first 12 hex
 characters of the digest (``key_id``), never the key.
+
+Rate limits: per worker process (:class:`RateLimiter`, a token bucket: ``rate`` per second, bursts
+of ``2 x rate``), or, when ``STOCKML_REDIS_URL`` is set, shared by every worker and replica through
+Redis (:class:`RedisRateLimiter`: a fixed-window counter, ``INCR`` + ``PEXPIRE`` in one pipelined
+round trip, same long-run rate and same burst). A Redis that fails is logged and the worker falls
+back to its own bucket for ``retry_s`` seconds: limits then hold per worker, requests never fail
+because of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("stockml.serving.auth")
 
@@ -145,7 +155,9 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket per key id; burst = 2 x rate (at least 1 request)."""
+    """One bucket per key id; burst = 2 x rate (at least 1 request). Per worker process."""
+
+    backend = "memory"
 
     def __init__(self, default_rate: float) -> None:
         self.default_rate = default_rate
@@ -162,3 +174,90 @@ class RateLimiter:
             if bucket is None or bucket.rate != rate:
                 bucket = self._buckets[key.key_id] = TokenBucket(rate, max(1.0, 2 * rate))
             return bucket.take()
+
+    async def acheck(self, key: ApiKey) -> float:
+        """:meth:`check` for the middleware (same interface as :class:`RedisRateLimiter`)."""
+        return self.check(key)
+
+
+class RedisRateLimiter:
+    """Per-key limits shared by all workers through Redis: a fixed-window counter.
+
+    A key of rate ``r`` (requests/s) may make ``limit = max(1, floor(2 r))`` requests per window of
+    ``limit / r`` seconds: the token bucket's burst (2 x rate) and its long-run rate. One pipelined
+    round trip per request: ``INCR stockml:ratelimit:<key_id>:<window_ms>:<window number>`` and
+    ``PEXPIRE`` (the window plus a second), so counters clean themselves up. Over the limit the
+    answer is the time to the window's end (for ``Retry-After``). Windows are numbered from the Unix
+    epoch, so workers agree on them as far as their clocks agree.
+    """
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        default_rate: float,
+        prefix: str = "stockml:ratelimit:",
+        retry_s: float = 30.0,
+        fallback: RateLimiter | None = None,
+    ) -> None:
+        import redis  # optional dependency: only needed when STOCKML_REDIS_URL is set
+        import redis.asyncio
+
+        self.url = url
+        self.default_rate = default_rate
+        self.prefix = prefix
+        self.retry_s = retry_s
+        self.fallback = fallback or RateLimiter(default_rate)
+        self._errors = (redis.RedisError, OSError, asyncio.TimeoutError)
+        self._new_client = lambda: redis.asyncio.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # one per event loop
+        self._down_until = 0.0
+
+    @staticmethod
+    def window(rate: float) -> tuple[int, int]:
+        """(requests allowed per window, window length in ms) for ``rate`` requests/s."""
+        limit = max(1, int(2 * rate))
+        return limit, max(1, round(limit / rate * 1000))
+
+    def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = self._new_client()
+        return client
+
+    async def acheck(self, key: ApiKey) -> float:
+        """0.0 if allowed, else seconds to wait. A rate <= 0 disables limiting."""
+        rate = key.rate_per_s if key.rate_per_s is not None else self.default_rate
+        if rate <= 0:
+            return 0.0
+        if time.monotonic() < self._down_until:
+            return self.fallback.check(key)
+        limit, window_ms = self.window(rate)
+        now_ms = int(time.time() * 1000)
+        slot = now_ms // window_ms
+        name = f"{self.prefix}{key.key_id}:{window_ms}:{slot}"
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            pipe.incr(name)
+            pipe.pexpire(name, window_ms + 1000)
+            count, _ = await pipe.execute()
+        except self._errors as exc:
+            log.warning("Redis rate limiter unavailable (%s); per-worker limits for %.0f s", exc, self.retry_s)
+            self._down_until = time.monotonic() + self.retry_s
+            return self.fallback.check(key)
+        if int(count) <= limit:
+            return 0.0
+        return max(0.001, ((slot + 1) * window_ms - now_ms) / 1000)
+
+
+def make_rate_limiter(default_rate: float, redis_url: str | None) -> RateLimiter | RedisRateLimiter:
+    """Redis-backed (shared by the workers) when ``redis_url`` is set, else per process."""
+    if not redis_url:
+        return RateLimiter(default_rate)
+    try:
+        return RedisRateLimiter(redis_url, default_rate)
+    except ImportError:
+        log.warning("STOCKML_REDIS_URL is set but the `redis` package is not installed; per-worker rate limits")
+        return RateLimiter(default_rate)

@@ -4,7 +4,9 @@ request-size limit and schema validation (422 with the field).
 Order (outermost first, as added with ``StockForecaster.add_asgi_middleware``):
 
 1. :class:`ApiKeyMiddleware`: 401 without or with an unknown bearer key, 403 for a ``user``
-   key on ``/admin/*``, 429 (with ``Retry-After``) when the key's token bucket is empty.
+   key on ``/admin/*``, 429 (with ``Retry-After``) when the key's rate limit is spent (per worker,
+   or shared by all workers through Redis when ``STOCKML_REDIS_URL`` is set: see
+   :mod:`serving.bentos.auth`).
    Health, readiness, metrics and the API docs stay open. With OIDC configured, a bearer that
    is not a known API key and looks like a JWT is verified (:mod:`serving.bentos.oidc`): 401
    with a short reason when invalid, 403 without a stockml role; rate limits per ``sub``.
@@ -12,7 +14,10 @@ Order (outermost first, as added with ``StockForecaster.add_asgi_middleware``):
    (``Content-Length`` or the bytes actually received), 415 for a non-JSON content type, 422
    when the body does not match the endpoint's pydantic model; otherwise the body is replayed
    to BentoML unchanged. BentoML would answer 400 to a pydantic failure; validating here
-   gives 422 and a body that names the field, with no traceback.
+   gives 422 and a body that names the field, with no traceback. The validated model is left
+   in the request's ``state``; :func:`reuse_validated_bodies` makes the BentoML APIs take their
+   arguments from it instead of parsing and validating the same body a second time (on a cached
+   ``/forecast`` that second validation was as expensive as the rest of the handler).
 
 BentoML's own metrics middleware sits outside these, so 401/403/413/422/429 answers are
 counted in ``bentoml_service_request_total`` under their status code.
@@ -29,7 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse
 
-from serving.bentos.auth import KeyStore, RateLimiter
+from serving.bentos.auth import KeyStore, RateLimiter, RedisRateLimiter, make_rate_limiter
 from serving.bentos.config import ServingConfig
 from serving.bentos.oidc import OidcSettings, OidcVerifier, TokenRejected, looks_like_jwt
 from serving.bentos.schemas import error_body, validation_body
@@ -41,6 +46,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+VALIDATED = "stockml.validated_body"  # request state key: the body's model, validated by the middleware
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/", "/docs.json", "/schema.json"})
 OPEN_PREFIXES = ("/static_content/", "/assets/")
@@ -127,10 +134,13 @@ class ApiKeyMiddleware:
         rate_limit_per_s: float | None = None,
         disabled: bool | None = None,
         oidc: OidcVerifier | bool | None = True,
+        redis_url: str | bool | None = True,
     ) -> None:
         """Unset arguments come from the environment (:class:`~serving.bentos.config.ServingConfig`).
 
         ``oidc``: a verifier, ``True`` (from ``STOCKML_OIDC_*``, off when unset) or ``False``/None (off).
+        ``redis_url``: where the rate limits are shared between workers; ``True``: ``STOCKML_REDIS_URL``
+        (per-worker limits when unset), ``None``/``False``: per worker.
         """
         cfg = ServingConfig.from_env()
         self.app = app
@@ -138,8 +148,12 @@ class ApiKeyMiddleware:
         if oidc is True:
             oidc = oidc_from_config(cfg)
         self.oidc: OidcVerifier | None = oidc or None
-        self.limiter = RateLimiter(cfg.rate_limit_per_s if rate_limit_per_s is None else rate_limit_per_s)
+        rate = cfg.rate_limit_per_s if rate_limit_per_s is None else rate_limit_per_s
+        url = cfg.redis_url if redis_url is True else (redis_url or None)
+        self.limiter: RateLimiter | RedisRateLimiter = make_rate_limiter(rate, url)
         self.disabled = cfg.auth_disabled if disabled is None else disabled
+        if not self.disabled:
+            log.info("rate limits: %s", "shared through Redis" if self.limiter.backend == "redis" else "per worker")
         if self.disabled:
             log.warning("STOCKML_AUTH_DISABLED is set: every endpoint is open, without rate limits")
         elif self.oidc is not None:
@@ -177,7 +191,7 @@ class ApiKeyMiddleware:
         if is_admin_path(scope["path"]) and not key.is_admin:
             await _respond(scope, receive, send, 403, error_body("this endpoint needs an admin key"))
             return
-        wait = self.limiter.check(key)
+        wait = await self.limiter.acheck(key)
         if wait > 0:
             await _respond(
                 scope,
@@ -241,9 +255,43 @@ class RequestValidationMiddleware:
         if body is None:  # the client went away
             return
         try:
-            schema.model_validate_json(body or b"{}")
+            model = schema.model_validate_json(body or b"{}")
         except ValidationError as exc:
             await _respond(scope, receive, send, 422, validation_body(exc))
             return
-
+        scope.setdefault("state", {})[VALIDATED] = model  # taken by the API's input spec (reuse_validated_bodies)
         await self.app(scope, replay_body(body, receive), send)
+
+
+def reuse_validated_bodies(service: Any, schemas: dict[str, type[BaseModel]]) -> list[str]:
+    """Let the JSON APIs of ``service`` take their arguments from the model that
+    :class:`RequestValidationMiddleware` already validated (request state ``VALIDATED``), instead of
+    BentoML reading the body again and validating it against its own input model.
+
+    Only for an API whose route has a schema, whose input is keyword fields (not a root or multipart
+    input) that the schema has too: the schema's types are the API's (or stricter), so the values
+    are what BentoML's own validation would have produced. Without the state entry (the middleware
+    not installed, another route) BentoML parses as usual. The API's input model, hence ``/docs.json``,
+    is unchanged: only its ``from_http_request`` is wrapped. Returns the API names done.
+    """
+    done = []
+    for name, method in service.apis.items():
+        schema = schemas.get(method.route)
+        spec = method.input_spec
+        if schema is None or getattr(spec, "__root_input__", False) or getattr(spec, "multipart_fields", None):
+            continue
+        fields = tuple(spec.model_fields)
+        if not set(fields) <= set(schema.model_fields):
+            continue
+        original = spec.from_http_request
+
+        async def from_http_request(cls, request, serde, _schema=schema, _fields=fields, _original=original):
+            state = request.scope.get("state")
+            pre = state.pop(VALIDATED, None) if state else None
+            if isinstance(pre, _schema):
+                return cls.model_construct(**{f: getattr(pre, f) for f in _fields})
+            return await _original(request, serde)
+
+        spec.from_http_request = classmethod(from_http_request)
+        done.append(name)
+    return done

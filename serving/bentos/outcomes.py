@@ -13,13 +13,35 @@ Tables (created when missing):
   idempotent: a second actual for the same week is not counted again.
 - ``serving_posteriors``: Beta(alpha, beta) and outcome count per (model name, version).
 - ``serving_bandit_decisions``: promote / promote_refused / stop decisions with their evidence.
+
+**Write-behind of served forecasts.** ``/forecast`` does not write its ``serving_forecasts`` rows
+itself: :meth:`OutcomeStore.enqueue_forecasts` puts them on an in-process queue and a background
+thread inserts them in batches (one transaction per batch) every ``STOCKML_SERVING_RECORD_FLUSH_S``
+seconds (default 0.2; 0 writes synchronously, as before). Semantics:
+
+- a worker's own reads see its queued rows: :meth:`score` (``/feedback``) and :meth:`forecast` flush
+  the queue first, so feedback for a forecast just served by the same worker always finds it;
+- a graceful stop (BentoML's shutdown hook calls :meth:`close`, and an ``atexit`` hook) flushes it;
+- what is *not* guaranteed: rows of the last flush interval are lost if the process is killed
+  (SIGKILL, OOM, power loss), and with several workers on one database another worker sees a row
+  only after the serving worker's next flush (≤ the interval). Such forecast ids get "unknown
+  forecast_id" from ``/feedback``, exactly as when the store was down at serving time (that
+  failure was already logged and not turned into a failed forecast). A served forecast is a
+  record for scoring, not a transaction the client depends on, so the trade is taken;
+- a failed batch insert is logged and retried at the next flush (rows are kept, up to
+  ``max_pending``; beyond it the oldest are dropped with an error in the log).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +65,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from serving.bentos.bandit import PRIOR, Posterior, reward
+
+log = logging.getLogger("stockml.serving.outcomes")
 
 metadata = MetaData()
 
@@ -136,8 +160,21 @@ class ScoredItem:
 
 
 class OutcomeStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, flush_s: float | None = None, max_pending: int = 200_000) -> None:
+        """``flush_s``: write-behind interval of :meth:`enqueue_forecasts` (None: from
+        ``STOCKML_SERVING_RECORD_FLUSH_S``, default 0.2 s; 0: write synchronously)."""
         self.url = url
+        if flush_s is None:
+            raw = os.environ.get("STOCKML_SERVING_RECORD_FLUSH_S", "").strip()
+            flush_s = float(raw) if raw else 0.2
+        self.flush_s = max(0.0, flush_s)
+        self.max_pending = max_pending
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()  # guards _pending
+        self._write_lock = threading.Lock()  # one batch insert at a time (keeps flush() ordered)
+        self._wake = threading.Event()
+        self._closed = False
+        self._writer: threading.Thread | None = None
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
         if self.is_sqlite:
@@ -161,8 +198,10 @@ class OutcomeStore:
 
     # ---------------------------------------------------------------- forecasts
 
-    def record_forecasts(self, served: Iterable[ServedForecast]) -> int:
-        rows = [
+    @staticmethod
+    def _rows(served: Iterable[ServedForecast]) -> list[dict[str, Any]]:
+        now = _now()
+        return [
             {
                 "forecast_id": s.forecast_id,
                 "sku": s.sku,
@@ -173,16 +212,92 @@ class OutcomeStore:
                 "scale": float(s.scale),
                 "points": json.dumps(s.points),
                 "cached": bool(s.cached),
-                "created_at": _now(),
+                "created_at": now,
             }
             for s in served
         ]
+
+    def record_forecasts(self, served: Iterable[ServedForecast]) -> int:
+        """Insert now, in one transaction (see :meth:`enqueue_forecasts` for the request path)."""
+        rows = self._rows(served)
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(forecasts.insert(), rows)
         return len(rows)
 
+    def enqueue_forecasts(self, served: Iterable[ServedForecast]) -> int:
+        """Queue the rows for the background writer (synchronous when ``flush_s`` is 0 or the store is
+        closed). Never blocks on the database."""
+        rows = self._rows(served)
+        if not rows:
+            return 0
+        with self._pending_lock:  # (close() sets _closed under this lock: a row is queued or written, never lost)
+            queue_it = self.flush_s > 0 and not self._closed
+            if queue_it:
+                self._pending.extend(rows)
+                over = len(self._pending) - self.max_pending
+                if over > 0:
+                    del self._pending[:over]
+                    log.error("outcome store: %d queued served-forecast row(s) dropped (database unreachable?)", over)
+                if self._writer is None:
+                    self._start_writer()
+        if not queue_it:
+            with self.engine.begin() as conn:
+                conn.execute(forecasts.insert(), rows)
+        return len(rows)
+
+    def _start_writer(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name="stockml-outcomes-writer", daemon=True)
+        self._writer.start()
+        atexit.register(self.close)
+
+    def _write_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # logged in flush; the rows stay queued for the next round
+                time.sleep(min(5.0, 10 * self.flush_s))
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write the queued rows now (one transaction); returns how many. On failure the rows are put
+        back at the head of the queue and the error is re-raised."""
+        with self._write_lock:
+            with self._pending_lock:
+                rows, self._pending = self._pending, []
+            if not rows:
+                return 0
+            try:
+                with self.engine.begin() as conn:
+                    # idempotent: a batch whose commit went through but whose acknowledgement was lost is
+                    # retried without a duplicate-key error blocking the queue
+                    conn.execute(self._insert(forecasts).on_conflict_do_nothing(), rows)
+            except Exception:
+                log.exception("outcome store: writing %d served-forecast row(s) failed; retrying later", len(rows))
+                with self._pending_lock:
+                    self._pending[:0] = rows
+                raise
+            return len(rows)
+
+    def close(self) -> None:
+        """Flush what is queued and stop the writer (later enqueues write synchronously)."""
+        with self._pending_lock:
+            self._closed = True
+        self._wake.set()
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout=10)
+        try:
+            self.flush()
+        except Exception:
+            log.error("outcome store: %d served-forecast row(s) could not be written at shutdown", self.pending())
+
     def forecast(self, forecast_id: str) -> dict[str, Any] | None:
+        self._flush_quietly()
         with self.engine.connect() as conn:
             row = conn.execute(select(forecasts).where(forecasts.c.forecast_id == forecast_id)).mappings().first()
         return dict(row) if row else None
@@ -195,6 +310,7 @@ class OutcomeStore:
         A (forecast_id, ds) already scored is not counted again (``duplicates``); a ds that is not
         one of the forecast's weeks is reported per point; an unknown forecast_id per item.
         """
+        self._flush_quietly()  # this worker's queued served forecasts must be visible to the scoring
         out: list[ScoredItem] = []
         deltas: dict[tuple[str, str], list[float]] = {}
         now = _now()
@@ -249,6 +365,11 @@ class OutcomeStore:
                     )
                 )
         return out
+
+    def _flush_quietly(self) -> None:
+        if self._pending:
+            with contextlib.suppress(Exception):  # logged in flush; the rows already written are still right
+                self.flush()
 
     def _ensure(self, conn, name: str, version: str) -> None:
         conn.execute(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -124,6 +125,11 @@ class Bandit:
 
     def stopped(self, champion: str, challenger: str) -> bool:
         return any(d["action"] == STOP for d in self.store.decisions(self.models.name, champion, challenger))
+
+    def routing_reads_store(self) -> bool:
+        """Whether :meth:`route` reads the outcome store (a challenger is loaded); without one it is a
+        couple of attribute reads and can run on the event loop."""
+        return self._pair()[1] is not None
 
     def route(self) -> tuple[Any, str]:
         """(the LoadedModel that serves this request, its alias); the champion when there is no challenger."""
@@ -278,20 +284,38 @@ def weekly_values(observations: list[Observation]) -> dict[str, float]:
 
 
 def history_scale(history: list[Observation]) -> float:
-    """MASE scale of a request history on the weekly grid (missing weeks are zero, as the router sees it)."""
-    weeks = weekly_values(history)
+    """MASE scale of a request history on the weekly grid (missing weeks are zero, as the router sees it).
+
+    Weeks are counted by ordinal: ``(d.toordinal() - 1) // 7`` numbers the Monday-to-Sunday weeks
+    (0001-01-01 was a Monday), the same W-MON grid as :func:`weekly_values`, summed in the same order,
+    without building a date string per observation (this runs for every SKU served)."""
+    weeks: dict[int, float] = {}
+    for o in history:
+        w = (o.ds.toordinal() - 1) // 7
+        weeks[w] = weeks.get(w, 0.0) + float(o.y)
     first, last = min(weeks), max(weeks)
-    start, n = dt.date.fromisoformat(first), (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days // 7
-    series = [weeks.get((start + dt.timedelta(weeks=i)).isoformat(), 0.0) for i in range(n + 1)]
-    return mase_scale(series)
+    if last - first > 256:  # long histories: numpy's vectorised mean
+        return mase_scale([weeks.get(w, 0.0) for w in range(first, last + 1)])
+    # the mean absolute week-to-week change (as mase_scale), in plain Python: for the usual few years of
+    # weekly history, numpy's per-call overhead is most of the cost
+    prev, total = weeks[first], 0.0
+    for w in range(first + 1, last + 1):
+        y = weeks.get(w, 0.0)
+        total += abs(y - prev)
+        prev = y
+    s = total / (last - first) if last > first else 0.0
+    return s if math.isfinite(s) and s > 0 else 1.0
 
 
 def record_served(store: OutcomeStore, model: Any, alias: str, items: list[Any], out: list[Any], horizon: int) -> None:
     """Record every served SKU forecast (cached ones too) under its forecast_id; a store failure is logged,
-    not turned into a failed forecast (those forecast_ids then get 'unknown' from /feedback)."""
+    not turned into a failed forecast (those forecast_ids then get 'unknown' from /feedback).
+
+    The rows go through the store's write-behind queue (:meth:`OutcomeStore.enqueue_forecasts`): no
+    database round trip on the request path."""
     history = {i.sku: i.history for i in items}
     try:
-        store.record_forecasts(
+        store.enqueue_forecasts(
             ServedForecast(
                 forecast_id=o.forecast_id,
                 sku=o.sku,

@@ -31,18 +31,15 @@ class Observation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ds: Annotated[dt.date, Field(strict=True, description="ISO date, YYYY-MM-DD (1900-01-01 .. 2200-12-31).")]
+    ds: Annotated[
+        dt.date,
+        # bounds checked by pydantic-core itself (no Python validator per observation: hot path)
+        Field(strict=True, ge=MIN_DATE, le=MAX_DATE, description="ISO date, YYYY-MM-DD (1900-01-01 .. 2200-12-31)."),
+    ]
     y: Annotated[
         float,
         Field(strict=True, ge=0, le=MAX_Y, allow_inf_nan=False, description="Demand, a finite number >= 0."),
     ]
-
-    @field_validator("ds")
-    @classmethod
-    def _in_range(cls, v: dt.date) -> dt.date:
-        if not MIN_DATE <= v <= MAX_DATE:
-            raise ValueError(f"date must be between {MIN_DATE} and {MAX_DATE}")
-        return v
 
 
 class SeriesIn(BaseModel):
@@ -56,10 +53,13 @@ class SeriesIn(BaseModel):
     @field_validator("history")
     @classmethod
     def _weeks(cls, v: list[Observation]) -> list[Observation]:
-        weeks = {week_start(o.ds) for o in v}
-        if len(weeks) < 2:
+        # W-MON week numbers by ordinal (0001-01-01 was a Monday): at least 2 distinct weeks <=> the
+        # first and last week differ; no date arithmetic per observation (this runs on every request)
+        days = [o.ds.toordinal() for o in v]
+        first, last = (min(days) - 1) // 7, (max(days) - 1) // 7
+        if first == last:
             raise ValueError("history must cover at least 2 different weeks")
-        span = (max(weeks) - min(weeks)).days // 7 + 1
+        span = last - first + 1
         if span > MAX_WEEKS:
             raise ValueError(f"history spans {span} weeks; at most {MAX_WEEKS} are accepted")
         return v

@@ -36,8 +36,10 @@ names each failing field), 429 (rate limit), 503 (no champion loaded). Never a t
 Configuration: ``STOCKML_HOME`` / ``STOCKML_MLFLOW_TRACKING_URI`` (the registry, via
 :class:`stockml.settings.Settings`), and the ``STOCKML_SERVING_*``, ``STOCKML_API_KEYS[_FILE]``,
 ``STOCKML_RATE_LIMIT_PER_S``, ``STOCKML_REDIS_URL`` variables in :mod:`serving.bentos.config`.
-Caches and rate limits are per worker process (one worker by default) unless Redis is used for
-the cache.
+Caches and rate limits are per worker process (one worker by default) unless ``STOCKML_REDIS_URL``
+is set: then the forecast cache and the per-key rate limits are shared by all workers through Redis.
+Served forecasts are recorded behind the request (``STOCKML_SERVING_RECORD_FLUSH_S``, see
+:mod:`serving.bentos.outcomes`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from serving.bentos.batch import parse_csv as parse_batch_csv
 from serving.bentos.batch import render as render_batch
 from serving.bentos.cache import cache_key, history_hash, make_cache
 from serving.bentos.config import ServingConfig
-from serving.bentos.middleware import ApiKeyMiddleware, RequestValidationMiddleware
+from serving.bentos.middleware import ApiKeyMiddleware, RequestValidationMiddleware, reuse_validated_bodies
 from serving.bentos.models import ModelWatcher, redact
 from serving.bentos.orders import POLICY, OrderInput, recommend
 from serving.bentos.outcomes import OutcomeStore
@@ -210,7 +212,11 @@ def _history_error(exc: HistoryError) -> JSONResponse:
     return JSONResponse(error_body(f"history cannot be used: {exc}", field="items"), status_code=422)
 
 
-@bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=4)
+ON_LOOP_MAX_ITEMS = 32  # /forecast builds answers of up to this many SKUs on the event loop, bigger ones in a thread
+THREADS = 4  # worker threads of the sync APIs (BentoML's `threads`), and the cap of /forecast's off-loop work
+
+
+@bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=THREADS)
 class StockForecaster:
     """The router from ``models:/stockml-router@champion`` (and ``@challenger``), following alias moves."""
 
@@ -237,6 +243,7 @@ class StockForecaster:
         self.jobs = JobStore(Path(self.settings.home) / "serving_jobs")
         self.batch = BatchRunner(self.jobs, self._batch_champion, self.batch_limits)
         self.batch.start()
+        self._limiter: anyio.CapacityLimiter | None = None  # created on the event loop, at first use
 
     def __is_ready__(self) -> bool:
         return self.models.champion is not None
@@ -245,14 +252,10 @@ class StockForecaster:
     def stop_polling(self) -> None:
         self.models.stop()
         self.batch.stop()
+        self.outcomes.close()  # write the queued served-forecast records
 
-    def _forecast_values(
-        self, champ: Any, items: list[SeriesIn], horizon: int
-    ) -> tuple[dict[str, str], dict[str, Any], dict[str, dict[str, Any]], float]:
-        """The forecast path shared by ``/forecast`` and ``/recommend_order``: per SKU the cache key, the
-        cached values found, the values computed for the others (then cached), and the compute time.
-        Raises :class:`HistoryError` when the model cannot use a history."""
-        keys = {
+    def _cache_keys(self, champ: Any, items: list[SeriesIn], horizon: int) -> dict[str, str]:
+        return {
             item.sku: cache_key(
                 champ.name,
                 champ.version,
@@ -263,32 +266,85 @@ class StockForecaster:
             )
             for item in items
         }
+
+    def _count_lookups(self, n_items: int, n_missing: int) -> None:
+        CACHE_LOOKUPS.labels(result="hit").inc(n_items - n_missing)
+        CACHE_LOOKUPS.labels(result="miss").inc(n_missing)
+
+    def _compute(
+        self, champ: Any, missing: list[SeriesIn], keys: dict[str, str], horizon: int
+    ) -> tuple[dict[str, dict[str, Any]], float]:
+        """Forecast the SKUs not in the cache and cache them; (values per SKU, seconds). Raises
+        :class:`HistoryError` when the model cannot use a history."""
+        t0 = time.perf_counter()
+        fresh = _per_sku(champ.predict(_frame(missing), horizon))
+        SKUS_FORECAST.labels(model_version=champ.version).inc(len(missing))
+        self.cache.set_many({keys[sku]: value for sku, value in fresh.items()})
+        return fresh, time.perf_counter() - t0
+
+    def _forecast_values(
+        self, champ: Any, items: list[SeriesIn], horizon: int
+    ) -> tuple[dict[str, str], dict[str, Any], dict[str, dict[str, Any]], float]:
+        """The forecast path shared by ``/forecast`` and ``/recommend_order``: per SKU the cache key, the
+        cached values found, the values computed for the others (then cached), and the compute time.
+        Raises :class:`HistoryError` when the model cannot use a history."""
+        keys = self._cache_keys(champ, items, horizon)
         hits = self.cache.get_many(list(keys.values()))
         missing = [item for item in items if keys[item.sku] not in hits]
-        CACHE_LOOKUPS.labels(result="hit").inc(len(items) - len(missing))
-        CACHE_LOOKUPS.labels(result="miss").inc(len(missing))
+        self._count_lookups(len(items), len(missing))
         fresh: dict[str, dict[str, Any]] = {}
         compute_s = 0.0
         if missing:
-            t0 = time.perf_counter()
-            fresh = _per_sku(champ.predict(_frame(missing), horizon))
-            SKUS_FORECAST.labels(model_version=champ.version).inc(len(missing))
-            self.cache.set_many({keys[sku]: value for sku, value in fresh.items()})
-            compute_s = time.perf_counter() - t0
+            fresh, compute_s = self._compute(champ, missing, keys, horizon)
         return keys, hits, fresh, compute_s
 
+    async def _off_loop(self, func: Any, *args: Any) -> Any:
+        """Run blocking work (a model call, a Redis or database round trip) in a worker thread, at most
+        ``THREADS`` at a time: the concurrency the sync APIs get from BentoML."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(THREADS)
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
     @bentoml.api(route="/forecast")
-    def forecast(self, items: Items, horizon: Horizon = 13) -> ForecastResponse:
+    async def forecast(self, items: Items, horizon: Horizon = 13) -> ForecastResponse:
         """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history."""
+        # Async on purpose: a small request answered from the in-process cache is a few dict look-ups
+        # and is answered on the event loop (no thread hop, no GIL hand-off: most of the cost of a cached
+        # answer when it ran as a sync API). Everything else (a miss, a challenger loaded, whose routing
+        # reads the posteriors, a Redis cache, a big request) takes the same path in a worker thread.
         champ = self.models.champion  # one reference for the whole request: a reload cannot split it
         if champ is None:
             return _unavailable(self.models)  # type: ignore[return-value]
+        if len(items) <= ON_LOOP_MAX_ITEMS and self.cache.backend == "memory" and not self.bandit.routing_reads_store():
+            keys = self._cache_keys(champ, items, horizon)
+            hits = self.cache.get_many(list(keys.values()))
+            if len(hits) == len(items):
+                self._count_lookups(len(items), 0)
+                return self._answer(champ, "champion", items, keys, hits, {}, 0.0, horizon)
+        return await self._off_loop(self._forecast, champ, items, horizon)
+
+    def _forecast(self, champ: Any, items: list[SeriesIn], horizon: int) -> ForecastResponse:
+        """``/forecast`` in a worker thread: routing, cache, the model for the misses, the answer."""
         routed, alias = self.bandit.route()  # champion or challenger, by Thompson sampling (per request)
         champ = routed or champ
         try:
             keys, hits, fresh, compute_s = self._forecast_values(champ, items, horizon)
         except HistoryError as exc:
             return _history_error(exc)  # type: ignore[return-value]
+        return self._answer(champ, alias, items, keys, hits, fresh, compute_s, horizon)
+
+    def _answer(
+        self,
+        champ: Any,
+        alias: str,
+        items: list[SeriesIn],
+        keys: dict[str, str],
+        hits: dict[str, Any],
+        fresh: dict[str, dict[str, Any]],
+        compute_s: float,
+        horizon: int,
+    ) -> ForecastResponse:
+        """The ``/forecast`` answer from the cached and computed values; records what was served."""
         out = []
         for item in items:
             key = keys[item.sku]
@@ -306,7 +362,9 @@ class StockForecaster:
                     **value,
                 )
             )
-        log.info(
+        # at INFO only when the model ran: an all-cached answer is the hot path (one line per request)
+        log.log(
+            logging.INFO if fresh else logging.DEBUG,
             "served %d forecast(s) with v%s: %d from the cache, %d computed in %.3f s",
             len(out),
             champ.version,
@@ -314,8 +372,9 @@ class StockForecaster:
             len(fresh),
             compute_s,
         )
-        log.debug("forecast ids: %s", [(o.sku, o.forecast_id) for o in out])
-        record_served(self.outcomes, champ, alias, items, out, horizon)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("forecast ids: %s", [(o.sku, o.forecast_id) for o in out])
+        record_served(self.outcomes, champ, alias, items, out, horizon)  # queued: no database round trip here
         return ForecastResponse(model_name=champ.name, model_version=champ.version, horizon=horizon, items=out)
 
     @bentoml.api(route="/classify")
@@ -491,18 +550,18 @@ class StockForecaster:
 
 
 StockForecaster.add_asgi_middleware(ApiKeyMiddleware)
-StockForecaster.add_asgi_middleware(
-    RequestValidationMiddleware,
-    schemas={
-        "/forecast": ForecastRequest,
-        "/classify": ClassifyRequest,
-        "/model_info": EmptyRequest,
-        "/admin/reload": ReloadRequest,
-        "/feedback": FeedbackRequest,
-        "/bandit": EmptyRequest,
-        "/recommend_order": RecommendOrderRequest,
-        "/batch_status": BatchStatusRequest,
-        "/batch_result": BatchResultRequest,
-    },
-)
+SCHEMAS = {
+    "/forecast": ForecastRequest,
+    "/classify": ClassifyRequest,
+    "/model_info": EmptyRequest,
+    "/admin/reload": ReloadRequest,
+    "/feedback": FeedbackRequest,
+    "/bandit": EmptyRequest,
+    "/recommend_order": RecommendOrderRequest,
+    "/batch_status": BatchStatusRequest,
+    "/batch_result": BatchResultRequest,
+}
+StockForecaster.add_asgi_middleware(RequestValidationMiddleware, schemas=SCHEMAS)
+# the APIs take the model the middleware validated: one parse per request
+REUSED_BODIES = reuse_validated_bodies(StockForecaster, SCHEMAS)
 StockForecaster.add_asgi_middleware(UploadMiddleware, paths=("/batch",))  # multipart: not in the schemas above
