@@ -182,7 +182,7 @@ def run_benchmark(
     return table[["method", "smape", "mase", "owa", "seconds", "n"]]
 
 
-ROUTER_CANDIDATES = ("Naive2", "SES", "Holt", "Damped", "Theta", "AutoETS", "ADIDA", "IMAPA", "TSB")
+ROUTER_CANDIDATES = ("Naive2", "SES", "Holt", "Damped", "Theta", "AutoETS", "ADIDA", "IMAPA", "TSB", "XGBoost")
 
 
 def run_router(
@@ -228,7 +228,7 @@ def run_router(
     table = summarise(errors, baseline=BASELINE)
     row = table.loc["router"]
     return {
-        "method": f"router ({trained.policy.mode}, {metric}, top {top_k})",
+        "method": f"router ({trained.policy.mode}, {metric}, top {top_k}, shrink {trained.policy.shrink:g})",
         "smape": float(row["smape"]),
         "mase": float(row["mase"]),
         "owa": float(row["owa"]),
@@ -237,6 +237,8 @@ def run_router(
         "candidates": list(candidates),
         "backtest_windows": n_windows,
         "mode_scores_last_window": trained.mode_scores,
+        "shrink_scores_last_window": trained.shrink_scores,
+        "anchor": trained.policy.anchor,
         "params": params,
     }
 

@@ -155,6 +155,8 @@ def train_router_step(run: Run, progress: Progress = _noop) -> reg.RegisteredVer
         params={
             **training.router.params(),
             "top_k": training.policy.top_k,
+            "shrink": training.policy.shrink,
+            "anchor": training.policy.anchor or "",
             "season_length": s.season_length,
             "horizon": training.horizon,
             "backtest_windows": bt.n_windows,
@@ -188,6 +190,7 @@ def _metrics(training: Any, evaluation: Any) -> dict[str, float]:
     """Per method and per pattern, flattened for MLflow (metric names allow letters, digits, _-./ and space)."""
     out: dict[str, float] = {f"target_{k}": v for k, v in training.targets.items()}
     out.update({f"mode_mase_{k}": v for k, v in training.mode_scores.items()})
+    out.update({f"shrink_{k:g}_score": v for k, v in training.shrink_scores.items()})
     for _, row in evaluation.overall.iterrows():
         m = _safe(row["method"])
         for col in ("mase", "smape", "owa", "mae", "rmse"):

@@ -77,6 +77,27 @@ def test_policy_weights_and_combination():
     assert out["yhat"].item() == pytest.approx(0.625 * 10 + 0.375 * 20)
 
 
+def test_shrinkage_pulls_weights_towards_the_anchor():
+    raw = pd.DataFrame({"A": [0.5, 0.1], "B": [0.3, 0.2], "C": [0.2, 0.7]}, index=["s1", "s2"])
+    half = Policy("combine", top_k=2, anchor="B", shrink=0.5).weights(raw)
+    np.testing.assert_allclose(half.loc["s1"].to_numpy(), [0.3125, 0.6875, 0.0])
+    np.testing.assert_allclose(half.loc["s2"].to_numpy(), [0.0, 0.5 + 0.5 * 2 / 9, 0.5 * 7 / 9])
+    np.testing.assert_allclose(half.sum(axis=1), 1.0)
+    full = Policy("select", anchor="B", shrink=1.0).weights(raw)
+    assert (full["B"] == 1.0).all() and (full.drop(columns="B") == 0).all().all()
+
+
+def test_shrinkage_is_chosen_on_the_holdout_window(trained, router_data):
+    scores = trained.shrink_scores
+    assert set(scores) == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert trained.policy.anchor == trained.best_single
+    assert scores[trained.policy.shrink] == pytest.approx(min(scores.values()))
+    # Fully shrunk, the router is the best single method: the same last-window error.
+    table = trained.holdout_table
+    assert scores[1.0] == pytest.approx(table.loc[trained.best_single, "mase"])
+    assert table.loc[ROUTER, "mase"] == pytest.approx(scores[trained.policy.shrink])
+
+
 def test_training_is_temporal_and_reports_the_targets(trained, router_data):
     bt = router_data["backtest"]
     assert trained.holdout_cutoff == bt.errors["cutoff"].max()

@@ -117,7 +117,7 @@ class RouterModel:
         fc["weights"] = fc["unique_id"].map(_weights_text(weights))
         fc["confidence"] = fc["unique_id"].map(why["confidence"]).astype(float)
         fc["pattern"] = fc["unique_id"].map(patterns)
-        fc["explanation"] = fc["unique_id"].map(why["explanation"])
+        fc["explanation"] = fc["unique_id"].map(_with_anchor(why["explanation"], self.policy))
         fc["ds"] = pd.to_datetime(fc["ds"])
         return fc[OUTPUT_COLUMNS].sort_values(["unique_id", "step"]).reset_index(drop=True)
 
@@ -126,6 +126,8 @@ class RouterModel:
             "model": ROUTER,
             "mode": self.policy.mode,
             "top_k": self.policy.top_k,
+            "anchor": getattr(self.policy, "anchor", None),
+            "shrink": getattr(self.policy, "shrink", 0.0),
             "methods": self.router.methods_,
             "season_length": self.season_length,
             "horizon": self.horizon,
@@ -145,6 +147,14 @@ def fit_global_members(
     zoo = ModelZoo(names, season_length, params=params or {})
     zoo.forecast(history, horizon, intervals=False)
     return dict(zoo.fitted)
+
+
+def _with_anchor(explanations: pd.Series, policy: Policy) -> pd.Series:
+    """Say so when the weights were pulled towards the backtest's best single method."""
+    shrink, anchor = getattr(policy, "shrink", 0.0), getattr(policy, "anchor", None)
+    if not shrink or not anchor:
+        return explanations
+    return explanations + f"; blended {100 * shrink:.0f} % with {anchor}, the best single method in the backtest"
 
 
 def _weights_text(weights: pd.DataFrame) -> pd.Series:
