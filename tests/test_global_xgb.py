@@ -1,5 +1,6 @@
 """The global XGBoost member: learns across series, backtests honestly, travels with the router."""
 
+import json
 import pickle
 
 import numpy as np
@@ -100,3 +101,23 @@ def test_tunable_parameters_are_checked():
 def test_predict_before_fit_is_a_clear_error():
     with pytest.raises(RuntimeError, match="before fit"):
         GlobalXGBoost().predict([np.ones(10)], h=3)
+
+
+def test_the_router_carries_the_catalogue_model_to_a_one_sku_request():
+    from training.router.predict import RouterModel, fit_global_members
+    from training.router.train import train_router
+
+    demand = _seasonal_panel(n_ids=30, n=130)
+    bt = backtest(demand, _zoo(["Naive", "SES", "XGBoost"]), h=8, n_windows=3)
+    trained = train_router(demand, bt, season_length=52, mode="combine", top_k=2)
+    members = fit_global_members(demand, trained.router.methods_, 52, trained.horizon, FAST)
+    assert set(members) == {"XGBoost"} and members["XGBoost"].booster_ is not None
+    model = pickle.loads(pickle.dumps(RouterModel.from_training(trained, {}, FAST, members)))
+    one = demand[demand["unique_id"] == "S05"]
+    fc = model.predict(one, horizon=8)
+    assert len(fc) == 8 and fc["yhat"].notna().all() and (fc["lo95"] <= fc["hi95"]).all()
+    weights = json.loads(fc["weights"].iloc[0])
+    assert weights.get("XGBoost", 0) > 0, weights
+    # Without the carried model the member would be refitted on this one SKU: a different forecast.
+    bare = RouterModel.from_training(trained, {}, FAST)
+    assert not np.allclose(bare.predict(one, horizon=8)["yhat"], fc["yhat"])
