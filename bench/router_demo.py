@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"\nrouter ({args.metric}, {router['mode']}): OWA {t['router_owa']:.3f} vs best single "
         f"{router['best_single']} {t['best_single_owa']:.3f}; MASE {t['router_mase']:.3f} vs "
         f"{t['best_single_mase']:.3f} (oracle {t['oracle_mase']:.3f}); within 10 % of best on "
-        f"{t['share_within_10pct_of_best']:.1%} of SKUs; training {total:.0f} s"
+        f"{t['share_within_10pct_of_best']:.1%} of SKUs on the holdout window, "
+        f"{t.get('share_within_10pct_of_best_all_windows', float('nan')):.1%} averaged over all windows "
+        f"(out of fold); training {total:.0f} s"
     )
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str))

@@ -248,7 +248,8 @@ def _print_router(router: dict, promotion: dict | None, settings: Settings) -> N
         f"\n[bold]Router[/] ({router['mode']} mode; holdout window): MASE {t['router_mase']:.3f} vs best single "
         f"{router['best_single']} {t['best_single_mase']:.3f} (oracle {t['oracle_mase']:.3f}); OWA "
         f"{t['router_owa']:.3f} vs {t['best_single_owa']:.3f}; within 10 % of each SKU's best method on "
-        f"{t['share_within_10pct_of_best']:.0%} of SKUs."
+        f"{t['share_within_10pct_of_best']:.0%} of SKUs ("
+        f"{t.get('share_within_10pct_of_best_all_windows', float('nan')):.0%} averaged over all windows)."
     )
     console.print(f"  {router['summary']}")
     console.print(

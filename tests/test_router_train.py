@@ -109,6 +109,7 @@ def test_training_is_temporal_and_reports_the_targets(trained, router_data):
     # The oracle picks each SKU's best method in hindsight: nothing can beat it.
     assert t["oracle_mase"] <= t["router_mase"] + 1e-9
     assert 0 <= t["share_within_10pct_of_best"] <= 1
+    assert 0 <= t["share_within_10pct_of_best_all_windows"] <= 1
     assert ROUTER in trained.holdout_table.index
     assert trained.router.features_ and len(trained.router.features_) >= 20
 

@@ -298,11 +298,28 @@ def train_router(
     oof_bt = BacktestResult(oof, oof_err, summarise(oof_err), [], backtest.h, backtest.n_windows)
     patterns = rule.patterns(x_all.groupby(level="unique_id").last())
     quantiles = _extend_steps(residual_quantiles(oof_bt, patterns))
+    targets["share_within_10pct_of_best_all_windows"] = _share_within(oof_err, backtest.errors)
     return RouterTraining(
         final, policy, season_length, backtest.h, rule, quantiles, table, holdout_err, holdout_fc,
         last_keys.get_level_values("cutoff").max(), best_single, mode_scores, targets,
         {float(k): v for k, v in shrink_scores.items()},
     )  # fmt: skip
+
+
+def _share_within(router_errors: pd.DataFrame, single_errors: pd.DataFrame, tolerance: float = 0.10) -> float:
+    """Share of SKUs whose out-of-fold router MASE, averaged over every window, is within
+    ``tolerance`` of their best single method's MASE averaged over the same windows.
+
+    The single-window version of this figure (``share_within_10pct_of_best``) compares with the
+    method that happened to win 13 weeks; averaged over the windows, "best" is less a matter of luck.
+    """
+    if router_errors.empty:
+        return float("nan")
+    per_method = single_errors.groupby(["unique_id", "method"])["mase"].mean().unstack("method")
+    router = router_errors.groupby("unique_id")["mase"].mean().reindex(per_method.index)
+    best = per_method.min(axis=1)
+    ok = (router <= (1 + tolerance) * best + 1e-12) & best.notna() & router.notna()
+    return float(ok[best.notna() & router.notna()].mean())
 
 
 def _extend_steps(q: pd.DataFrame) -> pd.DataFrame:
