@@ -285,11 +285,8 @@ class ModelZoo:
 
     def _global_forecast(self, demand: pd.DataFrame, h: int) -> pd.DataFrame:
         """Forecasts of the global members: fitted on ``demand`` unless already in ``self.fitted``."""
-        d = demand.sort_values(["unique_id", "ds"], kind="stable")
-        groups = d.groupby("unique_id", sort=False, observed=True)
-        ids = list(groups.groups)
-        series = [g.to_numpy(dtype=float) for _, g in groups["y"]]
-        last = groups["ds"].last()
+        ids, series, stamps = _panel(demand)
+        last = pd.Series([ds[-1] for ds in stamps])
         frames = []
         for name in self.global_methods:
             model = self.fitted.get(name)
@@ -310,29 +307,22 @@ class ModelZoo:
         Origins are positional per series (the last ``h + step * (n_windows - 1)`` values are
         forecast), exactly as statsforecast places them, so both parts line up on ``cutoff``.
         """
-        d = demand.sort_values(["unique_id", "ds"], kind="stable")
-        groups = d.groupby("unique_id", sort=False, observed=True)
-        ids = list(groups.groups)
-        ys = [g.to_numpy(dtype=float) for _, g in groups["y"]]
-        dss = [g.to_numpy() for _, g in groups["ds"]]
+        ids, ys, stamps = _panel(demand)
         frames = []
         for w in range(n_windows):
             back = h + step * (n_windows - 1 - w)  # values after the cutoff, to the end of the series
             train = [y[: len(y) - back] for y in ys]
+            after = [slice(len(y) - back, len(y) - back + h) for y in ys]
+            actual = {
+                "unique_id": np.repeat(ids, h),
+                "ds": np.concatenate([ds[sl] for ds, sl in zip(stamps, after, strict=True)]),
+                "cutoff": np.repeat([ds[sl.start - 1] for ds, sl in zip(stamps, after, strict=True)], h),
+                "y": np.concatenate([y[sl] for y, sl in zip(ys, after, strict=True)]),
+            }
             for name in self.global_methods:
-                model = self._global_model(name).fit(train, h)
-                yhat = model.predict(train, h)
-                for i, uid in enumerate(ids):
-                    n = len(ys[i])
-                    sl = slice(n - back, n - back + h)
-                    frames.append(
-                        pd.DataFrame(
-                            {"unique_id": uid, "ds": dss[i][sl], "cutoff": dss[i][n - back - 1], "y": ys[i][sl],
-                             "method": name, "yhat": yhat[i]}
-                        )
-                    )  # fmt: skip
-        out = pd.concat(frames, ignore_index=True)
-        return self._finish(out)
+                yhat = self._global_model(name).fit(train, h).predict(train, h)
+                frames.append(pd.DataFrame({**actual, "method": name, "yhat": yhat.ravel()}))
+        return self._finish(pd.concat(frames, ignore_index=True))
 
     def _finish(self, out: pd.DataFrame) -> pd.DataFrame:
         """Global members have no native intervals: NaN bounds (filled from backtest errors later)."""
@@ -386,6 +376,13 @@ class ModelZoo:
         if self.global_methods:
             parts.append(self._global_cross_validation(demand, h, n_windows, step_size or h))
         return _stack(parts)
+
+
+def _panel(demand: pd.DataFrame) -> tuple[list, list[np.ndarray], list[np.ndarray]]:
+    """(ids, values, time stamps) of each series of a long frame, in time order."""
+    groups = demand.sort_values(["unique_id", "ds"], kind="stable").groupby("unique_id", sort=False, observed=True)
+    values = [g.to_numpy(dtype=float) for _, g in groups["y"]]
+    return list(groups.groups), values, [g.to_numpy() for _, g in groups["ds"]]
 
 
 def _stack(parts: list[pd.DataFrame]) -> pd.DataFrame:
