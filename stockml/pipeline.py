@@ -208,9 +208,10 @@ def forecast_step(run: Run, result: BacktestResult | None = None, progress: Prog
     for i, (method, members) in enumerate(groups):
         progress("forecast", i, len(groups))
         zoo = ModelZoo([str(method)], s.season_length, n_jobs=s.n_jobs, params=zoo_params(run))
-        if zoo.global_methods:  # learnt across the whole catalogue, applied to the SKUs that chose it
-            zoo.forecast(demand, s.horizon, intervals=False)
-        frames.append(zoo.forecast(demand[demand["unique_id"].isin(members.index)], s.horizon))
+        # A global member is learnt across the whole catalogue, then kept for the SKUs that chose it.
+        chosen = demand["unique_id"].isin(members.index)
+        fc = zoo.forecast(demand if zoo.global_methods else demand[chosen], s.horizon)
+        frames.append(fc[fc["unique_id"].isin(members.index)])
     progress("forecast", len(groups), len(groups))
     fc = pd.concat(frames, ignore_index=True)
     quantiles = residual_quantiles(result, patterns)

@@ -338,3 +338,14 @@ def test_undefined_connection_exits_2(tmp_path, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_NOPE", raising=False)
     _assert_exit_2(_invoke("run", "--source", "nope"), "AIRFLOW_CONN_NOPE")
 
+
+
+def test_run_without_router_forecasts_each_sku_with_its_backtest_winner(demo):
+    res = _invoke("run", "--run-id", "r3", "--cutoff", CUTOFF, "--no-router")
+    assert res.exit_code == 0, res.output
+    fc = read_output(demo["engine"], "stock_forecasts", "r3")
+    per_sku = fc.groupby("sku").size()
+    assert len(per_sku) == SKUS and (per_sku == HORIZON).all()
+    assert fc["yhat"].notna().all() and (fc["yhat"] >= 0).all()
+    selection = pd.read_csv(demo["root"] / "home" / "runs" / "r3" / "selection.csv", index_col="sku")["method"]
+    assert set(selection) <= set(METHOD_SUBSET)
