@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training.forecasting.methods import default_methods, resolve_methods
 from training.forecasting.metrics import insample_scales, pointwise_errors, summarise
-from training.forecasting.zoo import METHODS, ModelZoo, resolve_methods
+from training.forecasting.zoo import ModelZoo
 
 H = 13
 SEASON_LENGTH = 1  # M4 used frequency 1 for weekly data
@@ -438,7 +439,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument(
         "--methods",
-        default=",".join(METHODS),
+        default=",".join(default_methods()),
         help="comma-separated zoo methods (default: all); Naive2 is always added for OWA",
     )
     p.add_argument("--n-jobs", type=int, default=-1, help="statsforecast worker processes (-1: all cores)")

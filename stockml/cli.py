@@ -174,7 +174,7 @@ def run(
     _logging()
     method_list = [m.strip() for m in methods.split(",")] if methods else None
     if method_list:
-        from training.forecasting.zoo import resolve_methods
+        from training.forecasting.methods import resolve_methods
 
         resolve_methods(method_list)
     r = _run(source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list, automl_trials=trials)

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from stockml.connections import ensure_default_source, get_hook
@@ -141,35 +140,19 @@ def backtest_step(run: Run, progress: Progress = _noop, chunks: int = 8) -> Back
     """Rolling-origin backtest of the zoo, in SKU chunks so long runs can report progress."""
     s = run.settings
     demand, _ = load_demand(run)
-    ids = demand["unique_id"].unique()
-    parts: list[BacktestResult] = []
-    full = _zoo(s, zoo_params(run))
-    # Local (statsforecast) members run in SKU chunks, for progress; global members learn across
-    # SKUs, so they are backtested once on the whole catalogue (a chunk would see a fraction of it).
-    jobs: list[tuple[ModelZoo, np.ndarray]] = []
-    n = max(1, min(chunks, len(ids) // 50 or 1))
-    if full.local_methods:
-        jobs += [(_zoo(s, zoo_params(run), full.local_methods), ids[i::n]) for i in range(n)]
-    if full.global_methods:
-        jobs.append((_zoo(s, zoo_params(run), full.global_methods), ids))
-    for i, (zoo, chunk) in enumerate(jobs):
-        progress("backtest", i, len(jobs))
-        try:
-            parts.append(backtest(demand[demand["unique_id"].isin(chunk)], zoo, s.horizon, s.backtest_windows))
-        except ValueError as exc:
-            if "No series has" not in str(exc):
-                raise
-    progress("backtest", len(jobs), len(jobs))
-    if not parts:
+    try:
+        result = backtest(
+            demand, _zoo(s, zoo_params(run)), s.horizon, s.backtest_windows,
+            progress=lambda done, total: progress("backtest", done, total), chunks=chunks,
+        )  # fmt: skip
+    except ValueError as exc:
+        if "No series has" not in str(exc):
+            raise
         raise ValueError(
             f"No SKU has enough history for {s.backtest_windows} backtest windows of {s.horizon} weeks; "
             "lower STOCKML_BACKTEST_WINDOWS or STOCKML_HORIZON."
-        )
-    forecasts = pd.concat([p.forecasts for p in parts], ignore_index=True)
-    errors = pd.concat([p.errors for p in parts], ignore_index=True)
-    excluded = sorted(x for p in parts for x in p.excluded)
-    excluded += sorted(set(map(str, ids)) - set(forecasts["unique_id"].astype(str)) - set(excluded))
-    result = BacktestResult(forecasts, errors, summarise(errors), excluded, s.horizon, s.backtest_windows)
+        ) from exc
+    forecasts, errors, excluded = result.forecasts, result.errors, result.excluded
     forecasts.to_parquet(run.dir / "backtest_forecasts.parquet", index=False)
     errors.to_parquet(run.dir / "backtest_errors.parquet", index=False)
     run.save_json("backtest.json", {"excluded": excluded, "h": s.horizon, "windows": s.backtest_windows})
@@ -205,13 +188,14 @@ def forecast_step(run: Run, result: BacktestResult | None = None, progress: Prog
     )
     frames = []
     groups = list(selection.groupby(selection))
+    # Every chosen member is fitted on the whole catalogue (a global one learns across it), then
+    # forecasts the SKUs that chose it from their own history.
+    zoo = _zoo(s, zoo_params(run), sorted(selection.unique()))
+    zoo.horizon = s.horizon
+    zoo.fit(demand)
     for i, (method, members) in enumerate(groups):
         progress("forecast", i, len(groups))
-        zoo = ModelZoo([str(method)], s.season_length, n_jobs=s.n_jobs, params=zoo_params(run))
-        # A global member is learnt across the whole catalogue, then kept for the SKUs that chose it.
-        chosen = demand["unique_id"].isin(members.index)
-        fc = zoo.forecast(demand if zoo.global_methods else demand[chosen], s.horizon)
-        frames.append(fc[fc["unique_id"].isin(members.index)])
+        frames.append(zoo.predict(s.horizon, panel=demand[demand["unique_id"].isin(members.index)], methods=[method]))
     progress("forecast", len(groups), len(groups))
     fc = pd.concat(frames, ignore_index=True)
     quantiles = residual_quantiles(result, patterns)

@@ -9,7 +9,6 @@ the registry says serves.
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import asdict
 from typing import Any
 
@@ -23,7 +22,8 @@ from training.evaluation.compare import CLASSICAL_RULE, classical_rule_forecasts
 from training.forecasting.backtest import window_scales
 from training.forecasting.metrics import pointwise_errors
 from training.registry import mlflow_registry as reg
-from training.router.predict import RouterModel, fit_global_members
+from training.router.predict import RouterModel, fit_members
+from training.router.storage import save_router
 from training.router.train import KEYS, ROUTER, PatternRule, learning_rows, train_router
 
 log = logging.getLogger("stockml.pipeline")
@@ -145,9 +145,9 @@ def train_router_step(run: Run, progress: Progress = _noop) -> reg.RegisteredVer
     # The holdout is the last backtest window's SKUs: promotion figures then match the training ones.
     holdout = reg.split_holdout(demand, cutoff, training.horizon, list(fc["unique_id"].unique()))
     window = {"data_start": str(demand["ds"].min().date()), "data_end": str(demand["ds"].max().date())}
-    globals_ = fit_global_members(demand, training.router.methods_, s.season_length, training.horizon, zoo_params(run))
-    model = RouterModel.from_training(training, {**window, "run_id": run.run_id}, zoo_params(run), globals_)
-    (run.dir / "router_model.pkl").write_bytes(pickle.dumps(model))
+    members = fit_members(demand, training.router.methods_, s.season_length, training.horizon, zoo_params(run))
+    model = RouterModel.from_training(training, {**window, "run_id": run.run_id}, zoo_params(run), members)
+    save_router(model, run.dir / "router_model")
     metrics = _metrics(training, evaluation)
     configure_mlflow(run.settings)
     version = reg.log_router(

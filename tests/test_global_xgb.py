@@ -1,7 +1,6 @@
 """The global XGBoost member: learns across series, backtests honestly, travels with the router."""
 
 import json
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -60,22 +59,22 @@ def test_backtest_origins_line_up_with_statsforecast_on_ragged_series():
 
 def test_forecast_dates_follow_the_weekly_grid_and_continue_past_the_trained_horizon():
     demand = _seasonal_panel(n_ids=8, n=100)
-    zoo = _zoo(["XGBoost"])
-    zoo.forecast(demand, h=8, intervals=False)  # fits with a horizon of 8
-    long = zoo.forecast(demand, h=20, intervals=False)  # 20 > 8: continued block by block
+    zoo = _zoo(["XGBoost"], horizon=8).fit(demand)  # trained for a horizon of 8
+    long = zoo.predict(20, ())  # 20 > 8: continued block by block
     assert len(long) == 8 * 20 and long["yhat"].notna().all() and (long["yhat"] >= 0).all()
     first = long.groupby("unique_id")["ds"].min()
     assert (first == demand["ds"].max() + pd.Timedelta(weeks=1)).all()
     assert (long.groupby("unique_id")["ds"].diff().dropna() == pd.Timedelta(weeks=1)).all()
 
 
-def test_a_fitted_model_is_reused_not_refitted():
+def test_a_fitted_model_is_reused_not_refitted(tmp_path):
     demand = _seasonal_panel(n_ids=20, n=120)
     zoo = _zoo(["XGBoost"])
     full = zoo.forecast(demand, h=13, intervals=False)
-    model = pickle.loads(pickle.dumps(zoo.fitted["XGBoost"]))
+    entries = zoo.save(tmp_path)  # XGBoost's own JSON + a JSON config, read back by a fresh zoo
+    assert (tmp_path / "XGBoost" / "booster.json").exists() and entries[0]["state"]["h_"] == 13
     one = demand[demand["unique_id"] == "S03"]
-    again = _zoo(["XGBoost"], fitted={"XGBoost": model}).forecast(one, h=13, intervals=False)
+    again = ModelZoo.load(tmp_path, entries, n_jobs=1, horizon=13).predict(13, (), panel=one)
     expected = full[full["unique_id"] == "S03"]["yhat"].to_numpy()
     assert np.allclose(again["yhat"].to_numpy(), expected)
     # Fitted on that one series alone, the forecast would differ: the stored model was used.
@@ -84,9 +83,9 @@ def test_a_fitted_model_is_reused_not_refitted():
 
 
 def test_too_little_history_falls_back_to_the_recent_level():
-    model = GlobalXGBoost(n_jobs=1).fit([np.array([3.0, 5.0, 4.0])], h=4)
+    model = GlobalXGBoost(n_jobs=1, horizon=4).fit_arrays([np.array([3.0, 5.0, 4.0])])
     assert model.booster_ is None
-    fc = model.predict([np.array([3.0, 5.0, 4.0]), np.array([])], h=4)
+    fc = model.predict_arrays([np.array([3.0, 5.0, 4.0]), np.array([])], h=4)
     assert np.allclose(fc[0], 4.0) and np.allclose(fc[1], 0.0)
 
 
@@ -95,24 +94,28 @@ def test_tunable_parameters_are_checked():
         ModelZoo(methods=["XGBoost"], params={"XGBoost": {"depth": 3}})
     zoo = ModelZoo(methods=["XGBoost"], n_jobs=1, params={"XGBoost": {"max_depth": 2, "n_estimators": 5}})
     zoo.forecast(_seasonal_panel(n_ids=4, n=60), h=4, intervals=False)
-    assert zoo.fitted["XGBoost"].max_depth == 2 and zoo.fitted["XGBoost"].booster_.num_boosted_rounds() == 5
+    assert zoo.fitted_["XGBoost"].max_depth == 2 and zoo.fitted_["XGBoost"].booster_.num_boosted_rounds() == 5
 
 
 def test_predict_before_fit_is_a_clear_error():
     with pytest.raises(RuntimeError, match="before fit"):
-        GlobalXGBoost().predict([np.ones(10)], h=3)
+        GlobalXGBoost().predict_arrays([np.ones(10)], h=3)
+    with pytest.raises(RuntimeError, match="fit first"):
+        ModelZoo(["XGBoost"]).predict(3)
 
 
-def test_the_router_carries_the_catalogue_model_to_a_one_sku_request():
-    from training.router.predict import RouterModel, fit_global_members
+def test_the_router_carries_the_catalogue_model_to_a_one_sku_request(tmp_path):
+    from training.router.predict import RouterModel, fit_members
+    from training.router.storage import load_router, save_router
     from training.router.train import train_router
 
     demand = _seasonal_panel(n_ids=30, n=130)
     bt = backtest(demand, _zoo(["Naive", "SES", "XGBoost"]), h=8, n_windows=3)
     trained = train_router(demand, bt, season_length=52, mode="combine", top_k=2)
-    members = fit_global_members(demand, trained.router.methods_, 52, trained.horizon, FAST)
-    assert set(members) == {"XGBoost"} and members["XGBoost"].booster_ is not None
-    model = pickle.loads(pickle.dumps(RouterModel.from_training(trained, {}, FAST, members)))
+    members = fit_members(demand, trained.router.methods_, 52, trained.horizon, FAST)
+    assert members.fitted_["XGBoost"].booster_ is not None
+    save_router(RouterModel.from_training(trained, {}, FAST, members), tmp_path / "router")
+    model = load_router(tmp_path / "router")  # what the registry stores: data, read back
     one = demand[demand["unique_id"] == "S05"]
     fc = model.predict(one, horizon=8)
     assert len(fc) == 8 and fc["yhat"].notna().all() and (fc["lo95"] <= fc["hi95"]).all()

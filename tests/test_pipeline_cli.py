@@ -23,7 +23,7 @@ from stockml.cli import app
 from stockml.connections import sqlite_conn_json
 from training.data.store import read_output, write_source_tables
 from training.forecasting.backtest import ALL_GROUPS, add_empirical_intervals
-from training.forecasting.zoo import METHODS
+from training.forecasting.methods import method_registry
 
 METHOD_SUBSET = ["Naive", "Naive2", "SES", "TSB", "CrostonSBA", "XGBoost"]
 SKUS, WEEKS, HORIZON = 40, 120, 13
@@ -329,7 +329,7 @@ def test_no_valid_movements_exits_2_in_a_real_process(tmp_path, monkeypatch):
 def test_unknown_method_exits_2_listing_methods(tmp_path, monkeypatch):
     _env(monkeypatch, tmp_path)
     out = _assert_exit_2(_invoke("run", "--methods", "Foo"), "Foo", "unknown method")
-    for name in METHODS:
+    for name in method_registry():
         assert f"'{name}'" in out
 
 

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from training.registry import mlflow_registry as reg
 from training.router.model import ForecastRouter
 from training.router.predict import RouterModel
-from training.router.train import Policy, router_features, train_router
+from training.router.train import BlendPolicy, router_features, train_router
 
 NAME = "stockml-router-test"
 
@@ -36,7 +36,7 @@ def models(router_data):
     errors["Naive2"] = 0.0
     bad = RouterModel.from_training(t)
     bad.router = ForecastRouter(mode="select", n_estimators=5).fit(feats, errors)
-    bad.policy = Policy("select")
+    bad.policy = BlendPolicy("select")
     skus = list(t.holdout_forecasts["unique_id"].unique())[:25]
     holdout = reg.split_holdout(router_data["demand"], t.holdout_cutoff, t.horizon, skus)
     return good, bad, holdout

@@ -17,8 +17,8 @@ import pytest
 from training.router.predict import HistoryError, RouterModel, regularise
 from training.router.train import (
     ROUTER,
+    BlendPolicy,
     PatternRule,
-    Policy,
     combine,
     router_features,
     train_router,
@@ -61,9 +61,9 @@ def test_window_errors_table(router_data):
 
 def test_policy_weights_and_combination():
     raw = pd.DataFrame({"A": [0.5, 0.1], "B": [0.3, 0.2], "C": [0.2, 0.7]}, index=["s1", "s2"])
-    sel = Policy("select").weights(raw)
+    sel = BlendPolicy("select").weights(raw)
     assert sel.loc["s1"].tolist() == [1.0, 0.0, 0.0] and sel.loc["s2"].tolist() == [0.0, 0.0, 1.0]
-    top2 = Policy("combine", top_k=2).weights(raw)
+    top2 = BlendPolicy("combine", top_k=2).weights(raw)
     np.testing.assert_allclose(top2.loc["s1"].to_numpy(), [0.625, 0.375, 0.0])
     fc = pd.DataFrame(
         {
@@ -79,11 +79,11 @@ def test_policy_weights_and_combination():
 
 def test_shrinkage_pulls_weights_towards_the_anchor():
     raw = pd.DataFrame({"A": [0.5, 0.1], "B": [0.3, 0.2], "C": [0.2, 0.7]}, index=["s1", "s2"])
-    half = Policy("combine", top_k=2, anchor="B", shrink=0.5).weights(raw)
+    half = BlendPolicy("combine", top_k=2, anchor="B", shrink=0.5).weights(raw)
     np.testing.assert_allclose(half.loc["s1"].to_numpy(), [0.3125, 0.6875, 0.0])
     np.testing.assert_allclose(half.loc["s2"].to_numpy(), [0.0, 0.5 + 0.5 * 2 / 9, 0.5 * 7 / 9])
     np.testing.assert_allclose(half.sum(axis=1), 1.0)
-    full = Policy("select", anchor="B", shrink=1.0).weights(raw)
+    full = BlendPolicy("select", anchor="B", shrink=1.0).weights(raw)
     assert (full["B"] == 1.0).all() and (full.drop(columns="B") == 0).all().all()
 
 

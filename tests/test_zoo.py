@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from training.forecasting.backtest import backtest
-from training.forecasting.zoo import METHODS, ModelZoo, seasonal_indices, seasonality_test
+from training.forecasting.methods import method_registry
+from training.forecasting.statistical import seasonal_indices, seasonality_test
+from training.forecasting.zoo import ModelZoo
 
 
 def _series(n_ids=6, n=120, seed=0):
@@ -25,14 +27,14 @@ def _series(n_ids=6, n=120, seed=0):
 
 def test_every_method_forecasts_non_negative_with_native_intervals():
     demand = _series()
-    methods = [m for m in METHODS if m != "AutoARIMA"]  # AutoARIMA is exercised in the pipeline tests
+    methods = [m for m in method_registry() if m != "AutoARIMA"]  # AutoARIMA is exercised in the pipeline tests
     fc = ModelZoo(methods=methods, n_jobs=1).forecast(demand, h=8)
     assert set(fc["method"]) == set(methods)
     assert len(fc) == len(methods) * 6 * 8
     assert fc["yhat"].notna().all() and (fc["yhat"] >= 0).all()
     for name in methods:
         part = fc[fc["method"] == name]
-        if METHODS[name].intervals:
+        if method_registry()[name].capabilities.native_intervals:
             assert part[["lo80", "hi80", "lo95", "hi95"]].notna().all().all(), name
             assert (part["lo95"] <= part["lo80"] + 1e-9).all() and (part["hi80"] <= part["hi95"] + 1e-9).all()
         else:

@@ -12,7 +12,6 @@ ADIDA and IMAPA have no hyper-parameters in statsforecast; the Auto* models choo
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +32,8 @@ from training.automl._common import (
     rdb_storage,
 )
 from training.forecasting.backtest import MIN_TRAIN_WEEKS, backtest
-from training.forecasting.zoo import METHODS, ModelZoo
+from training.forecasting.methods import method_registry
+from training.forecasting.zoo import ModelZoo
 
 # Smoothing rates on a log scale: the useful values for slow movers are the small ones.
 TUNABLE: dict[str, Callable[[optuna.Trial], dict]] = {
@@ -46,9 +46,8 @@ TUNABLE: dict[str, Callable[[optuna.Trial], dict]] = {
 
 def default_params(method: str) -> dict[str, Any]:
     """The zoo's default values of ``method``'s tunable parameters (from its ``build`` signature)."""
-    spec = METHODS[method]
-    sig = inspect.signature(spec.build).parameters
-    return {name: sig[name].default for name in spec.params}
+    spec = method_registry()[method]
+    return {name: spec.defaults[name] for name in spec.params}
 
 
 def _sample(demand: pd.DataFrame, need: int, sample_skus: int | None, seed: int) -> pd.DataFrame:

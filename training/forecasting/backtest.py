@@ -8,6 +8,7 @@ forecast with the method that wins their demand pattern.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -76,8 +77,13 @@ def backtest(
     n_windows: int = 3,
     step_size: int | None = None,
     scale_lag: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    chunks: int = 1,
 ) -> BacktestResult:
-    """Run the zoo over ``n_windows`` rolling origins and score every forecast."""
+    """Run the zoo over ``n_windows`` rolling origins and score every forecast.
+
+    ``chunks`` > 1 runs per-series members in that many groups of SKUs, calling ``progress(done, total)``.
+    """
     step = step_size or h
     need = h + step * (n_windows - 1) + MIN_TRAIN_WEEKS
     lengths = demand.groupby("unique_id").size()
@@ -88,7 +94,9 @@ def backtest(
             f"No series has the {need} weeks that {n_windows} backtest windows of {h} weeks need; "
             "reduce --windows or --horizon."
         )
-    cv = zoo.cross_validation(usable, h=h, n_windows=n_windows, step_size=step, intervals=False)
+    cv = zoo.cross_validation(
+        usable, h=h, n_windows=n_windows, step_size=step, intervals=False, progress=progress, chunks=chunks
+    )
     scales = window_scales(usable, cv[["unique_id", "cutoff"]].drop_duplicates(), scale_lag)
     errors = pointwise_errors(cv, scales)
     return BacktestResult(cv, errors, summarise(errors), excluded, h, n_windows)

@@ -21,18 +21,26 @@ How it works (a direct, multi-output model, no recursion within the trained hori
   the same as ``h`` independent models sharing one quantised matrix);
 - beyond the trained horizon the forecast continues recursively, block by block.
 
-Fitted state is small (one booster) and is pickled with the router, so serving applies the
-model trained offline to the history in the request instead of refitting it.
+Fitted state is small (one booster), saved in XGBoost's own JSON format with a JSON config
+(:meth:`GlobalXGBoost.save_state`) inside the registered router, so serving applies the model
+trained offline to the history in the request instead of refitting it.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar, Self
 
 import numpy as np
+import pandas as pd
 import xgboost as xgb
 from numpy.lib.stride_tricks import sliding_window_view
+
+from training.forecasting.contract import Capabilities, Forecaster, panel_arrays, point_frame
 
 
 def _levels(inputs: np.ndarray, level_window: int) -> np.ndarray:
@@ -46,9 +54,18 @@ def _levels(inputs: np.ndarray, level_window: int) -> np.ndarray:
 
 
 @dataclass
-class GlobalXGBoost:
-    """Direct multi-horizon XGBoost over lag windows of many series (see the module docstring)."""
+class GlobalXGBoost(Forecaster):
+    """Direct multi-horizon XGBoost over lag windows of many series (see the module docstring).
 
+    ``horizon`` is the trained horizon (one output per step); longer forecasts continue recursively.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(scope="global", native_intervals=False)
+    STATE_FORMAT: ClassVar[int] = 1
+
+    alias: str = "XGBoost"
+    horizon: int = 13
+    freq: str | int = "W-MON"
     lags: int = 52
     level_window: int = 13
     max_origins: int = 300
@@ -113,8 +130,59 @@ class GlobalXGBoost:
 
     # ------------------------------------------------------------------ fit / predict
 
-    def fit(self, series: list[np.ndarray], h: int) -> GlobalXGBoost:
+    # ------------------------------------------------------------------ the forecaster contract
+
+    def fit(self, panel: pd.DataFrame) -> Self:
+        """Learn across every series of the long ``panel`` (unique_id, ds, y)."""
+        self._panel = panel  # what predict() forecasts from by default; not part of the saved state
+        return self.fit_arrays(panel_arrays(panel)[1])
+
+    def predict(self, h: int, level: Sequence[int] = (), panel: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Forecast every series of ``panel`` (default: the fitted one) with the learnt model; NaN bounds."""
+        panel = getattr(self, "_panel", None) if panel is None else panel
+        if panel is None:
+            raise RuntimeError("GlobalXGBoost.predict needs the history to forecast from (panel=...) or a fit first")
+        ids, series, stamps = panel_arrays(panel)
+        yhat = self.predict_arrays(series, h)
+        return point_frame(ids, np.array([ds[-1] for ds in stamps]), yhat, self.freq, level)
+
+    def params(self) -> dict:
+        """The constructor parameters, JSON-able (what the registered model's manifest records)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init and not f.name.endswith("_")}
+
+    def save_state(self, folder: Path) -> dict:
+        """The booster in XGBoost's JSON format plus what predict needs besides it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.booster_ is not None:
+            self.booster_.save_model(folder / "booster.json")
+        state = {
+            "format": self.STATE_FORMAT,
+            "h_": self.h_,
+            "transform_": self.transform_,
+            "n_examples_": self.n_examples_,
+            "booster": "booster.json" if self.booster_ is not None else None,
+        }
+        (folder / "state.json").write_text(json.dumps(state, indent=2))
+        return state  # fmt: skip
+
+    def load_state(self, folder: Path, state: dict) -> Self:
+        if state.get("format") != self.STATE_FORMAT:
+            raise ValueError(
+                f"GlobalXGBoost state format {state.get('format')!r} is not supported; this version reads "
+                f"{self.STATE_FORMAT}"
+            )
+        self.h_, self.transform_, self.n_examples_ = int(state["h_"]), str(state["transform_"]), state["n_examples_"]
+        self.booster_ = None
+        if state.get("booster"):
+            self.booster_ = xgb.Booster()
+            self.booster_.load_model(folder / state["booster"])
+        return self
+
+    # ------------------------------------------------------------------ arrays
+
+    def fit_arrays(self, series: list[np.ndarray]) -> Self:
         """Learn from every recent origin of every series (each a 1-D array in time order)."""
+        h = self.horizon
         parts = [self._windows(np.asarray(y, dtype=float), h) for y in series]
         x = np.vstack([p[0] for p in parts]) if parts else np.empty((0, self.lags))
         t = np.vstack([p[1] for p in parts]) if parts else np.empty((0, h))
@@ -156,7 +224,7 @@ class GlobalXGBoost:
         z = self.booster_.inplace_predict(self._forward(x / level))
         return self._inverse(np.asarray(z).reshape(len(x), -1)) * level
 
-    def predict(self, series: list[np.ndarray], h: int) -> np.ndarray:
+    def predict_arrays(self, series: list[np.ndarray], h: int) -> np.ndarray:
         """Forecasts (one row per series, ``h`` columns) from the end of each series."""
         if not self.h_:
             raise RuntimeError("GlobalXGBoost.predict called before fit")

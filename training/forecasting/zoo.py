@@ -1,394 +1,243 @@
-"""A uniform wrapper over statsforecast: the statistical model zoo.
+"""The model zoo: many forecasters, one contract, one long frame out.
 
-Every method is a statsforecast model, so the whole zoo runs in one vectorised, parallel
-``StatsForecast`` call over the long demand frame (unique_id, ds, y), and the same code
-scales out through statsforecast's Spark/Dask back-ends.
+``ModelZoo`` holds members of every kind (statistical, global ML, and whatever a plugin adds)
+behind the one :mod:`forecaster contract <training.forecasting.contract>` and reads only their
+declared capabilities:
 
-Two small additions to statsforecast:
-- ``SeasonallyAdjusted`` applies M4's benchmark protocol: test for seasonality (90 %
-  autocorrelation test at the seasonal lag), remove it by classical multiplicative
-  decomposition, fit the base model, re-seasonalise. Naive2, SES, Holt and Damped are
-  defined this way in M4, so our figures are comparable with the published ones.
-- ``PointOnly`` lets models without native intervals (Croston family, TSB, ADIDA, IMAPA)
-  sit in the same call as models that have them: asked for intervals, they return NaN
-  bounds instead of raising.
+- ``fit(panel)`` fits every member and keeps them in ``fitted_``; ``predict(h, level, panel)``
+  forecasts with them (a global member applies what it learnt to ``panel``; a local member is
+  estimated on it); ``forecast(panel, h)`` is the two in one; ``cross_validation`` runs the
+  honest rolling-origin backtest, each member refitted on the data before every origin as its
+  refit policy says;
+- statistical members are batched into one vectorised, parallel ``StatsForecast`` call (the
+  zoo's one optimisation; it changes no forecast), so the whole statistical zoo makes one pass
+  over the data and scales out through statsforecast's Spark/Dask back-ends;
+- ``save``/``load`` write the fitted state of the members that carry it (global ones) in their
+  libraries' own formats, with a manifest of members, parameters and versions.
 
-Global members (family ``"global"``, today :class:`~training.forecasting.global_xgb.GlobalXGBoost`)
-are not statsforecast models: one model is learned across all the series given, then applied
-to each. ``ModelZoo`` runs them beside the statsforecast call and returns the same long frame;
-in ``cross_validation`` they are refitted at every origin on the data before it, so the
-backtest stays honest. A fitted global model is kept in ``ModelZoo.fitted`` so the router can
-carry it to serving instead of refitting on one request's history.
+Nothing happens in ``__init__`` but checking parameters (scikit-learn's rule).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from pathlib import Path
+from typing import Self
 
-import numpy as np
 import pandas as pd
-from statsforecast import StatsForecast
-from statsforecast.models import (
-    _TS,
-    ADIDA,
-    IMAPA,
-    TSB,
-    AutoARIMA,
-    AutoETS,
-    AutoTheta,
-    CrostonOptimized,
-    CrostonSBA,
-    Holt,
-    Naive,
-    SeasonalNaive,
-    SimpleExponentialSmoothingOptimized,
-    Theta,
-)
 
-from training.forecasting.global_xgb import GlobalXGBoost
+from training.forecasting.contract import LEVELS, Forecaster, Setup
+from training.forecasting.methods import method_registry, resolve_methods
+from training.forecasting.statistical import StatsForecastMember, batched_statsforecast, tidy
 
-LEVELS = (80, 95)
-
-
-def seasonality_test(y: np.ndarray, m: int) -> bool:
-    """M4's seasonality test: autocorrelation at lag m beyond the 90 % limit (Bartlett)."""
-    n = len(y)
-    if m <= 1 or n < 3 * m:
-        return False
-    x = y - y.mean()
-    denom = float(np.sum(x**2))
-    if denom == 0:
-        return False
-    acf = np.array([np.sum(x[k:] * x[: n - k]) / denom for k in range(1, m + 1)])
-    limit = 1.645 * np.sqrt((1 + 2 * np.sum(acf[: m - 1] ** 2)) / n)
-    return bool(abs(acf[m - 1]) > limit)
-
-
-def seasonal_indices(y: np.ndarray, m: int) -> np.ndarray:
-    """Classical multiplicative decomposition indices (one per position in the cycle)."""
-    n = len(y)
-    kernel = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
-    trend = np.convolve(y, kernel, mode="valid")
-    offset = (len(kernel) - 1) // 2
-    ratio = np.full(n, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio[offset : offset + len(trend)] = y[offset : offset + len(trend)] / trend
-    idx = np.array([np.nanmean(ratio[i::m]) if np.isfinite(ratio[i::m]).any() else 1.0 for i in range(m)])
-    idx = np.where(np.isfinite(idx) & (idx > 0), idx, 1.0)
-    return idx * m / idx.sum()
-
-
-class _Wrapper(_TS):
-    """A statsforecast model that delegates to ``self.base`` through ``forecast``."""
-
-    base: _TS
-
-    def fit(self, y, X=None):
-        self._y = np.asarray(y, dtype=float)
-        return self
-
-    def predict(self, h, X=None, level=None):
-        return self.forecast(self._y, h, level=level)
-
-    def new(self):
-        b = super().new()
-        b.base = self.base.new()
-        return b
-
-
-class SeasonallyAdjusted(_Wrapper):
-    """Fit ``base`` on the seasonally adjusted series when the M4 test finds seasonality."""
-
-    def __init__(self, base: _TS, season_length: int, alias: str) -> None:
-        self.base = base
-        self.season_length = season_length
-        self.alias = alias
-        self.prediction_intervals = None
-
-    def _decompose(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m, n = self.season_length, len(y)
-        if not (np.all(y > 0) or (y.min() >= 0 and y.mean() > 0)) or not seasonality_test(y, m):
-            return np.ones(n), np.ones(m)
-        idx = seasonal_indices(y, m)
-        return idx[np.arange(n) % m], idx
-
-    def forecast(self, y, h, X=None, X_future=None, level=None, fitted=False):
-        y = np.asarray(y, dtype=float)
-        insample, idx = self._decompose(y)
-        res = self.base.new().forecast(y=y / insample, h=h, level=level, fitted=fitted)
-        future = idx[(len(y) + np.arange(h)) % self.season_length]
-        out = {
-            k: (v * future if k != "fitted" and not k.startswith("fitted-") else v * insample) for k, v in res.items()
-        }
-        return out
-
-
-class PointOnly(_Wrapper):
-    """Wrap a model that has no native intervals; requested bounds come back as NaN."""
-
-    def __init__(self, base: _TS) -> None:
-        self.base = base
-        self.alias = base.alias
-        self.prediction_intervals = None
-
-    def forecast(self, y, h, X=None, X_future=None, level=None, fitted=False):
-        res = self.base.new().forecast(y=y, h=h, fitted=fitted)
-        for lv in level or []:
-            res[f"lo-{lv}"] = np.full(h, np.nan)
-            res[f"hi-{lv}"] = np.full(h, np.nan)
-        return res
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    build: Callable[..., _TS]  # build(season_length, **params)
-    intervals: bool
-    family: str  # "baseline", "smoothing", "arima", "intermittent", "global"
-    params: tuple[str, ...] = ()  # hyper-parameters ``build`` takes as keywords (see ModelZoo.params)
-
-
-def _sa(base: _TS, m: int, alias: str) -> _TS:
-    return SeasonallyAdjusted(base, m, alias) if m > 1 else _alias(base, alias)
-
-
-def _alias(model: _TS, alias: str) -> _TS:
-    model.alias = alias
-    return model
-
-
-METHODS: dict[str, MethodSpec] = {
-    s.name: s
-    for s in [
-        MethodSpec("Naive", lambda m: Naive(), True, "baseline"),
-        MethodSpec("Naive2", lambda m: _sa(Naive(), m, "Naive2"), True, "baseline"),
-        MethodSpec("SeasonalNaive", lambda m: SeasonalNaive(season_length=m), True, "baseline"),
-        MethodSpec(
-            "SES", lambda m: _sa(PointOnly(SimpleExponentialSmoothingOptimized()), m, "SES"), False, "smoothing"
-        ),
-        MethodSpec("Holt", lambda m: _sa(Holt(), m, "Holt"), True, "smoothing"),
-        MethodSpec("Damped", lambda m: _sa(AutoETS(model="AAN", damped=True), m, "Damped"), True, "smoothing"),
-        MethodSpec("Theta", lambda m: Theta(season_length=m), True, "smoothing"),
-        MethodSpec("AutoTheta", lambda m: AutoTheta(season_length=m), True, "smoothing"),
-        # ETS supports seasonal periods up to 24: weekly data gets a non-seasonal ETS on the
-        # seasonally adjusted series (the same protocol as SES/Holt/Damped).
-        MethodSpec(
-            "AutoETS",
-            lambda m: _sa(AutoETS(season_length=1), m, "AutoETS") if m > 24 else AutoETS(season_length=m),
-            True,
-            "smoothing",
-        ),
-        # Seasonal ARIMA with m = 52 takes minutes per series; past 24 the seasonal part is
-        # removed by decomposition instead (Hyndman's advice for long periods), as for ETS.
-        MethodSpec(
-            "AutoARIMA",
-            lambda m: _sa(AutoARIMA(season_length=1), m, "AutoARIMA") if m > 24 else AutoARIMA(season_length=m),
-            True,
-            "arima",
-        ),
-        MethodSpec("CrostonOptimized", lambda m: PointOnly(CrostonOptimized()), False, "intermittent"),
-        MethodSpec("CrostonSBA", lambda m: PointOnly(CrostonSBA()), False, "intermittent"),
-        MethodSpec(
-            "TSB",
-            lambda m, alpha_d=0.2, alpha_p=0.2: PointOnly(TSB(alpha_d=alpha_d, alpha_p=alpha_p)),
-            False,
-            "intermittent",
-            ("alpha_d", "alpha_p"),
-        ),
-        MethodSpec("ADIDA", lambda m: PointOnly(ADIDA()), False, "intermittent"),
-        MethodSpec("IMAPA", lambda m: PointOnly(IMAPA()), False, "intermittent"),
-        MethodSpec(
-            "XGBoost",
-            lambda m, **kw: GlobalXGBoost(**kw),
-            False,
-            "global",
-            (
-                "lags",
-                "max_origins",
-                "n_estimators",
-                "max_depth",
-                "learning_rate",
-                "subsample",
-                "colsample_bytree",
-                "multi_strategy",
-                "max_bin",
-                "n_jobs",
-            ),
-        ),
-    ]
-}
-DEFAULT_METHODS = tuple(METHODS)
-
-
-def resolve_methods(names: list[str] | tuple[str, ...] | None) -> list[str]:
-    names = list(names or DEFAULT_METHODS)
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
-    return names
+BOUNDS = [f"{b}{lv}" for lv in LEVELS for b in ("lo", "hi")]
 
 
 @dataclass
 class ModelZoo:
-    """Forecast many series with many methods in one parallel statsforecast run.
+    """Forecast many series with many methods.
 
-    ``clip_negative`` floors forecasts and bounds at zero (demand cannot be negative);
-    the M4 benchmark turns it off. ``params`` overrides the hyper-parameters of the methods
-    that have them, e.g. ``{"TSB": {"alpha_d": 0.1, "alpha_p": 0.05}}`` (tuned by
-    ``training.automl.tune_zoo``); a method without an entry keeps its defaults.
+    ``clip_negative`` floors forecasts and bounds at zero (demand cannot be negative); the M4
+    benchmark turns it off. ``params`` overrides the hyper-parameters of the methods that have
+    them, e.g. ``{"TSB": {"alpha_d": 0.1, "alpha_p": 0.05}}`` (tuned by ``training.automl.tune_zoo``).
+    ``horizon`` is what members with a trained horizon (direct multi-step models) are built for;
+    ``forecast`` and ``cross_validation`` set it from their ``h``.
     """
 
-    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    methods: list[str] | None = None
     season_length: int = 52
-    freq: str = "W-MON"
+    freq: str | int = "W-MON"
     n_jobs: int = -1
     clip_negative: bool = True
     params: dict[str, dict] = field(default_factory=dict)
-    fitted: dict[str, GlobalXGBoost] = field(default_factory=dict)  # global members already fitted
+    horizon: int = 13
+    fitted_: dict[str, Forecaster] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.methods = resolve_methods(self.methods)
+        registry = method_registry()
         for name, kwargs in self.params.items():
-            accepted = METHODS[resolve_methods([name])[0]].params
+            accepted = registry[resolve_methods([name])[0]].params
             unknown = sorted(set(kwargs) - set(accepted))
             if unknown:
                 raise ValueError(f"{name} takes no parameter(s) {unknown}; tunable: {list(accepted)}")
 
-    @property
-    def local_methods(self) -> list[str]:
-        return [m for m in self.methods if METHODS[m].family != "global"]
+    # ------------------------------------------------------------------ members
 
-    @property
-    def global_methods(self) -> list[str]:
-        return [m for m in self.methods if METHODS[m].family == "global"]
+    def setup(self, horizon: int | None = None) -> Setup:
+        return Setup(self.season_length, horizon or self.horizon, self.freq)
 
-    def _statsforecast(self) -> StatsForecast:
-        names = self.local_methods
-        models = [METHODS[name].build(self.season_length, **self.params.get(name, {})) for name in names]
-        for name, model in zip(names, models, strict=True):
-            model.alias = name
-        return StatsForecast(models=models, freq=self.freq, n_jobs=self.n_jobs, fallback_model=Naive())
+    def member(self, name: str, horizon: int | None = None) -> Forecaster:
+        """A new, unfitted member ``name`` with this zoo's settings and its tuned parameters."""
+        member = method_registry()[name].member(self.setup(horizon), **self.params.get(name, {}))
+        if isinstance(member, StatsForecastMember):
+            member.n_jobs = self.n_jobs
+        return member
 
-    def _global_model(self, name: str) -> GlobalXGBoost:
-        return METHODS[name].build(self.season_length, **self.params.get(name, {}))
+    def capabilities(self, name: str):
+        return self.member(name).capabilities
 
-    def _future_ds(self, last: pd.Series, h: int) -> np.ndarray:
-        """The ``h`` time stamps after each series' last one (integer index or calendar ``freq``)."""
-        steps = np.arange(1, h + 1)
-        if pd.api.types.is_integer_dtype(last) or isinstance(self.freq, int):
-            every = self.freq if isinstance(self.freq, int) else 1
-            return (last.to_numpy()[:, None] + steps[None, :] * every).ravel()
-        offset = pd.tseries.frequencies.to_offset(self.freq)
-        idx = pd.DatetimeIndex(last)
-        return np.column_stack([(idx + k * offset).to_numpy() for k in steps]).ravel()
+    # ------------------------------------------------------------------ fit / predict
 
-    def _global_forecast(self, demand: pd.DataFrame, h: int) -> pd.DataFrame:
-        """Forecasts of the global members: fitted on ``demand`` unless already in ``self.fitted``."""
-        ids, series, stamps = _panel(demand)
-        last = pd.Series([ds[-1] for ds in stamps])
-        frames = []
-        for name in self.global_methods:
-            model = self.fitted.get(name)
-            if model is None:
-                model = self.fitted[name] = self._global_model(name).fit(series, h)
-            yhat = model.predict(series, h)
-            frames.append(
-                pd.DataFrame(
-                    {"unique_id": np.repeat(ids, h), "ds": self._future_ds(last, h), "method": name,
-                     "yhat": yhat.ravel()}
-                )
-            )  # fmt: skip
-        return self._finish(pd.concat(frames, ignore_index=True))
+    def fit(self, panel: pd.DataFrame) -> Self:
+        """Fit every member on ``panel``; the fitted members are kept in ``fitted_``."""
+        self.fitted_ = {name: self.member(name).fit(panel) for name in self.methods}
+        return self
 
-    def _global_cross_validation(self, demand: pd.DataFrame, h: int, n_windows: int, step: int) -> pd.DataFrame:
-        """Rolling origins of the global members, refitted at each origin on the data before it.
+    def predict(
+        self,
+        h: int,
+        level: Sequence[int] = LEVELS,
+        panel: pd.DataFrame | None = None,
+        methods: list[str] | None = None,
+        n_jobs: int | None = None,
+    ) -> pd.DataFrame:
+        """Forecasts of the fitted members: unique_id, ds, method, yhat, lo80, hi80, lo95, hi95.
 
-        Origins are positional per series (the last ``h + step * (n_windows - 1)`` values are
-        forecast), exactly as statsforecast places them, so both parts line up on ``cutoff``.
+        ``panel`` is the history to forecast from (default: each member's fitted one); ``methods``
+        limits the members asked (default: all); ``n_jobs`` overrides the zoo's worker count for
+        this call only (a served model is shared between requests, so it is not changed in place).
         """
-        ids, ys, stamps = _panel(demand)
-        frames = []
-        for w in range(n_windows):
-            back = h + step * (n_windows - 1 - w)  # values after the cutoff, to the end of the series
-            train = [y[: len(y) - back] for y in ys]
-            after = [slice(len(y) - back, len(y) - back + h) for y in ys]
-            actual = {
-                "unique_id": np.repeat(ids, h),
-                "ds": np.concatenate([ds[sl] for ds, sl in zip(stamps, after, strict=True)]),
-                "cutoff": np.repeat([ds[sl.start - 1] for ds, sl in zip(stamps, after, strict=True)], h),
-                "y": np.concatenate([y[sl] for y, sl in zip(ys, after, strict=True)]),
-            }
-            for name in self.global_methods:
-                yhat = self._global_model(name).fit(train, h).predict(train, h)
-                frames.append(pd.DataFrame({**actual, "method": name, "yhat": yhat.ravel()}))
-        return self._finish(pd.concat(frames, ignore_index=True))
-
-    def _finish(self, out: pd.DataFrame) -> pd.DataFrame:
-        """Global members have no native intervals: NaN bounds (filled from backtest errors later)."""
-        for lv in LEVELS:
-            out[f"lo{lv}"] = np.nan
-            out[f"hi{lv}"] = np.nan
-        if self.clip_negative:
-            out["yhat"] = out["yhat"].clip(lower=0)
-        return out
-
-    def _tidy(self, wide: pd.DataFrame, keep: list[str]) -> pd.DataFrame:
-        """Wide statsforecast output → long: one row per (series, ds, method)."""
-        frames = []
-        for name in self.local_methods:
-            part = wide[keep].copy()
-            part["method"] = name
-            part["yhat"] = wide[name].to_numpy(dtype=float)
-            for lv in LEVELS:
-                lo, hi = f"{name}-lo-{lv}", f"{name}-hi-{lv}"
-                part[f"lo{lv}"] = wide[lo].to_numpy(dtype=float) if lo in wide else np.nan
-                part[f"hi{lv}"] = wide[hi].to_numpy(dtype=float) if hi in wide else np.nan
-            frames.append(part)
-        out = pd.concat(frames, ignore_index=True)
-        if self.clip_negative:
-            cols = ["yhat"] + [f"{b}{lv}" for lv in LEVELS for b in ("lo", "hi")]
-            out[cols] = out[cols].clip(lower=0)
-        return out
+        names = list(methods or self.methods)
+        missing = [n for n in names if n not in self.fitted_]
+        if missing:
+            raise RuntimeError(f"ModelZoo.predict: {missing} not fitted; call fit first")
+        members = [self.fitted_[n] for n in names]
+        batch = [m for m in members if isinstance(m, StatsForecastMember)]
+        parts = []
+        if batch:
+            data = panel if panel is not None else batch[0].panel_
+            sf = batched_statsforecast(batch, self.freq, self.n_jobs if n_jobs is None else n_jobs)
+            wide = sf.forecast(df=data, h=h, level=list(level) or None)
+            parts += tidy(wide, [m.alias for m in batch], ["unique_id", "ds"], level)
+        for m in members:
+            if m not in batch:
+                parts.append(m.predict(h, level, panel=panel).assign(method=m.alias))
+        return self._finish(parts, ["unique_id", "ds"], level)
 
     def forecast(self, demand: pd.DataFrame, h: int, intervals: bool = True) -> pd.DataFrame:
-        """Forecasts of every method: unique_id, ds, method, yhat, lo80, hi80, lo95, hi95."""
-        parts = []
-        if self.local_methods:
-            sf = self._statsforecast()
-            wide = sf.forecast(df=demand, h=h, level=list(LEVELS) if intervals else None)
-            parts.append(self._tidy(wide, ["unique_id", "ds"]))
-        if self.global_methods:
-            parts.append(self._global_forecast(demand, h))
-        return _stack(parts)
+        """Fit on ``demand`` and forecast ``h`` steps from its end (members with a trained horizon learn ``h``)."""
+        self.horizon = h
+        return self.fit(demand).predict(h, LEVELS if intervals else ())
 
     def cross_validation(
-        self, demand: pd.DataFrame, h: int, n_windows: int, step_size: int | None = None, intervals: bool = False
+        self,
+        demand: pd.DataFrame,
+        h: int,
+        n_windows: int,
+        step_size: int | None = None,
+        intervals: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        chunks: int = 1,
     ) -> pd.DataFrame:
-        """Rolling-origin forecasts: unique_id, ds, cutoff, y, method, yhat, bounds."""
-        parts = []
-        if self.local_methods:
-            sf = self._statsforecast()
-            wide = sf.cross_validation(
-                df=demand, h=h, n_windows=n_windows, step_size=step_size or h, level=list(LEVELS) if intervals else None
+        """Rolling-origin forecasts: unique_id, ds, cutoff, y, method, yhat, bounds.
+
+        Per-series members may run in ``chunks`` of SKUs (to report ``progress(done, total)``); a
+        global member always learns from the whole ``demand`` (a chunk would see a fraction of it).
+        """
+        self.horizon = h
+        level = LEVELS if intervals else ()
+        step = step_size or h
+        members = [self.member(n, h) for n in self.methods]
+        batch = [m for m in members if isinstance(m, StatsForecastMember)]
+        ids = demand["unique_id"].unique()
+        n = max(1, min(chunks, len(ids) // 50 or 1)) if batch else 0
+        jobs: list[Callable[[], list[pd.DataFrame]]] = []
+        for i in range(n):
+            part = demand[demand["unique_id"].isin(ids[i::n])] if n > 1 else demand
+
+            def run_batch(part: pd.DataFrame = part) -> list[pd.DataFrame]:
+                sf = batched_statsforecast(batch, self.freq, self.n_jobs)
+                wide = sf.cross_validation(df=part, h=h, n_windows=n_windows, step_size=step, level=list(level) or None)
+                return tidy(wide, [m.alias for m in batch], ["unique_id", "ds", "cutoff", "y"], level)
+
+            jobs.append(run_batch)
+        for m in members:
+            if m not in batch:
+                jobs.append(lambda m=m: [m.cross_validation(demand, h, n_windows, step, level).assign(method=m.alias)])
+        parts: list[pd.DataFrame] = []
+        for i, job in enumerate(jobs):
+            if progress:
+                progress(i, len(jobs))
+            parts += job()
+        if progress:
+            progress(len(jobs), len(jobs))
+        return self._finish(parts, ["unique_id", "ds", "cutoff", "y"], level)
+
+    def _finish(self, parts: list[pd.DataFrame], keys: list[str], level: Sequence[int]) -> pd.DataFrame:
+        """One long frame: keys, method, yhat, then lo/hi per level (NaN where a member has none)."""
+        cols = [*keys, "method", "yhat"] + [f"{b}{lv}" for lv in (level or LEVELS) for b in ("lo", "hi")]
+        first = parts[0]
+        frames = []
+        for p in parts:
+            p = p.reindex(columns=cols)
+            frames.append(p.astype({c: first[c].dtype for c in keys if c in first and c in p}))
+        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if self.clip_negative:
+            present = ["yhat"] + [c for c in BOUNDS if c in out]
+            out[present] = out[present].clip(lower=0)
+        return out
+
+    # ------------------------------------------------------------------ saved state
+
+    def save(self, folder: Path) -> list[dict]:
+        """Write the state of fitted members that carry it; return the manifest entry of every member."""
+        entries = []
+        for name in self.methods:
+            member = self.fitted_.get(name) or self.member(name)
+            caps = member.capabilities
+            entry = {
+                "method": name,
+                "class": f"{type(member).__module__}:{type(member).__qualname__}",
+                **_provenance(type(member).__module__),
+                "params": self.params.get(name, {}),
+                "capabilities": {**caps.__dict__, "carries_state": caps.carries_state},
+                "state": None,
+            }
+            if caps.carries_state and name in self.fitted_:
+                sub = folder / name
+                entry["state"] = {"path": name, **member.save_state(sub)}
+            entries.append(entry)
+        return entries
+
+    @classmethod
+    def load(cls, folder: Path, entries: list[dict], **settings: object) -> ModelZoo:
+        """The zoo of a saved model: members rebuilt from the registry, carried state read back."""
+        registry = method_registry()
+        unknown = [e["method"] for e in entries if e["method"] not in registry]
+        if unknown:
+            raise ValueError(
+                f"the saved model needs forecaster(s) {unknown}, which are not installed here; "
+                f"install the package that provides them (registered: {list(registry)})"
             )
-            parts.append(self._tidy(wide, ["unique_id", "ds", "cutoff", "y"]))
-        if self.global_methods:
-            parts.append(self._global_cross_validation(demand, h, n_windows, step_size or h))
-        return _stack(parts)
+        params = {e["method"]: e.get("params") or {} for e in entries if e.get("params")}
+        zoo = cls([e["method"] for e in entries], params=params, **settings)
+        for e in entries:
+            member = zoo.member(e["method"])
+            if e.get("state"):
+                member.load_state(folder / e["state"]["path"], e["state"])
+            zoo.fitted_[e["method"]] = member
+        return zoo
 
 
-def _panel(demand: pd.DataFrame) -> tuple[list, list[np.ndarray], list[np.ndarray]]:
-    """(ids, values, time stamps) of each series of a long frame, in time order."""
-    groups = demand.sort_values(["unique_id", "ds"], kind="stable").groupby("unique_id", sort=False, observed=True)
-    values = [g.to_numpy(dtype=float) for _, g in groups["y"]]
-    return list(groups.groups), values, [g.to_numpy() for _, g in groups["ds"]]
+def _provenance(module: str) -> dict:
+    """The distribution that provides ``module`` and its version (what the manifest records)."""
+    top = module.split(".")[0]
+    dists = packages_distributions().get(top) or ["stockml"]
+    try:
+        return {"package": dists[0], "package_version": version(dists[0])}
+    except PackageNotFoundError:
+        return {"package": dists[0], "package_version": "unknown"}
 
 
-def _stack(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate local and global parts with the statsforecast part's column order and dtypes."""
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    rest = [p[first.columns].astype({c: first[c].dtype for c in ("unique_id", "ds") if c in first}) for p in parts[1:]]
-    return pd.concat([first, *rest], ignore_index=True)
+def member_library_versions() -> dict[str, str]:
+    """Versions of the libraries the built-in members run on (recorded beside the members)."""
+    out = {}
+    for lib in ("statsforecast", "xgboost-cpu", "xgboost"):
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            continue
+    return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import pickle
 import socket
 import subprocess
 import tempfile
@@ -26,10 +25,12 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from training.forecasting.metrics import mean_mase
-from training.registry.pyfunc import ARTIFACT, RouterPyfunc
+from training.registry.pyfunc import ARTIFACT
+from training.router.storage import save_router
 
 log = logging.getLogger("stockml.registry")
 
@@ -37,6 +38,7 @@ MODEL_NAME = "stockml-router"
 EXPERIMENT = "stockml-router"
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOLDOUT_DIR = "holdout"
+ROUTER_MODEL_CODE = Path(__file__).with_name("router_model_code.py")  # the pyfunc's "models from code" file
 
 
 class PromotionError(RuntimeError):
@@ -92,6 +94,25 @@ def _pip_requirements() -> list[str]:
     return out
 
 
+def router_signature(example: pd.DataFrame, output: pd.DataFrame, horizon: int) -> ModelSignature:
+    """The pyfunc's signature: ``y`` of any numeric type (unit counts are integers, MLflow would
+    refuse int64 against a double column), ``ds`` a datetime, ``unique_id`` a string."""
+    inferred = infer_signature(
+        example.astype({"ds": "datetime64[ns]"}),
+        output.astype({"step": "float64"}),  # integer columns make MLflow warn about missing values
+        params={"horizon": horizon},
+    )
+    inputs = Schema([ColSpec("string", "unique_id"), ColSpec("datetime", "ds"), ColSpec(AnyType(), "y")])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
+
+
+def model_members(model_uri: str) -> list[dict]:
+    """The members a registered router carries, from its manifest (class, package, version, state)."""
+    from mlflow.pyfunc import load_model
+
+    return list(load_model(model_uri).unwrap_python_model().manifest["members"])
+
+
 def split_holdout(
     demand: pd.DataFrame, cutoff: pd.Timestamp, horizon: int, skus: list[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -145,22 +166,17 @@ def log_router(
                 mlflow.log_artifacts(str(path), path_in_run)
             elif Path(path).exists():
                 mlflow.log_artifact(str(path), path_in_run or None)
-        pkl = Path(tmp) / "router_model.pkl"
-        pkl.write_bytes(pickle.dumps(model))
+        saved = Path(tmp) / "router_model"
+        manifest = save_router(model, saved)
+        mlflow.log_artifact(str(manifest), "router_manifest")
         example = hist[hist["unique_id"].isin(hist["unique_id"].unique()[:2])]
         out_example = model.predict(example, horizon=2, n_jobs=1)
-        # Integer columns in a signature make MLflow warn about missing values: describe step as a double.
-        signature = infer_signature(
-            example.astype({"ds": "datetime64[ns]"}),
-            out_example.astype({"step": "float64"}),
-            params={"horizon": int(model.horizon)},
-        )
         info = mlflow.pyfunc.log_model(
             name="router",
             input_example=(example.astype({"ds": "datetime64[ns]"}), {"horizon": 2}),
-            python_model=RouterPyfunc(),
-            artifacts={ARTIFACT: str(pkl)},
-            signature=signature,
+            python_model=str(ROUTER_MODEL_CODE),
+            artifacts={ARTIFACT: str(saved)},
+            signature=router_signature(example, out_example, int(model.horizon)),
             pip_requirements=_pip_requirements(),
             registered_model_name=name,
         )

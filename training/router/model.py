@@ -16,6 +16,7 @@ the chosen method's score up most, in words with their values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,6 +120,27 @@ class ForecastRouter:
                 {**params, "disable_default_eval_metric": 1}, dtrain, self.n_estimators, obj=fforma
             )
         return self
+
+    def save_state(self, folder: Path) -> dict:
+        """The meta-model as XGBoost JSON plus its parameters, methods and features (JSON)."""
+        if self.booster_ is None:
+            raise RuntimeError("fit the router before saving it")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(folder / "booster.json")
+        return {
+            "params": self.params(),
+            "methods": self.methods_,
+            "features": self.features_,
+            "booster": "booster.json",
+        }
+
+    @classmethod
+    def from_state(cls, folder: Path, state: dict) -> ForecastRouter:
+        router = cls(**state["params"])
+        router.methods_, router.features_ = list(state["methods"]), list(state["features"])
+        router.booster_ = xgb.Booster()
+        router.booster_.load_model(folder / state["booster"])
+        return router
 
     def _dmatrix(self, features: pd.DataFrame) -> xgb.DMatrix:
         missing = [c for c in self.features_ if c not in features.columns]

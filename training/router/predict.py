@@ -2,10 +2,12 @@
 
 This is the object the MLflow pyfunc ``stockml-router`` wraps and the pipeline calls, so the
 registry, the batch pipeline and the HTTP service all forecast through the same code.
-Statistical members are fitted on the history given at call time (they are cheap and must see
-the latest weeks); the router's meta-model, the interval quantiles and the global members (the
-XGBoost forecaster learned across the whole catalogue) are learned offline and carried here, so
-a request with one SKU's history is forecast by the model trained on every SKU.
+Per-series members are fitted on the history given at call time (they are cheap and must see
+the latest weeks); the router's meta-model, the interval quantiles and the members that carry
+fitted state (global ones, such as the XGBoost forecaster learned across the whole catalogue) are
+learned offline and carried here in a fitted :class:`~training.forecasting.zoo.ModelZoo`, so a
+request with one SKU's history is forecast by the model trained on every SKU. The model is saved
+as data, not as a pickle: :mod:`training.router.storage`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from training.forecasting.backtest import add_empirical_intervals
 from training.forecasting.metrics import insample_scales
 from training.forecasting.zoo import ModelZoo
 from training.router.model import ForecastRouter
-from training.router.train import ROUTER, PatternRule, Policy, combine, router_features
+from training.router.train import ROUTER, BlendPolicy, PatternRule, combine, router_features
 
 OUTPUT_COLUMNS = [
     "unique_id", "ds", "step", "yhat", "lo80", "hi80", "lo95", "hi95",
@@ -61,27 +63,27 @@ def regularise(history: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class RouterModel:
-    """Everything needed to forecast with a trained router (pickled inside the MLflow model)."""
+    """Everything needed to forecast with a trained router (saved by :mod:`training.router.storage`)."""
 
     router: ForecastRouter
-    policy: Policy
+    policy: BlendPolicy
     season_length: int
     horizon: int
     rule: PatternRule
     quantiles: pd.DataFrame
     info: dict = field(default_factory=dict)
     zoo_params: dict = field(default_factory=dict)  # tuned member hyper-parameters, e.g. TSB's alphas
-    global_models: dict = field(default_factory=dict)  # fitted global members by method, e.g. {"XGBoost": ...}
+    zoo: ModelZoo | None = None  # the members, fitted on the catalogue (see fit_members); None: fit per request
 
     @classmethod
     def from_training(
-        cls, t, info: dict | None = None, zoo_params: dict | None = None, global_models: dict | None = None
+        cls, t, info: dict | None = None, zoo_params: dict | None = None, zoo: ModelZoo | None = None
     ) -> RouterModel:
-        """``t`` is a :class:`~training.router.train.RouterTraining`; ``global_models`` come from
-        :func:`fit_global_members` on the full history."""
+        """``t`` is a :class:`~training.router.train.RouterTraining`; ``zoo`` comes from
+        :func:`fit_members` on the full history."""
         return cls(
             t.router, t.policy, t.season_length, t.horizon, t.rule, t.quantiles, dict(info or {}), zoo_params or {},
-            dict(global_models or {}),
+            zoo,
         )  # fmt: skip
 
     def route(self, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -101,12 +103,12 @@ class RouterModel:
         jobs = n_jobs if n_jobs is not None else (1 if len(feats) < 200 else -1)
         frames = []
         for method in weights.columns[(weights > 0).any(axis=0)]:
-            ids = weights.index[weights[method] > 0]
-            zoo = ModelZoo(
-                [method], self.season_length, n_jobs=jobs, params=self.zoo_params,
-                fitted=dict(getattr(self, "global_models", {})),
-            )  # fmt: skip
-            frames.append(zoo.forecast(hist[hist["unique_id"].isin(ids)], h, intervals=False))
+            part = hist[hist["unique_id"].isin(weights.index[weights[method] > 0])]
+            if self.zoo is None:  # nothing carried: every member learns from this history
+                zoo = ModelZoo([method], self.season_length, n_jobs=jobs, params=self.zoo_params)
+                frames.append(zoo.forecast(part, h, intervals=False))
+            else:
+                frames.append(self.zoo.predict(h, (), panel=part, methods=[method], n_jobs=jobs))
         members = pd.concat(frames, ignore_index=True)
         fc = combine(members, weights, ["unique_id"]).assign(lo80=np.nan, hi80=np.nan, lo95=np.nan, hi95=np.nan)
         patterns = self.rule.patterns(feats)
@@ -126,8 +128,8 @@ class RouterModel:
             "model": ROUTER,
             "mode": self.policy.mode,
             "top_k": self.policy.top_k,
-            "anchor": getattr(self.policy, "anchor", None),
-            "shrink": getattr(self.policy, "shrink", 0.0),
+            "anchor": self.policy.anchor,
+            "shrink": self.policy.shrink,
             "methods": self.router.methods_,
             "season_length": self.season_length,
             "horizon": self.horizon,
@@ -135,26 +137,20 @@ class RouterModel:
         }
 
 
-def fit_global_members(
+def fit_members(
     history: pd.DataFrame, methods: list[str], season_length: int, horizon: int, params: dict | None = None
-) -> dict:
-    """Fit the router's global members (those of family ``global``) on the whole catalogue's history."""
-    from training.forecasting.zoo import METHODS
-
-    names = [m for m in methods if METHODS[m].family == "global"]
-    if not names:
-        return {}
-    zoo = ModelZoo(names, season_length, params=params or {})
-    zoo.forecast(history, horizon, intervals=False)
-    return dict(zoo.fitted)
+) -> ModelZoo:
+    """The router's members fitted on the whole catalogue's history (what the registered model carries)."""
+    return ModelZoo(list(methods), season_length, params=params or {}, horizon=horizon).fit(history)
 
 
-def _with_anchor(explanations: pd.Series, policy: Policy) -> pd.Series:
+def _with_anchor(explanations: pd.Series, policy: BlendPolicy) -> pd.Series:
     """Say so when the weights were pulled towards the backtest's best single method."""
-    shrink, anchor = getattr(policy, "shrink", 0.0), getattr(policy, "anchor", None)
-    if not shrink or not anchor:
+    if not policy.shrink or not policy.anchor:
         return explanations
-    return explanations + f"; blended {100 * shrink:.0f} % with {anchor}, the best single method in the backtest"
+    return explanations + (
+        f"; blended {100 * policy.shrink:.0f} % with {policy.anchor}, the best single method in the backtest"
+    )
 
 
 def _weights_text(weights: pd.DataFrame) -> pd.Series:

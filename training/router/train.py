@@ -113,8 +113,10 @@ SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass(frozen=True)
-class Policy:
+class BlendPolicy:
     """How router weights become a forecast: the arg-max method, or the top-k weights renormalised.
+
+    (The router's blend policy, named so beside the RL agent's stock policies.)
 
     ``shrink`` > 0 then pulls every SKU's weights towards ``anchor``, the best single method of
     the backtest: ``(1 - shrink) * router + shrink * anchor``. Why: per-SKU errors of one
@@ -137,10 +139,9 @@ class Policy:
         np.put_along_axis(mask, keep, True, axis=1)
         w = np.where(mask, w, 0.0)
         w = w / w.sum(axis=1, keepdims=True)
-        shrink, anchor = getattr(self, "shrink", 0.0), getattr(self, "anchor", None)  # older pickles lack them
-        if shrink > 0 and anchor in raw.columns:
-            w = (1 - shrink) * w
-            w[:, list(raw.columns).index(anchor)] += shrink
+        if self.shrink > 0 and self.anchor in raw.columns:
+            w = (1 - self.shrink) * w
+            w[:, list(raw.columns).index(self.anchor)] += self.shrink
         return pd.DataFrame(w, index=raw.index, columns=raw.columns)
 
 
@@ -164,7 +165,7 @@ class RouterTraining:
     """A fitted router with everything the pyfunc and the registry need."""
 
     router: ForecastRouter
-    policy: Policy
+    policy: BlendPolicy
     season_length: int
     horizon: int
     rule: PatternRule
@@ -216,7 +217,7 @@ def learning_rows(
 
 
 def _oof_router_forecasts(
-    make: ForecastRouter, policy: Policy, x: pd.DataFrame, e: pd.DataFrame, forecasts: pd.DataFrame
+    make: ForecastRouter, policy: BlendPolicy, x: pd.DataFrame, e: pd.DataFrame, forecasts: pd.DataFrame
 ) -> pd.DataFrame:
     """Leave-one-window-out router forecasts: each window routed by a router that never saw it."""
     frames = []
@@ -274,11 +275,11 @@ def train_router(
 
     modes = ("select", "combine") if mode is None else (mode,)
     raw = {m: ForecastRouter(mode=m, **params).fit(x_tr, e_tr).weights(x_ho) for m in modes}
-    mode_scores, _, _ = judge({m: Policy(m, top_k) for m in modes}, raw)
+    mode_scores, _, _ = judge({m: BlendPolicy(m, top_k) for m in modes}, raw)
     chosen = min(mode_scores, key=mode_scores.get)
     log.info("router modes on the holdout window", extra={metric: mode_scores, "chosen": chosen})
     # How far to trust the router over the best single method: chosen on the same window.
-    shrinks = {f"{a:g}": Policy(chosen, top_k, best_single, a) for a in SHRINK_GRID}
+    shrinks = {f"{a:g}": BlendPolicy(chosen, top_k, best_single, a) for a in SHRINK_GRID}
     shrink_scores, routed, routed_err = judge(shrinks, {k: raw[chosen] for k in shrinks})
     best = min(shrink_scores, key=lambda k: (round(shrink_scores[k], 6), float(k)))
     policy = shrinks[best]
