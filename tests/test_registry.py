@@ -74,6 +74,14 @@ def _workflow(models, tracking_uri: str, artifacts: Path) -> None:
     assert len(fc) == hist["unique_id"].nunique() * 5
     assert {"yhat", "lo80", "hi95", "method", "confidence", "explanation"} <= set(fc.columns)
     assert fc[["yhat", "lo80", "hi80", "lo95", "hi95"]].notna().all().all()
+    # Unit counts are integers: the signature takes int64 as well as float64 demand, same forecasts.
+    as_int = champion.predict(hist.assign(y=hist["y"].round().astype("int64")), params={"horizon": 5})
+    as_float = champion.predict(hist.assign(y=hist["y"].round().astype("float64")), params={"horizon": 5})
+    pd.testing.assert_frame_equal(as_int, as_float)
+    # The registered model is data: a manifest listing its members with their packages and versions.
+    members = reg.model_members(f"models:/{NAME}@{reg.CHAMPION}")
+    assert {m["method"] for m in members} == set(good.router.methods_)
+    assert all(m["package"] and m["package_version"] and m["class"] for m in members)
 
     # A worse candidate is refused, and the refusal is on record.
     v_bad = _log(bad, holdout, "bad")
