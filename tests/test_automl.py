@@ -182,8 +182,6 @@ def test_every_trial_is_a_nested_mlflow_run(problem, tmp_path):
     assert set(client.get_run(baseline["run_id"].iloc[0]).data.params) == set(router_defaults("combine"))
 
 
-
-
 @pytest.mark.postgres
 def test_postgres_storage_persists_and_continues(problem):
     feats, errors = problem

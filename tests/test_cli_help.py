@@ -6,7 +6,17 @@ from typer.testing import CliRunner
 from stockml.cli import app
 
 COMMANDS = [
-    "demo-data", "validate", "run", "train", "promote", "rollback", "models", "status", "serve", "show", "prune",
+    "demo-data",
+    "validate",
+    "run",
+    "train",
+    "promote",
+    "rollback",
+    "models",
+    "status",
+    "serve",
+    "show",
+    "prune",
 ]
 
 

@@ -43,6 +43,7 @@ def test_the_saved_model_is_files_in_library_formats_not_pickles(saved):
 def test_a_saved_model_loads_in_a_fresh_process_and_forecasts_the_same(saved, router_data, tmp_path):
     folder, model = saved
     hist = router_data["demand"][router_data["demand"]["unique_id"].isin(["SKU-00001", "SKU-00002"])]
+    assert hist["unique_id"].nunique() == 2
     hist.to_parquet(tmp_path / "hist.parquet", index=False)
     code = (
         "import sys, pandas as pd\n"
@@ -71,7 +72,7 @@ def test_an_unknown_format_version_is_refused_with_both_versions_named(saved, tm
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFormatError, match=r"version 99.*reads 'stockml-router' version\(s\) 1"):
         load_router(copy)
-    with pytest.raises(ModelFormatError, match="no manifest.json"):
+    with pytest.raises(ModelFormatError, match=r"no manifest\.json"):
         load_router(tmp_path)
 
 
@@ -82,5 +83,5 @@ def test_a_model_whose_member_is_not_installed_is_refused_by_name(saved, tmp_pat
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["members"][0]["method"] = "NotInstalledHere"
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="NotInstalledHere.*not installed here"):
+    with pytest.raises(ValueError, match=r"NotInstalledHere.*not installed here"):
         load_router(copy)

@@ -339,7 +339,6 @@ def test_undefined_connection_exits_2(tmp_path, monkeypatch):
     _assert_exit_2(_invoke("run", "--source", "nope"), "AIRFLOW_CONN_NOPE")
 
 
-
 def test_run_without_router_forecasts_each_sku_with_its_backtest_winner(demo):
     res = _invoke("run", "--run-id", "r3", "--cutoff", CUTOFF, "--no-router")
     assert res.exit_code == 0, res.output

@@ -30,8 +30,6 @@ CUTOFF = "2026-11-22"  # the demo history's last day: keeps validation clock-ind
 METHOD_SUBSET = ["Naive", "Naive2", "SES", "TSB", "CrostonSBA"]
 
 
-
-
 @pytest.fixture(scope="module")
 def pg_schema():
     with throwaway_pg_schema("stockml_test") as (_, schema):
