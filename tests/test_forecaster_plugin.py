@@ -42,7 +42,7 @@ def plugin_env(tmp_path_factory) -> tuple[dict, Path]:
           str(src)], dict(os.environ), tmp)  # fmt: skip
     repo = Path(__file__).resolve().parents[1]
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},  # other tests' registries
         "PYTHONPATH": os.pathsep.join([str(site), str(repo)]),
         "STOCKML_HOME": str(tmp / ".stockml"),
         "STOCKML_AUTOML_TRIALS": "0",
@@ -63,6 +63,7 @@ def test_an_installed_plugin_member_is_backtested_routed_registered_and_served(p
         "import json, mlflow\n"
         "from stockml.settings import get_settings\n"
         "mlflow.set_tracking_uri(get_settings().tracking_uri)\n"
+        "mlflow.set_registry_uri(get_settings().tracking_uri)\n"
         "m = mlflow.pyfunc.load_model('models:/stockml-router@champion')\n"
         "py = m.unwrap_python_model()\n"
         "run = mlflow.get_run(m.metadata.run_id)\n"

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 def _stockml(home: Path, *args: str) -> None:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},  # other tests' registries
         "STOCKML_HOME": str(home),
         "STOCKML_AUTOML_TRIALS": "0",
         "STOCKML_ZOO_TRIALS": "0",
