@@ -95,3 +95,24 @@ class BatchResultRequest(BaseModel):
 
     job_id: JobId
     format: Literal["csv", "json", "xlsx"] = "csv"
+
+
+class JobOut(BaseModel):
+    """A batch job's state and progress (``POST /batch``, ``/batch_status``)."""
+
+    job_id: str
+    state: Literal["queued", "running", "done", "failed"]
+    horizon: int
+    skus_total: int
+    rows: int
+    skus_done: int
+    progress: float = Field(description="SKUs done / total, 0..1.")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    model_name: str | None
+    model_version: str | None
+    error: str | None
+    submitted_by: str | None
+    restarts: int
+    seconds: float | None = Field(description="Forecasting wall time of a finished job.")
