@@ -347,9 +347,9 @@ def main(argv: list[str] | None = None) -> dict:
         "BENTOML_HOME": str(tmp / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "True",
         "STOCKML_HOME": str(tmp / "home"),
-        "STOCKML_API_KEYS": f"{KEY}:user",
-        "STOCKML_RATE_LIMIT_PER_S": "1000000",
-        "STOCKML_SERVING_POLL_S": "0",
+        "STOCKML_AUTH__API_KEYS": f"{KEY}:user",
+        "STOCKML_AUTH__RATE_LIMIT_PER_S": "1000000",
+        "STOCKML_SERVING__POLL_S": "0",
     }
     for var in ISOLATE_VARS:
         env.pop(var, None)

@@ -46,9 +46,9 @@ def ops_server(router_data, tmp_path_factory):
         tmp,
         uri,
         f"{USER}:user",
-        STOCKML_SERVING_POLL_S="0",
-        STOCKML_SERVING_BATCH_MAX_BYTES=str(MAX_UPLOAD),
-        STOCKML_SERVING_BATCH_CHUNK="10",
+        STOCKML_SERVING__POLL_S="0",
+        STOCKML_BATCH__MAX_BYTES=str(MAX_UPLOAD),
+        STOCKML_BATCH__CHUNK_SKUS="10",
     )
     log_path = tmp / "bentoml-serve.log"
     try:
