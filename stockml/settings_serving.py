@@ -46,7 +46,7 @@ class ServingSettings(_Section):
     db_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the outcome store (served forecasts, feedback; "
-        "default sqlite:///<home>/serving.db; Postgres works).",
+        "default sqlite:///$STOCKML_HOME/serving.db; Postgres works).",
     )
     record_flush_s: float = Field(
         default=0.2, ge=0, description="Write-behind interval of served-forecast records (0: write synchronously)."
@@ -108,3 +108,25 @@ class BatchSettings(_Section):
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Largest CSV upload; larger ones get 422.")
     max_skus: int = Field(default=100_000, ge=1, description="Most SKUs in one upload.")
     chunk_skus: int = Field(default=250, ge=1, description="SKUs forecast per chunk (progress is saved per chunk).")
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "serving": ServingSettings,
+    "auth": AuthSettings,
+    "bandit": BanditSettings,
+    "batch": BatchSettings,
+}
+
+
+def settings_table() -> str:
+    """The README's table of these sections (variable, default, meaning); a test checks README against it."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for section, model in SECTIONS.items():
+        for name, f in model.model_fields.items():
+            default = f.get_default(call_default_factory=True)
+            if default is None or default == "":
+                shown = "unset"
+            else:
+                shown = f"`{str(default).lower() if isinstance(default, bool) else default}`"
+            rows.append(f"| `STOCKML_{section.upper()}__{name.upper()}` | {shown} | {f.description} |")
+    return "\n".join(rows)
