@@ -1,7 +1,7 @@
 """Optional OIDC / JWT bearer tokens (e.g. Keycloak access tokens) next to the API keys.
 
 Enabled when ``STOCKML_AUTH__OIDC_ISSUER``, ``STOCKML_AUTH__OIDC_AUDIENCE`` and ``STOCKML_AUTH__OIDC_JWKS_URL`` are
-set (see :class:`~serving.bentos.config.ServingConfig`). A token is verified with the issuer's
+set (the ``auth`` section of :class:`stockml.settings.Settings`). A token is verified with the issuer's
 public keys (JWKS over http(s) through :class:`jwt.PyJWKClient`, which caches them and refetches
 on an unknown ``kid``, or a ``file://`` JWKS read from disk and re-read when it changes), RS256 or
 ES256 only; signature, ``exp``, ``nbf``, ``iss`` and ``aud`` are checked, ``sub`` is required.

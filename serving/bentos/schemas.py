@@ -45,7 +45,15 @@ class SeriesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Annotated[str, Field(min_length=1, max_length=200, description="Product identifier.")]
-    history: Annotated[list[Observation], Field(min_length=2, max_length=MAX_POINTS)]
+    history: Annotated[
+        list[Observation],
+        Field(
+            min_length=2,
+            max_length=MAX_POINTS,
+            description=f"2..{MAX_POINTS} observations covering at least 2 different Monday-to-Sunday weeks and "
+            f"spanning at most {MAX_WEEKS} weeks from the first to the last.",
+        ),
+    ]
 
     @field_validator("history")
     @classmethod
@@ -60,7 +68,9 @@ class SeriesIn(BaseModel):
         return v
 
 
-Items = Annotated[list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs.")]
+Items = Annotated[
+    list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs, each sku at most once.")
+]
 Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")]
 
 

@@ -29,7 +29,7 @@ class OrderItem(SeriesIn):
         int, Field(strict=True, ge=1, le=MAX_LEAD_WEEKS, description="Weeks from order to receipt, 1..52.")
     ]
     review_period_weeks: Annotated[
-        int, Field(strict=True, ge=1, le=MAX_REVIEW_WEEKS, description="Weeks between orders, 1..52.")
+        int, Field(strict=True, ge=1, le=MAX_REVIEW_WEEKS, description=f"Weeks between orders, 1..{MAX_REVIEW_WEEKS}.")
     ] = 1
     service_level: Annotated[
         float,
@@ -46,7 +46,10 @@ class OrderItem(SeriesIn):
 class RecommendOrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs.")]
+    items: Annotated[
+        list[OrderItem],
+        Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs, each sku at most once."),
+    ]
 
     @field_validator("items")
     @classmethod

@@ -62,7 +62,10 @@ class FeedbackItem(BaseModel):
     ]
 
 
-FeedbackItems = Annotated[list[FeedbackItem], Field(min_length=1, max_length=MAX_ITEMS)]
+FeedbackItems = Annotated[
+    list[FeedbackItem],
+    Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 items, each forecast_id at most once."),
+]
 
 
 class FeedbackRequest(BaseModel):
