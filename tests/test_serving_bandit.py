@@ -47,7 +47,12 @@ def service(router_data, tmp_path_factory):
         tmp,
         uri,
         f"{USER}:user,{ADMIN}:admin",
-        isolate=("STOCKML_SERVING__REDIS_URL", "STOCKML_AUTH__API_KEYS_FILE", "STOCKML_AUTH__DISABLED", "STOCKML_SERVING__DB_URL"),
+        isolate=(
+            "STOCKML_SERVING__REDIS_URL",
+            "STOCKML_AUTH__API_KEYS_FILE",
+            "STOCKML_AUTH__DISABLED",
+            "STOCKML_SERVING__DB_URL",
+        ),
         STOCKML_SERVING__POLL_S="0",
         STOCKML_BANDIT__MIN_OUTCOMES=str(MIN_OUTCOMES),
         STOCKML_PROMOTION_TOLERANCE="1.0",
