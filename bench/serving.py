@@ -9,10 +9,11 @@ What it measures, on this machine:
   our throughput is reported as a fraction of it;
 - the wall time of a ``--batch-skus`` SKU batch job (upload of the CSV → ``done``), and its progress steps.
 
-The service runs with its production middlewares (API key, rate limit set out of the way, body
-validation). Without ``--url`` a small router is trained on demo data, registered in a temporary
-SQLite registry and promoted, and both services are started with ``bentoml serve`` on free ports;
-with ``--url`` (and ``--key``) a running service is measured instead (it must have a champion).
+The service runs with its production middlewares and HTTP layer (API key, rate limit set out of the
+way, body limits, FastAPI routes validating each body once). Without ``--url`` a small router is
+trained on demo data, registered in a temporary SQLite registry and promoted, and both services are
+started with ``bentoml serve`` on free ports; with ``--url`` (and ``--key``) a running service is
+measured instead (it must have a champion).
 
 Load set-up (the same for the echo ceiling and for our service):
 

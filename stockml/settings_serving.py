@@ -9,6 +9,8 @@ the environment itself.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -130,3 +132,33 @@ def settings_table() -> str:
                 shown = f"`{str(default).lower() if isinstance(default, bool) else default}`"
             rows.append(f"| `STOCKML_{section.upper()}__{name.upper()}` | {shown} | {f.description} |")
     return "\n".join(rows)
+
+
+RENAMED = {
+    "STOCKML_SERVING_MODEL_NAME": "STOCKML_SERVING__MODEL_NAME",
+    "STOCKML_SERVING_POLL_S": "STOCKML_SERVING__POLL_S",
+    "STOCKML_SERVING_MAX_BODY_BYTES": "STOCKML_SERVING__MAX_BODY_BYTES",
+    "STOCKML_SERVING_CACHE_SIZE": "STOCKML_SERVING__CACHE_SIZE",
+    "STOCKML_SERVING_CACHE_TTL_S": "STOCKML_SERVING__CACHE_TTL_S",
+    "STOCKML_REDIS_URL": "STOCKML_SERVING__REDIS_URL",
+    "STOCKML_SERVING_DB_URL": "STOCKML_SERVING__DB_URL",
+    "STOCKML_SERVING_RECORD_FLUSH_S": "STOCKML_SERVING__RECORD_FLUSH_S",
+    "STOCKML_AUTH_DISABLED": "STOCKML_AUTH__DISABLED",
+    "STOCKML_API_KEYS": "STOCKML_AUTH__API_KEYS",
+    "STOCKML_API_KEYS_FILE": "STOCKML_AUTH__API_KEYS_FILE",
+    "STOCKML_RATE_LIMIT_PER_S": "STOCKML_AUTH__RATE_LIMIT_PER_S",
+    **{f"STOCKML_OIDC_{k}": f"STOCKML_AUTH__OIDC_{k}" for k in
+       ("ISSUER", "AUDIENCE", "JWKS_URL", "ROLES_CLAIM", "ADMIN_ROLE", "USER_ROLE")},
+    **{f"STOCKML_BANDIT_{k}": f"STOCKML_BANDIT__{k}" for k in
+       ("MIN_OUTCOMES", "MIN_STOP_OUTCOMES", "P_PROMOTE", "P_STOP")},
+    "STOCKML_SERVING_BATCH_MAX_BYTES": "STOCKML_BATCH__MAX_BYTES",
+    "STOCKML_SERVING_BATCH_MAX_SKUS": "STOCKML_BATCH__MAX_SKUS",
+    "STOCKML_SERVING_BATCH_CHUNK": "STOCKML_BATCH__CHUNK_SKUS",
+}  # fmt: skip  # the variables before the settings sections (no longer read) -> their new names
+
+
+def renamed_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The old serving variables set in ``environ`` (default: the process environment), each with the name
+    that replaced it: they are not read any more, so the service warns about them at start-up."""
+    env = os.environ if environ is None else environ
+    return {old: new for old, new in RENAMED.items() if old in env}

@@ -58,3 +58,15 @@ def test_serving_reads_no_environment_and_no_private_modules():
         assert not private.search(text), f"{rel} imports a private module"
         assert not re.search(r"return .*# type: ignore", text), f"{rel} has a type: ignore on a return"
         assert len(text.splitlines()) <= 450, f"{rel} has more than 450 lines"
+
+
+def test_renamed_variables_are_reported():
+    from stockml.settings_serving import RENAMED, renamed_variables
+
+    env = {"STOCKML_API_KEYS": "k:user", "STOCKML_OIDC_ISSUER": "x", "STOCKML_HOME": "/tmp"}
+    assert renamed_variables(env) == {
+        "STOCKML_API_KEYS": "STOCKML_AUTH__API_KEYS",
+        "STOCKML_OIDC_ISSUER": "STOCKML_AUTH__OIDC_ISSUER",
+    }
+    table = settings_table()
+    assert all(f"`{new}`" in table for new in RENAMED.values())  # every old name maps to a real setting

@@ -222,6 +222,10 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:  # form fields of /batch
         return JSONResponse(validation_body(list(exc.errors())), status_code=422)
 
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:  # logged by the server, not shown
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}"), status_code=500)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)

@@ -58,6 +58,7 @@ from serving.bentos.http import JSON_PATHS, THREADS, build_app
 from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware, UploadMiddleware, auth_options
 from serving.bentos.models import redact
 from stockml.settings import Settings, get_settings
+from stockml.settings_serving import renamed_variables
 
 log = logging.getLogger("stockml.serving")
 
@@ -85,6 +86,8 @@ class StockForecaster:
     def __init__(self) -> None:
         _enable_logging()
         self.settings = SETTINGS
+        for old, new in renamed_variables().items():
+            log.warning("%s is set but no longer read: use %s", old, new)
         uri = self.settings.tracking_uri
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
