@@ -288,6 +288,12 @@ def test_docs_json_documents_every_status_with_the_error_body(ops_server):
         media = "application/json" if path in JSON_POSTS else "multipart/form-data"
         assert media in op["requestBody"]["content"], path
     assert {"400", "422"}.isdisjoint(doc["paths"]["/readyz"].get("get", {}).get("responses", {}))
+    with httpx.Client(base_url=ops_server["url"], timeout=30) as anon:  # the same routes, labelled OpenAPI 3.1
+        own = anon.get("/openapi.json").json()
+    assert own["openapi"].startswith("3.1")
+    assert {p: set(own["paths"][p]["post"]["responses"]) for p in posts} == {
+        p: set(op["responses"]) for p, op in posts.items()
+    }
 
 
 def test_what_the_schema_accepts_is_accepted_and_its_bounds_hold(client, ops_server):

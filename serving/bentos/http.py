@@ -118,7 +118,9 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         description="Forecasts, demand classes and order recommendations from the stockml router.",
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,  # BentoML serves the merged OpenAPI at /docs.json (and Swagger UI at /)
+        # BentoML merges these routes into /docs.json (Swagger UI at /), labelled OpenAPI 3.0.2 though the
+        # schemas are FastAPI's 3.1 ones (null as a type): /openapi.json is the same document labelled 3.1
+        openapi_url="/openapi.json",
     )
     api = APIRouter(route_class=JsonModelRoute, strict_content_type=False)
     limiter: list[anyio.CapacityLimiter] = []  # created on the event loop, at first use

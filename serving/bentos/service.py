@@ -29,7 +29,8 @@ Endpoints (all POST + JSON, bearer key needed; health, readiness, metrics and do
   better), traffic shares, decisions. With a challenger loaded, each ``/forecast`` request is served
   by champion or challenger by Thompson sampling (see :mod:`serving.bentos.traffic`).
 - ``GET /healthz``, ``/livez``; ``GET /readyz`` (503 until the champion is loaded); ``GET /metrics``;
-  ``GET /docs.json`` (the OpenAPI: the FastAPI app's routes, merged by BentoML) and ``GET /`` (Swagger UI).
+  ``GET /docs.json`` (the OpenAPI: the FastAPI app's routes, merged by BentoML; ``GET /openapi.json`` is
+  the same routes labelled OpenAPI 3.1) and ``GET /`` (Swagger UI).
 
 Errors: 401/403 (key, role), 413 (body too large), 415 (not JSON), 422 (validation: the body
 names each failing field), 429 (rate limit), 503 (no champion loaded). Never a traceback.
