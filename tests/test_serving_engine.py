@@ -237,3 +237,34 @@ def test_batch_jobs_and_their_errors(tmp_path):
     content, media, name = engine.batch_result(job.job_id, "csv")
     assert media.startswith("text/csv") and name == f"forecasts-{job.job_id}.csv"
     assert len(content.decode().strip().splitlines()) == 1 + 3 * 3
+
+
+def test_the_http_layer_over_the_engine_in_process(tmp_path):
+    """The FastAPI app over a real engine (no BentoML, no middlewares): the declared response models hold
+    for what the engine returns, and each typed error becomes its status with the error body."""
+    from asgi_client import ASGIClient
+
+    from serving.bentos.http import build_app
+
+    engine = _engine(tmp_path, FakeModel())
+    c = ASGIClient(build_app(lambda: engine))
+    info = c.post("/model_info")
+    assert info.status_code == 200 and info.json()["ready"] and info.json()["reloads"] == 0
+    assert c.post("/admin/reload", json={"force": False}).status_code == 200
+    state = c.post("/bandit", json={})
+    assert state.status_code == 200 and state.json()["traffic_shares"] == {"champion": 1.0, "challenger": 0.0}
+    served = c.post("/forecast", json={"items": _items("A"), "horizon": 2}).json()
+    fid, point = served["items"][0]["forecast_id"], served["items"][0]["forecasts"][0]
+    ok = c.post(
+        "/feedback", json={"items": [{"forecast_id": fid, "actuals": [{"ds": point["ds"], "y": point["yhat"]}]}]}
+    )
+    assert ok.status_code == 200 and ok.json()["items"][0]["counted"] == 1 and ok.json()["bandit"]["model"]
+    posterior = ok.json()["bandit"]["posteriors"]["1"]
+    assert posterior["n"] == 1 and isinstance(posterior["n"], int)
+    unknown = c.post("/feedback", json={"items": [{"forecast_id": "x", "actuals": [{"ds": "2024-01-01", "y": 1}]}]})
+    assert unknown.status_code == 404 and unknown.json()["detail"][0]["field"] == "items"
+    assert c.post("/batch_status", json={"job_id": "0" * 32}).status_code == 404
+    empty = ASGIClient(build_app(lambda: _engine(tmp_path / "empty")))
+    r = empty.post("/forecast", json={"items": _items("A")})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5" and "no champion" in r.json()["error"]
+    assert ASGIClient(build_app(lambda: None)).post("/model_info").status_code == 503  # still starting

@@ -40,11 +40,15 @@ from serving.bentos.schemas import (
     ReloadRequest,
 )
 from serving.bentos.schemas_ops import (
+    BanditState,
     BatchResultRequest,
     BatchStatusRequest,
+    FeedbackAnswer,
     JobOut,
+    ModelInfo,
     RecommendOrderRequest,
     RecommendOrderResponse,
+    ReloadAnswer,
 )
 from serving.bentos.traffic import FeedbackRequest
 
@@ -153,22 +157,22 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         """Order quantity per SKU from the champion's forecast and a base-stock (order-up-to) policy."""
         return await off_loop(engine().recommend_order, body)
 
-    @api.post("/model_info", responses=_errors(*JSON_ERRORS))
+    @api.post("/model_info", response_model=ModelInfo, responses=_errors(*JSON_ERRORS))
     async def model_info(body: Annotated[EmptyRequest, Body(default_factory=EmptyRequest)]) -> dict[str, Any]:
         """What is loaded, per alias, and the state of the registry watch (the body may be empty)."""
         return engine().model_info()
 
-    @api.post("/admin/reload", responses=_errors(401, 403, 413, 415, 422, 429, 503))
+    @api.post("/admin/reload", response_model=ReloadAnswer, responses=_errors(401, 403, 413, 415, 422, 429, 503))
     async def admin_reload(body: Annotated[ReloadRequest, Body(default_factory=ReloadRequest)]) -> dict[str, Any]:
         """Check the registry now; load and swap in the aliases that moved (admin key)."""
         return await off_loop(engine().reload, body.force)
 
-    @api.post("/feedback", responses=_errors(*JSON_ERRORS, 404))
+    @api.post("/feedback", response_model=FeedbackAnswer, responses=_errors(*JSON_ERRORS, 404))
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:
         """Actuals for served forecasts: reward per forecast, Beta posteriors per version, bandit decision."""
         return await off_loop(engine().feedback, body)
 
-    @api.post("/bandit", responses=_errors(*JSON_ERRORS))
+    @api.post("/bandit", response_model=BanditState, responses=_errors(*JSON_ERRORS))
     async def bandit(body: Annotated[EmptyRequest, Body(default_factory=EmptyRequest)]) -> dict[str, Any]:
         """Posteriors per version, P(challenger better), traffic shares and the decisions taken."""
         return await off_loop(engine().bandit_state)
