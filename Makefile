@@ -62,7 +62,7 @@ airflow-up: install
 serve-up: install
 	@$(MAKE) --no-print-directory serve-down >/dev/null 2>&1 || true
 	@test -s $(KEYS) || { umask 077; echo "$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))'):admin" > $(KEYS); }
-	@STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_API_KEYS_FILE="$(CURDIR)/$(KEYS)" setsid nohup \
+	@STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_AUTH__API_KEYS_FILE="$(CURDIR)/$(KEYS)" setsid nohup \
 		$(BIN)/bentoml serve serving.bentos.service:StockForecaster --host 127.0.0.1 --port $(SERVE_PORT) \
 		> .stockml/serving.log 2>&1 & echo $$! > .stockml/serving.pid
 	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:$(SERVE_PORT)/readyz >/dev/null && break; sleep 2; done

@@ -9,10 +9,11 @@ What it measures, on this machine:
   our throughput is reported as a fraction of it;
 - the wall time of a ``--batch-skus`` SKU batch job (upload of the CSV → ``done``), and its progress steps.
 
-The service runs with its production middlewares (API key, rate limit set out of the way, body
-validation). Without ``--url`` a small router is trained on demo data, registered in a temporary
-SQLite registry and promoted, and both services are started with ``bentoml serve`` on free ports;
-with ``--url`` (and ``--key``) a running service is measured instead (it must have a champion).
+The service runs with its production middlewares and HTTP layer (API key, rate limit set out of the
+way, body limits, FastAPI routes validating each body once). Without ``--url`` a small router is
+trained on demo data, registered in a temporary SQLite registry and promoted, and both services are
+started with ``bentoml serve`` on free ports; with ``--url`` (and ``--key``) a running service is
+measured instead (it must have a champion).
 
 Load set-up (the same for the echo ceiling and for our service):
 
@@ -347,9 +348,9 @@ def main(argv: list[str] | None = None) -> dict:
         "BENTOML_HOME": str(tmp / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "True",
         "STOCKML_HOME": str(tmp / "home"),
-        "STOCKML_API_KEYS": f"{KEY}:user",
-        "STOCKML_RATE_LIMIT_PER_S": "1000000",
-        "STOCKML_SERVING_POLL_S": "0",
+        "STOCKML_AUTH__API_KEYS": f"{KEY}:user",
+        "STOCKML_AUTH__RATE_LIMIT_PER_S": "1000000",
+        "STOCKML_SERVING__POLL_S": "0",
     }
     for var in ISOLATE_VARS:
         env.pop(var, None)

@@ -13,7 +13,14 @@ from typing import IO
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.bentos.service:StockForecaster"
 # variables of the caller's environment that would change what a started service does
-ISOLATE_VARS = ("STOCKML_REDIS_URL", "STOCKML_API_KEYS_FILE", "STOCKML_AUTH_DISABLED", "STOCKML_SERVING_MODEL_NAME")
+ISOLATE_VARS = (
+    "STOCKML_SERVING__REDIS_URL",
+    "STOCKML_AUTH__API_KEYS_FILE",
+    "STOCKML_AUTH__DISABLED",
+    "STOCKML_SERVING__MODEL_NAME",
+    "STOCKML_SERVING",  # a whole section as JSON (pydantic-settings reads it too)
+    "STOCKML_AUTH",
+)
 
 
 def free_port() -> int:

@@ -13,11 +13,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stockml.settings_serving import AuthSettings, BanditSettings, BatchSettings, ServingSettings
+
 
 class Settings(BaseSettings):
     """Platform configuration, read from ``STOCKML_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="STOCKML_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STOCKML_", extra="ignore", env_nested_delimiter="__")
 
     home: Path = Field(default=Path(".stockml"), description="Where embedded state lives.")
     source_conn_id: str = Field(default="stockml_source", description="Airflow connection of the source DB.")
@@ -70,6 +72,16 @@ class Settings(BaseSettings):
     router_top_k: int = Field(default=2, ge=1, description="Methods a combine-mode router blends per SKU.")
     promotion_tolerance: float = Field(
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
+    )
+    serving: ServingSettings = Field(
+        default_factory=ServingSettings, description="The HTTP service (STOCKML_SERVING__*)."
+    )
+    bandit: BanditSettings = Field(
+        default_factory=BanditSettings, description="Champion/challenger bandit (STOCKML_BANDIT__*)."
+    )
+    batch: BatchSettings = Field(default_factory=BatchSettings, description="Batch jobs (STOCKML_BATCH__*).")
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings, description="API keys, OIDC, rate limits (STOCKML_AUTH__*)."
     )
 
     @cached_property

@@ -15,9 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from serving.bentos import bandit as bd
+from serving.bentos.errors import validation_body
 from serving.bentos.outcomes import OutcomeStore, ServedForecast
-from serving.bentos.routing import Bandit, BanditConfig, FeedbackRequest, feedback_items, history_scale
-from serving.bentos.schemas import Observation, validation_body
+from serving.bentos.schemas import Observation
+from serving.bentos.traffic import Bandit, BanditConfig, FeedbackRequest, feedback_items, history_scale
 
 # ---------------------------------------------------------------- pure functions
 

@@ -60,8 +60,8 @@ def server(registry):
         tmp,
         registry["uri"],
         f"{USER}:user,{ADMIN}:admin,{SLOW}:user:1",
-        STOCKML_SERVING_POLL_S="2",
-        STOCKML_SERVING_MAX_BODY_BYTES="1000000",
+        STOCKML_SERVING__POLL_S="2",
+        STOCKML_SERVING__MAX_BODY_BYTES="1000000",
     )
     log_path = tmp / "bentoml-serve.log"
     observed: dict = {}

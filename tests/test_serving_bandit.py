@@ -5,7 +5,7 @@ guardrail sees a tie; the feedback is what makes v2 "better": actuals equal to v
 (reward 1), far off v1's. ``STOCKML_PROMOTION_TOLERANCE=1.0`` lets the guardrail agree even if
 scoring the same model twice were not bit-identical: the test is about the bandit's path through
 ``promote(force=False, who="bandit")``, not about the guardrail's figures (tested in test_registry).
-``STOCKML_SERVING_POLL_S=0``: no background poll, so the switch to v2 proves the service reloaded
+``STOCKML_SERVING__POLL_S=0``: no background poll, so the switch to v2 proves the service reloaded
 by itself after promoting.
 """
 
@@ -47,9 +47,14 @@ def service(router_data, tmp_path_factory):
         tmp,
         uri,
         f"{USER}:user,{ADMIN}:admin",
-        isolate=("STOCKML_REDIS_URL", "STOCKML_API_KEYS_FILE", "STOCKML_AUTH_DISABLED", "STOCKML_SERVING_DB_URL"),
-        STOCKML_SERVING_POLL_S="0",
-        STOCKML_BANDIT_MIN_OUTCOMES=str(MIN_OUTCOMES),
+        isolate=(
+            "STOCKML_SERVING__REDIS_URL",
+            "STOCKML_AUTH__API_KEYS_FILE",
+            "STOCKML_AUTH__DISABLED",
+            "STOCKML_SERVING__DB_URL",
+        ),
+        STOCKML_SERVING__POLL_S="0",
+        STOCKML_BANDIT__MIN_OUTCOMES=str(MIN_OUTCOMES),
         STOCKML_PROMOTION_TOLERANCE="1.0",
     )
     log_path = tmp / "bentoml-serve.log"

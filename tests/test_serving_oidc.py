@@ -17,9 +17,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from serving.bentos.auth import KeyStore
-from serving.bentos.config import ServingConfig
-from serving.bentos.middleware import ApiKeyMiddleware, oidc_from_config
+from serving.bentos.middleware import ApiKeyMiddleware, oidc_from_settings
 from serving.bentos.oidc import OidcConfigError, OidcSettings, OidcVerifier, looks_like_jwt, roles_of
+from stockml.settings import Settings
 
 ISS = "https://sso.example.test/realms/stockml"
 AUD = "stockml-api"
@@ -151,10 +151,10 @@ def test_jwks_file_rotation_is_picked_up(jwks_file, keys):
     assert _post(c, "/forecast", rotated).status_code == 200
 
 
-def test_config_from_env_and_off_by_default(monkeypatch, jwks_file, keys):
+def test_config_from_settings_and_off_by_default(monkeypatch, jwks_file, keys):
     for name in ("ISSUER", "AUDIENCE", "JWKS_URL", "ROLES_CLAIM", "ADMIN_ROLE", "USER_ROLE"):
-        monkeypatch.delenv(f"STOCKML_OIDC_{name}", raising=False)
-    assert oidc_from_config(ServingConfig.from_env()) is None
+        monkeypatch.delenv(f"STOCKML_AUTH__OIDC_{name}", raising=False)
+    assert oidc_from_settings(Settings().auth) is None
     token = _token(keys["good"])
     mw = ApiKeyMiddleware(
         Starlette(routes=[Route("/forecast", _echo, methods=["POST"])]), KeyStore("u:user"), disabled=False
@@ -162,21 +162,24 @@ def test_config_from_env_and_off_by_default(monkeypatch, jwks_file, keys):
     assert _post(_Client(mw), "/forecast", token).status_code == 401  # a JWT is just an unknown API key
     assert "invalid API key" in _post(_Client(mw), "/forecast", token).json()["error"]
 
-    monkeypatch.setenv("STOCKML_OIDC_ISSUER", ISS)
-    monkeypatch.setenv("STOCKML_OIDC_AUDIENCE", AUD)
+    monkeypatch.setenv("STOCKML_AUTH__OIDC_ISSUER", ISS)
+    monkeypatch.setenv("STOCKML_AUTH__OIDC_AUDIENCE", AUD)
     with pytest.raises(OidcConfigError):  # a partial configuration fails closed at start
-        oidc_from_config(ServingConfig.from_env())
-    monkeypatch.setenv("STOCKML_OIDC_JWKS_URL", jwks_file.as_uri())
-    monkeypatch.setenv("STOCKML_OIDC_ADMIN_ROLE", "boss")
-    cfg = ServingConfig.from_env()
+        oidc_from_settings(Settings().auth)
+    monkeypatch.setenv("STOCKML_AUTH__OIDC_JWKS_URL", jwks_file.as_uri())
+    monkeypatch.setenv("STOCKML_AUTH__OIDC_ADMIN_ROLE", "boss")
+    cfg = Settings().auth
     assert cfg.oidc_roles_claim == "realm_access.roles" and cfg.oidc_admin_role == "boss"
     mw = ApiKeyMiddleware(
-        Starlette(routes=[Route("/admin/reload", _echo, methods=["POST"])]), KeyStore(""), disabled=False
+        Starlette(routes=[Route("/admin/reload", _echo, methods=["POST"])]),
+        KeyStore(""),
+        disabled=False,
+        oidc=oidc_from_settings(cfg),
     )
     assert _post(_Client(mw), "/admin/reload", _token(keys["good"], roles=("boss",))).status_code == 200
-    monkeypatch.setenv("STOCKML_OIDC_JWKS_URL", "ftp://example.test/jwks")
+    monkeypatch.setenv("STOCKML_AUTH__OIDC_JWKS_URL", "ftp://example.test/jwks")
     with pytest.raises(OidcConfigError):
-        oidc_from_config(ServingConfig.from_env())
+        oidc_from_settings(Settings().auth)
 
 
 def test_helpers():

@@ -46,9 +46,9 @@ def ops_server(router_data, tmp_path_factory):
         tmp,
         uri,
         f"{USER}:user",
-        STOCKML_SERVING_POLL_S="0",
-        STOCKML_SERVING_BATCH_MAX_BYTES=str(MAX_UPLOAD),
-        STOCKML_SERVING_BATCH_CHUNK="10",
+        STOCKML_SERVING__POLL_S="0",
+        STOCKML_BATCH__MAX_BYTES=str(MAX_UPLOAD),
+        STOCKML_BATCH__CHUNK_SKUS="10",
     )
     log_path = tmp / "bentoml-serve.log"
     try:
@@ -247,6 +247,95 @@ def test_batch_status_and_result_errors(client):
     assert client.post("/batch_result", json={"job_id": missing}).status_code == 404
     for body in ({"job_id": "../../etc"}, {}, {"job_id": missing, "format": "pdf"}, {"job_id": missing, "x": 1}):
         assert client.post("/batch_result", json=body).status_code == 422, body
+
+
+# ---------------------------------------------------------------- the published contract (/docs.json)
+
+JSON_POSTS = {
+    "/forecast", "/classify", "/recommend_order", "/model_info", "/admin/reload", "/feedback", "/bandit",
+    "/batch_status", "/batch_result",
+}  # fmt: skip
+ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def _component(doc: dict, ref: dict) -> dict:
+    return doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[-1]]
+
+
+def _assert_error_body(doc: dict, body: dict) -> None:
+    """A served error body has the documented ErrorBody shape."""
+    schema = doc["components"]["schemas"]["ErrorBody"]
+    assert set(schema["required"]) <= set(body) and isinstance(body["error"], str) and body["error"]
+    detail_fields = set(doc["components"]["schemas"]["ErrorDetail"]["required"])
+    for d in body.get("detail") or []:
+        assert detail_fields <= set(d), d
+
+
+def test_docs_json_documents_every_status_with_the_error_body(ops_server):
+    with httpx.Client(base_url=ops_server["url"], timeout=30) as anon:  # the docs are open
+        doc = anon.get("/docs.json").json()
+    posts = {path: item["post"] for path, item in doc["paths"].items() if "post" in item}
+    assert set(posts) == JSON_POSTS | {"/batch"}
+    for path, op in posts.items():
+        want = {"401", "415", "422", "429"} | ({"413"} if path in JSON_POSTS else set())
+        if path.startswith("/admin/"):
+            want.add("403")
+        if path in ("/forecast", "/recommend_order", "/admin/reload"):
+            want.add("503")
+        for code in want:
+            assert op["responses"][code]["content"]["application/json"]["schema"] == ERROR_REF, (path, code)
+        assert "400" not in op["responses"], path  # no answer BentoML's own validation would give
+        media = "application/json" if path in JSON_POSTS else "multipart/form-data"
+        assert media in op["requestBody"]["content"], path
+    assert {"400", "422"}.isdisjoint(doc["paths"]["/readyz"].get("get", {}).get("responses", {}))
+    with httpx.Client(base_url=ops_server["url"], timeout=30) as anon:  # the same routes, labelled OpenAPI 3.1
+        own = anon.get("/openapi.json").json()
+    assert own["openapi"].startswith("3.1")
+    assert {p: set(own["paths"][p]["post"]["responses"]) for p in posts} == {
+        p: set(op["responses"]) for p, op in posts.items()
+    }
+
+
+def test_what_the_schema_accepts_is_accepted_and_its_bounds_hold(client, ops_server):
+    with httpx.Client(base_url=ops_server["url"], timeout=30) as anon:
+        doc = anon.get("/docs.json").json()
+    req = _component(doc, doc["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]["schema"])
+    series = doc["components"]["schemas"]["SeriesIn"]["properties"]
+    obs = doc["components"]["schemas"]["Observation"]["properties"]
+    h_max, sku_max, y_max = req["properties"]["horizon"]["maximum"], series["sku"]["maxLength"], obs["y"]["maximum"]
+    assert (h_max, sku_max, y_max) == (104, 200, 1e12)
+    h_max = int(h_max)  # BentoML's merged document writes bounds as floats (104.0); integer fields are strict
+    hist = [{"ds": "2024-01-01", "y": 0.0}, {"ds": "2024-01-08", "y": y_max}]
+    at_bounds = {"items": [{"sku": "s" * sku_max, "history": hist}], "horizon": h_max}
+    r = client.post("/forecast", json=at_bounds)
+    assert r.status_code == 200, r.text[:300]
+    for change, field in (
+        ({"horizon": h_max + 1}, "horizon"),
+        ({"items": [{"sku": "s" * (sku_max + 1), "history": hist}]}, "items[0].sku"),
+        (
+            {"items": [{"sku": "A", "history": [hist[0], {"ds": "2024-01-08", "y": y_max * 10}]}]},
+            "items[0].history[1].y",
+        ),
+    ):
+        r = client.post("/forecast", json={**at_bounds, **change})
+        assert r.status_code == 422 and field in {d["field"] for d in r.json()["detail"]}, (change, r.text[:300])
+        _assert_error_body(doc, r.json())
+    # an empty item list: the schema says minItems 1 for both, and the service refuses it, naming items
+    order_req = doc["paths"]["/recommend_order"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    for path, schema in (("/forecast", req), ("/recommend_order", _component(doc, order_req))):
+        assert schema["properties"]["items"]["minItems"] == 1
+        r = client.post(path, json={"items": []})
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "items", (path, r.text[:300])
+    # bodies the schema marks optional may be left out
+    for path in ("/model_info", "/bandit"):
+        assert not doc["paths"][path]["post"]["requestBody"].get("required", False)
+        assert client.post(path).status_code == 200, path
+    # the other documented error bodies are the ones served
+    with httpx.Client(base_url=ops_server["url"], timeout=30) as anon:
+        _assert_error_body(doc, anon.post("/forecast", json=at_bounds).json())  # 401
+    r = client.post("/forecast", content=b"x", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    _assert_error_body(doc, r.json())
 
 
 def test_server_log_has_no_traceback(ops_server):

@@ -33,8 +33,10 @@ from serving.bentos.auth import (
     parse_entries,
 )
 from serving.bentos.cache import LRUCache, RedisCache, cache_key, history_hash, make_cache
-from serving.bentos.middleware import ApiKeyMiddleware, RequestValidationMiddleware
-from serving.bentos.schemas import ForecastRequest, field_path, validation_body
+from serving.bentos.errors import field_path, validation_body
+from serving.bentos.http import build_app
+from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from serving.bentos.schemas import ForecastRequest
 
 
 def _redis_up() -> bool:
@@ -146,9 +148,20 @@ _Client = ASGIClient
 def _app(rate: float = 1000, max_body: int = 10_000) -> _Client:
     routes = [Route(p, _echo, methods=["GET", "POST"]) for p in ("/forecast", "/admin/reload", "/readyz", "/other")]
     app = Starlette(routes=routes)
-    wrapped = RequestValidationMiddleware(app, {"/forecast": ForecastRequest}, max_body_bytes=max_body)
-    wrapped = ApiKeyMiddleware(wrapped, KeyStore("u:user,a:admin,s:user:1"), rate_limit_per_s=rate, disabled=False)
-    return _Client(wrapped)
+    return _Client(_stack(app, rate, max_body))
+
+
+def _stack(app, rate: float = 1000, max_body: int = 10_000):
+    """``app`` behind the service's middlewares, in the service's order."""
+    wrapped = BodyLimitMiddleware(app, {"/forecast"}, max_body_bytes=max_body)
+    return ApiKeyMiddleware(wrapped, KeyStore("u:user,a:admin,s:user:1"), rate_limit_per_s=rate, disabled=False)
+
+
+class _UnreachedEngine:
+    """An engine the request must not reach (it was refused before)."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the engine was called ({name}) for a request that should have been refused")
 
 
 def test_middleware_auth_roles_and_open_paths():
@@ -167,7 +180,8 @@ def test_middleware_validation_size_and_replay():
     raw = json.dumps(_req()).encode()
     r = c.post("/forecast", content=raw, headers=auth)
     assert r.status_code == 200 and r.json() == {"len": len(raw), "sha": hash(raw), "role": "user"}  # body intact
-    r = c.post("/forecast", content=json.dumps(_req(horizon=500)), headers=auth)
+    api = _Client(_stack(build_app(lambda: _UnreachedEngine()), max_body=2_000))  # the real HTTP layer validates
+    r = api.post("/forecast", content=json.dumps(_req(horizon=500)), headers=auth)
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "horizon"
     big = json.dumps(_req(pad="x" * 3_000))
     assert c.post("/forecast", content=big, headers=auth).status_code == 413
@@ -183,7 +197,7 @@ def test_middleware_validation_size_and_replay():
 
 def test_middleware_rate_limit():
     c = _app()
-    assert c.app.limiter.backend == "memory"  # no STOCKML_REDIS_URL here: per worker
+    assert c.app.limiter.backend == "memory"  # no STOCKML_SERVING__REDIS_URL here: per worker
     codes = [c.post("/other", headers={"Authorization": "Bearer s"}).status_code for _ in range(5)]
     assert codes[:2] == [200, 200] and codes[2:] == [429, 429, 429]
     assert c.post("/other", headers={"Authorization": "Bearer u"}).status_code == 200
@@ -355,33 +369,30 @@ def test_credentials_are_redacted_from_registry_errors():
 # ---------------------------------------------------------------- request path of /forecast (issue 5)
 
 
-def test_apis_take_the_body_the_middleware_validated():
-    import asyncio
+def test_each_body_is_validated_once_in_json_mode(monkeypatch):
+    """The HTTP layer parses and validates a body once (pydantic's JSON mode: strict fields take JSON's types,
+    a date as an ISO string) and hands that very model to the engine: FastAPI does not validate it again."""
+    parsed = []
+    original = ForecastRequest.model_validate_json.__func__
 
-    from _bentoml_impl.serde import JSONSerde
+    def recording(cls, raw, **kw):
+        parsed.append(original(cls, raw, **kw))
+        return parsed[-1]
 
-    from serving.bentos.middleware import VALIDATED
-    from serving.bentos.service import REUSED_BODIES, SCHEMAS, StockForecaster
+    monkeypatch.setattr(ForecastRequest, "model_validate_json", classmethod(recording))
+    got = []
 
-    apis = {n for n, m in StockForecaster.apis.items() if m.route in SCHEMAS}
-    assert set(REUSED_BODIES) == apis and "forecast" in apis and "batch_submit" not in REUSED_BODIES
-    spec = StockForecaster.apis["forecast"].input_spec
+    class Engine:
+        def forecast_cached(self, req):
+            got.append(req)
+            raise RuntimeError("stop here")
+
+    c = _Client(build_app(lambda: Engine()))
     raw = json.dumps(_req(horizon=5)).encode()
-    validated = ForecastRequest.model_validate_json(raw)
-    scope = {"type": "http", "method": "POST", "path": "/forecast", "headers": [], "state": {VALIDATED: validated}}
-
-    async def no_body():
-        raise AssertionError("the body was read a second time")
-
-    got = asyncio.run(spec.from_http_request(Request(scope, no_body), JSONSerde()))
-    assert got.items is validated.items and got.horizon == 5 and VALIDATED not in scope["state"]
-
-    async def body():  # without the middleware's model (another app): BentoML parses as before
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    scope = {"type": "http", "method": "POST", "path": "/forecast", "headers": [], "state": {}}
-    got = asyncio.run(spec.from_http_request(Request(scope, body), JSONSerde()))
-    assert got.horizon == 5 and got.items[0].sku == "A" and got.items is not validated.items
+    with pytest.raises(RuntimeError, match="stop here"):
+        c.post("/forecast", content=raw, headers={"Content-Type": "application/json"})
+    assert len(parsed) == 1 and got == parsed and got[0] is parsed[0] and got[0].horizon == 5
+    assert str(got[0].items[0].history[0].ds) == "2024-01-01"
 
 
 def _served_row(sku: str = "A"):

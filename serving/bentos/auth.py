@@ -1,16 +1,16 @@
 """API keys (bearer tokens with a role) and per-key token-bucket rate limiting.
 
-Keys come from ``STOCKML_API_KEYS`` (comma-separated ``key:role`` or ``key:role:rate``) and/or
-the file named by ``STOCKML_API_KEYS_FILE`` (one entry per line, ``#`` comments), which is
+Keys come from ``STOCKML_AUTH__API_KEYS`` (comma-separated ``key:role`` or ``key:role:rate``) and/or
+the file named by ``STOCKML_AUTH__API_KEYS_FILE`` (one entry per line, ``#`` comments), which is
 re-read when it changes, so keys rotate without a restart. Roles: ``user`` (forecast,
 classify, model info) and ``admin`` (everything, ``/admin/*`` included). The optional third
-field overrides the per-second rate of that key (``STOCKML_RATE_LIMIT_PER_S`` otherwise).
+field overrides the per-second rate of that key (``STOCKML_AUTH__RATE_LIMIT_PER_S`` otherwise).
 
 Keys are only held as SHA-256 digests; logs and rate-limit buckets use the first 12 hex
 characters of the digest (``key_id``), never the key.
 
 Rate limits: per worker process (:class:`RateLimiter`, a token bucket: ``rate`` per second, bursts
-of ``2 x rate``), or, when ``STOCKML_REDIS_URL`` is set, shared by every worker and replica through
+of ``2 x rate``), or, when ``STOCKML_SERVING__REDIS_URL`` is set, shared by every worker and replica through
 Redis (:class:`RedisRateLimiter`: a fixed-window counter, ``INCR`` + ``PEXPIRE`` in one pipelined
 round trip, same long-run rate and same burst). A Redis that fails is logged and the worker falls
 back to its own bucket for ``retry_s`` seconds: limits then hold per worker, requests never fail
@@ -23,13 +23,15 @@ import asyncio
 import hashlib
 import logging
 import math
-import os
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stockml.settings_serving import AuthSettings
 
 log = logging.getLogger("stockml.serving.auth")
 
@@ -83,7 +85,7 @@ class KeyStore:
     """The accepted keys: env entries plus the secrets file (re-read on change, checked every 5 s)."""
 
     def __init__(self, env_text: str = "", file: Path | None = None, check_every_s: float = 5.0) -> None:
-        self._env = parse_entries(env_text, "STOCKML_API_KEYS") if env_text.strip() else {}
+        self._env = parse_entries(env_text, "STOCKML_AUTH__API_KEYS") if env_text.strip() else {}
         self._file = file
         self._check_every_s = check_every_s
         self._file_keys: dict[str, ApiKey] = {}
@@ -93,9 +95,9 @@ class KeyStore:
         self._reload_file(force=True)
 
     @classmethod
-    def from_env(cls) -> KeyStore:
-        path = os.environ.get("STOCKML_API_KEYS_FILE", "").strip()
-        return cls(os.environ.get("STOCKML_API_KEYS", ""), Path(path) if path else None)
+    def from_settings(cls, auth: AuthSettings) -> KeyStore:
+        """``STOCKML_AUTH__API_KEYS`` entries plus the ``STOCKML_AUTH__API_KEYS_FILE`` file."""
+        return cls(auth.api_keys, auth.api_keys_file)
 
     def _reload_file(self, force: bool = False) -> None:
         if self._file is None:
@@ -108,7 +110,7 @@ class KeyStore:
             mtime = self._file.stat().st_mtime
         except OSError as exc:
             if force:
-                raise KeyConfigError(f"STOCKML_API_KEYS_FILE {self._file} cannot be read: {exc}") from exc
+                raise KeyConfigError(f"STOCKML_AUTH__API_KEYS_FILE {self._file} cannot be read: {exc}") from exc
             log.warning("API key file %s cannot be read (%s); keeping the keys already loaded", self._file, exc)
             return
         if mtime == self._mtime:
@@ -201,7 +203,7 @@ class RedisRateLimiter:
         retry_s: float = 30.0,
         fallback: RateLimiter | None = None,
     ) -> None:
-        import redis  # optional dependency: only needed when STOCKML_REDIS_URL is set
+        import redis  # optional dependency: only needed when STOCKML_SERVING__REDIS_URL is set
         import redis.asyncio
 
         self.url = url
@@ -259,5 +261,5 @@ def make_rate_limiter(default_rate: float, redis_url: str | None) -> RateLimiter
     try:
         return RedisRateLimiter(redis_url, default_rate)
     except ImportError:
-        log.warning("STOCKML_REDIS_URL is set but the `redis` package is not installed; per-worker rate limits")
+        log.warning("STOCKML_SERVING__REDIS_URL is set but the `redis` package is missing; per-worker rate limits")
         return RateLimiter(default_rate)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.forecasting.metrics import naive_scale
+
 PRIOR = (1.0, 1.0)
 MC_DRAWS = 20_000
 MC_SEED = 20261125
@@ -68,18 +70,21 @@ class Decision:
     reason: str
 
 
+UNDEFINED_SCALE = 1.0  # the scale of a history whose naive scale is 0 or undefined (a constant history)
+
+
 def mase_scale(history: Iterable[float]) -> float:
-    """Mean absolute lag-1 difference of a (weekly, regular) series; 1.0 when it is 0 or undefined."""
-    y = np.asarray(list(history), dtype="float64")
-    if y.size < 2:
-        return 1.0
-    s = float(np.mean(np.abs(np.diff(y))))
-    return s if np.isfinite(s) and s > 0 else 1.0
+    """The library's lag-1 MASE scale (:func:`training.forecasting.metrics.naive_scale`) of a weekly, regular
+    series; :data:`UNDEFINED_SCALE` when it is 0 or undefined. A reward must exist for every served
+    forecast, so such a history is scored on the absolute error (the guardrail's ``mean_mase`` leaves
+    those series out instead: it averages over series, the bandit over outcomes)."""
+    s = naive_scale(np.asarray(list(history) if not isinstance(history, np.ndarray) else history, dtype="float64"))
+    return s if np.isfinite(s) and s > 0 else UNDEFINED_SCALE
 
 
 def reward(y: float, yhat: float | None, scale: float) -> float:
     """1 / (1 + |y - yhat| / scale) in (0, 1]; a missing forecast scores as yhat = 0."""
-    scale = scale if scale and np.isfinite(scale) and scale > 0 else 1.0
+    scale = scale if scale and np.isfinite(scale) and scale > 0 else UNDEFINED_SCALE
     err = abs(float(y) - float(yhat or 0.0)) / scale
     return 1.0 / (1.0 + err)
 

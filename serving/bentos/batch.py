@@ -10,8 +10,10 @@ chunk to ``result.csv`` and updating ``job.json`` (state, SKUs done / total) ato
 A restart does not lose anything: finished jobs are read back from disk, and jobs that were
 queued or running are queued again (a running one restarts from its first chunk).
 
-Limits (environment): ``STOCKML_SERVING_BATCH_MAX_BYTES`` (upload size, 64 MiB),
-``STOCKML_SERVING_BATCH_MAX_SKUS`` (100000), ``STOCKML_SERVING_BATCH_CHUNK`` (SKUs per chunk, 250).
+Limits: the ``batch`` section of :class:`stockml.settings.Settings`: ``STOCKML_BATCH__MAX_BYTES``
+(upload size, 64 MiB), ``STOCKML_BATCH__MAX_SKUS`` (100000), ``STOCKML_BATCH__CHUNK_SKUS`` (SKUs per
+chunk, 250). The upload's envelope (size, content type, form fields) is checked before it is parsed
+by :class:`serving.bentos.middleware.UploadMiddleware`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.bentos.schemas import MAX_DATE, MAX_HORIZON, MAX_WEEKS, MAX_Y, MIN_DATE
+from serving.bentos.schemas import MAX_DATE, MAX_WEEKS, MAX_Y, MIN_DATE
+from stockml.settings_serving import BatchSettings
 
 log = logging.getLogger("stockml.serving")
 
@@ -44,11 +47,6 @@ RESULT_COLUMNS = [
 STATES = ("queued", "running", "done", "failed")
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(float(raw)) if raw else default
-
-
 @dataclass(frozen=True)
 class BatchLimits:
     max_bytes: int = 64 * 1024 * 1024
@@ -56,12 +54,8 @@ class BatchLimits:
     chunk_skus: int = 250
 
     @classmethod
-    def from_env(cls) -> BatchLimits:
-        return cls(
-            max_bytes=_env_int("STOCKML_SERVING_BATCH_MAX_BYTES", cls.max_bytes),
-            max_skus=_env_int("STOCKML_SERVING_BATCH_MAX_SKUS", cls.max_skus),
-            chunk_skus=max(1, _env_int("STOCKML_SERVING_BATCH_CHUNK", cls.chunk_skus)),
-        )
+    def from_settings(cls, batch: BatchSettings) -> BatchLimits:
+        return cls(max_bytes=batch.max_bytes, max_skus=batch.max_skus, chunk_skus=batch.chunk_skus)
 
 
 class CsvError(ValueError):
@@ -246,7 +240,7 @@ class BatchRunner:
     def __init__(self, store: JobStore, champion: ChampionGetter, limits: BatchLimits | None = None) -> None:
         self.store = store
         self.champion = champion
-        self.limits = limits or BatchLimits.from_env()
+        self.limits = limits or BatchLimits()
         self.queue: queue.Queue[str | None] = queue.Queue()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="stockml-batch", daemon=True)
@@ -401,98 +395,6 @@ __all__ = [
     "FormatUnavailable",
     "Job",
     "JobStore",
-    "UploadMiddleware",
     "parse_csv",
     "render",
 ]
-
-
-# ---------------------------------------------------------------- the upload's envelope, before BentoML sees it
-
-
-class UploadMiddleware:
-    """Checks a multipart upload to ``paths`` before BentoML parses it, answering 415/422 with the reason.
-
-    :class:`~serving.bentos.middleware.RequestValidationMiddleware` only handles the JSON routes in its
-    ``schemas`` and lets other routes through untouched, and BentoML answers a malformed form (no
-    ``file`` part, ``horizon`` not a number, a non-multipart body) with a 400 and a traceback in the
-    log. Here: larger than ``max_bytes`` (Content-Length or bytes received) → 422; not
-    ``multipart/form-data`` → 415; no ``file`` part, an unknown field, or ``horizon`` not an integer
-    1..104 → 422 naming the field. A valid body is replayed unchanged; the CSV's content is checked
-    by the endpoint (:func:`parse_csv`).
-    """
-
-    def __init__(self, app: Any, paths: tuple[str, ...] = ("/batch",), max_bytes: int | None = None) -> None:
-        self.app = app
-        self.paths = frozenset(paths)
-        self.max_bytes = BatchLimits.from_env().max_bytes if max_bytes is None else max_bytes
-
-    @staticmethod
-    async def _answer(scope: Any, receive: Any, send: Any, status: int, msg: str, field: str | None) -> None:
-        from starlette.responses import JSONResponse
-
-        from serving.bentos.schemas import error_body
-
-        await JSONResponse(error_body(msg, field=field), status_code=status)(scope, receive, send)
-
-    async def _drain(self, receive: Any) -> None:
-        from serving.bentos.middleware import drain_body
-
-        await drain_body(receive, 2 * self.max_bytes)  # read (and drop) the body: the client gets the answer
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") not in self.paths or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        too_large = f"upload larger than {self.max_bytes} bytes"
-        length = headers.get(b"content-length", "")
-        if length.strip().isdigit() and int(length) > self.max_bytes:
-            await self._drain(receive)
-            await self._answer(scope, receive, send, 422, too_large, "file")
-            return
-        ctype = headers.get(b"content-type", "").split(";")[0].strip().lower()
-        if ctype != "multipart/form-data":
-            await self._drain(receive)
-            msg = f"content type {ctype or 'none'!r}: send multipart/form-data with the CSV in the field 'file'"
-            await self._answer(scope, receive, send, 415, msg, None)
-            return
-        from serving.bentos.middleware import BodyTooLarge, read_body, replay_body
-
-        try:
-            body = await read_body(receive, self.max_bytes, drain_limit=2 * self.max_bytes)
-        except BodyTooLarge:
-            await self._answer(scope, receive, send, 422, too_large, "file")
-            return
-        if body is None:  # the client went away
-            return
-        problem = await self._check_form(scope, replay_body(body, receive))
-        if problem is not None:
-            await self._answer(scope, receive, send, 422, *problem)
-            return
-        await self.app(scope, replay_body(body, receive), send)
-
-    @staticmethod
-    async def _check_form(scope: Any, receive: Any) -> tuple[str, str] | None:
-        from starlette.datastructures import UploadFile
-        from starlette.requests import Request
-
-        try:
-            form = await Request(scope, receive).form()
-        except Exception as exc:  # a broken multipart body (bad boundary, truncated)
-            return f"the multipart body cannot be read: {str(exc)[:200] or type(exc).__name__}", "body"
-        try:
-            unknown = sorted(set(form.keys()) - {"file", "horizon"})
-            if unknown:
-                return f"unknown form field(s) {unknown}; send 'file' and optionally 'horizon'", unknown[0]
-            files = form.getlist("file")
-            if len(files) != 1 or not isinstance(files[0], UploadFile):
-                return "send exactly one CSV file in the form field 'file'", "file"
-            horizon = form.get("horizon")
-            if horizon is not None:
-                text = horizon if isinstance(horizon, str) else ""
-                if not (text.strip().isdigit() and 1 <= int(text) <= MAX_HORIZON):
-                    return f"horizon must be an integer between 1 and {MAX_HORIZON}", "horizon"
-            return None
-        finally:
-            await form.close()

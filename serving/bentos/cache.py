@@ -1,4 +1,4 @@
-"""Cache of per-SKU forecasts: in-process LRU, or Redis when ``STOCKML_REDIS_URL`` is set.
+"""Cache of per-SKU forecasts: in-process LRU, or Redis when ``STOCKML_SERVING__REDIS_URL`` is set.
 
 Key = (model name, version, the version's run id, SKU, hash of the history, horizon). The run
 id makes keys unique across registries that share one Redis (version "1" of two registries
@@ -79,7 +79,7 @@ class RedisCache:
     backend = "redis"
 
     def __init__(self, url: str, ttl_s: int = 3600, fallback: LRUCache | None = None, retry_s: float = 30.0) -> None:
-        import redis  # optional dependency: only needed when STOCKML_REDIS_URL is set
+        import redis  # optional dependency: only needed when STOCKML_SERVING__REDIS_URL is set
 
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.ttl_s = ttl_s
@@ -128,5 +128,5 @@ def make_cache(redis_url: str | None, max_entries: int, ttl_s: int) -> Cache:
     try:
         return RedisCache(redis_url, ttl_s, fallback=lru)
     except ImportError:
-        log.warning("STOCKML_REDIS_URL is set but the `redis` package is not installed; using the in-process cache")
+        log.warning("STOCKML_SERVING__REDIS_URL is set but the `redis` package is missing; using the in-process cache")
         return lru

@@ -1,26 +1,25 @@
-"""ASGI middlewares added to the BentoML service: API-key auth and rate limiting, then the
-request-size limit and schema validation (422 with the field).
+"""ASGI middlewares added to the BentoML service with its public ``add_asgi_middleware``: API-key
+auth and rate limiting, then the size and content-type limits of request bodies.
 
-Order (outermost first, as added with ``StockForecaster.add_asgi_middleware``):
+Order (outermost first, as added in :mod:`serving.bentos.service`):
 
 1. :class:`ApiKeyMiddleware`: 401 without or with an unknown bearer key, 403 for a ``user``
    key on ``/admin/*``, 429 (with ``Retry-After``) when the key's rate limit is spent (per worker,
-   or shared by all workers through Redis when ``STOCKML_REDIS_URL`` is set: see
+   or shared by all workers through Redis when ``STOCKML_SERVING__REDIS_URL`` is set: see
    :mod:`serving.bentos.auth`).
    Health, readiness, metrics and the API docs stay open. With OIDC configured, a bearer that
    is not a known API key and looks like a JWT is verified (:mod:`serving.bentos.oidc`): 401
    with a short reason when invalid, 403 without a stockml role; rate limits per ``sub``.
-2. :class:`RequestValidationMiddleware`: 413 when the body is larger than the limit
-   (``Content-Length`` or the bytes actually received), 415 for a non-JSON content type, 422
-   when the body does not match the endpoint's pydantic model; otherwise the body is replayed
-   to BentoML unchanged. BentoML would answer 400 to a pydantic failure; validating here
-   gives 422 and a body that names the field, with no traceback. The validated model is left
-   in the request's ``state``; :func:`reuse_validated_bodies` makes the BentoML APIs take their
-   arguments from it instead of parsing and validating the same body a second time (on a cached
-   ``/forecast`` that second validation was as expensive as the rest of the handler).
+2. :class:`BodyLimitMiddleware`: on the JSON routes, 413 when the body is larger than the limit
+   (``Content-Length`` or the bytes actually received) and 415 for a non-JSON content type,
+   before anything parses the body. :class:`UploadMiddleware` does the same for the multipart
+   ``/batch`` upload (larger than the limit: 422 naming ``file``; not multipart: 415; a missing
+   ``file`` part, an unknown field or a bad ``horizon``: 422 naming it).
 
-BentoML's own metrics middleware sits outside these, so 401/403/413/422/429 answers are
-counted in ``bentoml_service_request_total`` under their status code.
+Schema validation is not here: the FastAPI app (:mod:`serving.bentos.http`) validates each body
+against the same models it publishes in the OpenAPI. All answers carry the
+:class:`~serving.bentos.errors.ErrorBody` shape. BentoML's own metrics middleware sits outside
+these, so 401/403/413/415/422/429 answers are counted in ``bentoml_service_request_total``.
 """
 
 from __future__ import annotations
@@ -31,13 +30,15 @@ import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from serving.bentos.auth import KeyStore, RateLimiter, RedisRateLimiter, make_rate_limiter
-from serving.bentos.config import ServingConfig
+from serving.bentos.errors import error_body
 from serving.bentos.oidc import OidcSettings, OidcVerifier, TokenRejected, looks_like_jwt
-from serving.bentos.schemas import error_body, validation_body
+from serving.bentos.schemas import MAX_HORIZON
+from stockml.settings_serving import AuthSettings
 
 log = logging.getLogger("stockml.serving")
 
@@ -47,9 +48,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-VALIDATED = "stockml.validated_body"  # request state key: the body's model, validated by the middleware
-
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/", "/docs.json", "/schema.json"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/livez", "/readyz", "/metrics", "/", "/docs.json", "/schema.json", "/openapi.json"}
+)
 OPEN_PREFIXES = ("/static_content/", "/assets/")
 
 
@@ -131,35 +132,29 @@ class ApiKeyMiddleware:
         self,
         app: ASGIApp,
         keys: KeyStore | None = None,
-        rate_limit_per_s: float | None = None,
-        disabled: bool | None = None,
-        oidc: OidcVerifier | bool | None = True,
-        redis_url: str | bool | None = True,
+        rate_limit_per_s: float = 50.0,
+        disabled: bool = False,
+        oidc: OidcVerifier | None = None,
+        redis_url: str | None = None,
     ) -> None:
-        """Unset arguments come from the environment (:class:`~serving.bentos.config.ServingConfig`).
-
-        ``oidc``: a verifier, ``True`` (from ``STOCKML_OIDC_*``, off when unset) or ``False``/None (off).
-        ``redis_url``: where the rate limits are shared between workers; ``True``: ``STOCKML_REDIS_URL``
-        (per-worker limits when unset), ``None``/``False``: per worker.
-        """
-        cfg = ServingConfig.from_env()
+        """``keys``: the accepted API keys (None: none); ``oidc``: a verifier of JWT bearers (None: off);
+        ``redis_url``: where the rate limits are shared between workers (None: per worker).
+        :func:`auth_options` builds these from the settings."""
         self.app = app
-        self.keys = keys if keys is not None else KeyStore.from_env()
-        if oidc is True:
-            oidc = oidc_from_config(cfg)
-        self.oidc: OidcVerifier | None = oidc or None
-        rate = cfg.rate_limit_per_s if rate_limit_per_s is None else rate_limit_per_s
-        url = cfg.redis_url if redis_url is True else (redis_url or None)
-        self.limiter: RateLimiter | RedisRateLimiter = make_rate_limiter(rate, url)
-        self.disabled = cfg.auth_disabled if disabled is None else disabled
+        self.keys = keys if keys is not None else KeyStore()
+        self.oidc = oidc
+        self.limiter: RateLimiter | RedisRateLimiter = make_rate_limiter(rate_limit_per_s, redis_url)
+        self.disabled = disabled
         if not self.disabled:
             log.info("rate limits: %s", "shared through Redis" if self.limiter.backend == "redis" else "per worker")
         if self.disabled:
-            log.warning("STOCKML_AUTH_DISABLED is set: every endpoint is open, without rate limits")
+            log.warning("STOCKML_AUTH__DISABLED is set: every endpoint is open, without rate limits")
         elif self.oidc is not None:
             log.info("OIDC bearer tokens accepted from issuer %s", self.oidc.settings.issuer)
         elif not len(self.keys):
-            log.warning("no API keys configured (STOCKML_API_KEYS / STOCKML_API_KEYS_FILE): every API call gets 401")
+            log.warning(
+                "no API keys configured (STOCKML_AUTH__API_KEYS / STOCKML_AUTH__API_KEYS_FILE): every API call gets 401"
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.disabled or is_open(scope["path"]):
@@ -206,33 +201,44 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
-def oidc_from_config(cfg: ServingConfig) -> OidcVerifier | None:
-    """The verifier for the ``STOCKML_OIDC_*`` settings; None when none is set (a partial set raises)."""
-    if not cfg.oidc_enabled:
+def oidc_from_settings(auth: AuthSettings) -> OidcVerifier | None:
+    """The verifier for the ``STOCKML_AUTH__OIDC_*`` settings; None when none is set (a partial set raises)."""
+    if not auth.oidc_enabled:
         return None
     return OidcVerifier(
         OidcSettings(
-            issuer=cfg.oidc_issuer or "",
-            audience=cfg.oidc_audience or "",
-            jwks_url=cfg.oidc_jwks_url or "",
-            roles_claim=cfg.oidc_roles_claim,
-            admin_role=cfg.oidc_admin_role,
-            user_role=cfg.oidc_user_role,
+            issuer=auth.oidc_issuer or "",
+            audience=auth.oidc_audience or "",
+            jwks_url=auth.oidc_jwks_url or "",
+            roles_claim=auth.oidc_roles_claim,
+            admin_role=auth.oidc_admin_role,
+            user_role=auth.oidc_user_role,
         )
     )
 
 
-class RequestValidationMiddleware:
-    """Size limit and schema validation of POST bodies on the paths in ``schemas``."""
+def auth_options(auth: AuthSettings, redis_url: str | None) -> dict[str, Any]:
+    """The keyword arguments of :class:`ApiKeyMiddleware` for these settings."""
+    return {
+        "keys": KeyStore.from_settings(auth),
+        "rate_limit_per_s": auth.rate_limit_per_s,
+        "disabled": auth.disabled,
+        "oidc": oidc_from_settings(auth),
+        "redis_url": redis_url,
+    }
 
-    def __init__(self, app: ASGIApp, schemas: dict[str, type[BaseModel]], max_body_bytes: int | None = None) -> None:
+
+class BodyLimitMiddleware:
+    """413 for a body over ``max_body_bytes`` and 415 for a non-JSON content type, on POSTs to ``paths``;
+    a body within the limits is replayed unchanged to the app (which validates it)."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] | set[str], max_body_bytes: int) -> None:
         self.app = app
-        self.schemas = schemas
-        self.max_body_bytes = ServingConfig.from_env().max_body_bytes if max_body_bytes is None else max_body_bytes
+        self.paths = frozenset(paths)
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        schema = self.schemas.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if schema is None or scope.get("method") != "POST":
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
@@ -254,44 +260,68 @@ class RequestValidationMiddleware:
             return
         if body is None:  # the client went away
             return
-        try:
-            model = schema.model_validate_json(body or b"{}")
-        except ValidationError as exc:
-            await _respond(scope, receive, send, 422, validation_body(exc))
-            return
-        scope.setdefault("state", {})[VALIDATED] = model  # taken by the API's input spec (reuse_validated_bodies)
         await self.app(scope, replay_body(body, receive), send)
 
 
-def reuse_validated_bodies(service: Any, schemas: dict[str, type[BaseModel]]) -> list[str]:
-    """Let the JSON APIs of ``service`` take their arguments from the model that
-    :class:`RequestValidationMiddleware` already validated (request state ``VALIDATED``), instead of
-    BentoML reading the body again and validating it against its own input model.
+class UploadMiddleware:
+    """Checks a multipart upload to ``paths`` before the app parses it, answering 415/422 with the reason:
+    larger than ``max_bytes`` (Content-Length or bytes received) → 422 naming ``file``; not
+    ``multipart/form-data`` → 415; no ``file`` part, an unknown field, or ``horizon`` not an integer
+    1..104 → 422 naming the field. A valid body is replayed unchanged; the CSV's content is checked
+    by the engine (:func:`serving.bentos.batch.parse_csv`)."""
 
-    Only for an API whose route has a schema, whose input is keyword fields (not a root or multipart
-    input) that the schema has too: the schema's types are the API's (or stricter), so the values
-    are what BentoML's own validation would have produced. Without the state entry (the middleware
-    not installed, another route) BentoML parses as usual. The API's input model, hence ``/docs.json``,
-    is unchanged: only its ``from_http_request`` is wrapped. Returns the API names done.
-    """
-    done = []
-    for name, method in service.apis.items():
-        schema = schemas.get(method.route)
-        spec = method.input_spec
-        if schema is None or getattr(spec, "__root_input__", False) or getattr(spec, "multipart_fields", None):
-            continue
-        fields = tuple(spec.model_fields)
-        if not set(fields) <= set(schema.model_fields):
-            continue
-        original = spec.from_http_request
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...] = ("/batch",), max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+        self.max_bytes = max_bytes
 
-        async def from_http_request(cls, request, serde, _schema=schema, _fields=fields, _original=original):
-            state = request.scope.get("state")
-            pre = state.pop(VALIDATED, None) if state else None
-            if isinstance(pre, _schema):
-                return cls.model_construct(**{f: getattr(pre, f) for f in _fields})
-            return await _original(request, serde)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self.paths or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_body(f"upload larger than {self.max_bytes} bytes", field="file")
+        length = _header(scope, b"content-length") or ""
+        if length.strip().isdigit() and int(length) > self.max_bytes:
+            await drain_body(receive, 2 * self.max_bytes)
+            await _respond(scope, receive, send, 422, too_large)
+            return
+        ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        if ctype != "multipart/form-data":
+            await drain_body(receive, 2 * self.max_bytes)
+            msg = f"content type {ctype or 'none'!r}: send multipart/form-data with the CSV in the field 'file'"
+            await _respond(scope, receive, send, 415, error_body(msg))
+            return
+        try:
+            body = await read_body(receive, self.max_bytes, drain_limit=2 * self.max_bytes)
+        except BodyTooLarge:
+            await _respond(scope, receive, send, 422, too_large)
+            return
+        if body is None:  # the client went away
+            return
+        problem = await _check_form(scope, replay_body(body, receive))
+        if problem is not None:
+            await _respond(scope, receive, send, 422, error_body(problem[0], field=problem[1]))
+            return
+        await self.app(scope, replay_body(body, receive), send)
 
-        spec.from_http_request = classmethod(from_http_request)
-        done.append(name)
-    return done
+
+async def _check_form(scope: Scope, receive: Receive) -> tuple[str, str] | None:
+    try:
+        form = await Request(scope, receive).form()
+    except Exception as exc:  # a broken multipart body (bad boundary, truncated)
+        return f"the multipart body cannot be read: {str(exc)[:200] or type(exc).__name__}", "body"
+    try:
+        unknown = sorted(set(form.keys()) - {"file", "horizon"})
+        if unknown:
+            return f"unknown form field(s) {unknown}; send 'file' and optionally 'horizon'", unknown[0]
+        files = form.getlist("file")
+        if len(files) != 1 or not isinstance(files[0], UploadFile):
+            return "send exactly one CSV file in the form field 'file'", "file"
+        horizon = form.get("horizon")
+        if horizon is not None:
+            text = horizon if isinstance(horizon, str) else ""
+            if not (text.strip().isdigit() and 1 <= int(text) <= MAX_HORIZON):
+                return f"horizon must be an integer between 1 and {MAX_HORIZON}", "horizon"
+        return None
+    finally:
+        await form.close()

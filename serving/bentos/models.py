@@ -1,7 +1,7 @@
 """Load the router from the MLflow registry by alias and follow the aliases.
 
 ``champion`` serves; ``challenger`` is loaded too when the registry has one and gets a share of
-the ``/forecast`` traffic by Thompson sampling (:mod:`serving.bentos.routing`); both are reported
+the ``/forecast`` traffic by Thompson sampling (:mod:`serving.bentos.traffic`); both are reported
 by ``/model_info``. A reload loads and warms up the new version
 *before* swapping it in: readers take one reference to an immutable :class:`LoadedModel` per
 request, and the swap replaces the whole mapping in one assignment, so requests in flight

@@ -1,7 +1,7 @@
 """Optional OIDC / JWT bearer tokens (e.g. Keycloak access tokens) next to the API keys.
 
-Enabled when ``STOCKML_OIDC_ISSUER``, ``STOCKML_OIDC_AUDIENCE`` and ``STOCKML_OIDC_JWKS_URL`` are
-set (see :class:`~serving.bentos.config.ServingConfig`). A token is verified with the issuer's
+Enabled when ``STOCKML_AUTH__OIDC_ISSUER``, ``STOCKML_AUTH__OIDC_AUDIENCE`` and ``STOCKML_AUTH__OIDC_JWKS_URL`` are
+set (the ``auth`` section of :class:`stockml.settings.Settings`). A token is verified with the issuer's
 public keys (JWKS over http(s) through :class:`jwt.PyJWKClient`, which caches them and refetches
 on an unknown ``kid``, or a ``file://`` JWKS read from disk and re-read when it changes), RS256 or
 ES256 only; signature, ``exp``, ``nbf``, ``iss`` and ``aud`` are checked, ``sub`` is required.
@@ -88,7 +88,7 @@ class _FileJwks:
         try:
             self._load()
         except (OSError, ValueError, jwt.PyJWTError) as exc:
-            raise OidcConfigError(f"STOCKML_OIDC_JWKS_URL file {path} cannot be loaded: {exc}") from exc
+            raise OidcConfigError(f"STOCKML_AUTH__OIDC_JWKS_URL file {path} cannot be loaded: {exc}") from exc
 
     def _load(self) -> None:
         mtime = self.path.stat().st_mtime
@@ -119,7 +119,9 @@ class OidcVerifier:
 
     def __init__(self, settings: OidcSettings, jwks_timeout_s: float = 5.0) -> None:
         if not (settings.issuer and settings.audience and settings.jwks_url):
-            raise OidcConfigError("OIDC needs STOCKML_OIDC_ISSUER, STOCKML_OIDC_AUDIENCE and STOCKML_OIDC_JWKS_URL")
+            raise OidcConfigError(
+                "OIDC needs STOCKML_AUTH__OIDC_ISSUER, STOCKML_AUTH__OIDC_AUDIENCE and STOCKML_AUTH__OIDC_JWKS_URL"
+            )
         self.settings = settings
         url = urlparse(settings.jwks_url)
         self._file: _FileJwks | None = None
@@ -129,7 +131,7 @@ class OidcVerifier:
         elif url.scheme in ("http", "https"):
             self._client = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, timeout=jwks_timeout_s)
         else:
-            raise OidcConfigError("STOCKML_OIDC_JWKS_URL must be an http(s):// URL or a file:// path")
+            raise OidcConfigError("STOCKML_AUTH__OIDC_JWKS_URL must be an http(s):// URL or a file:// path")
 
     @property
     def fetches_over_network(self) -> bool:

@@ -1,7 +1,7 @@
 """The outcome store: served forecasts, their feedback, the bandit posteriors and decisions.
 
 SQLAlchemy Core over SQLite (``<STOCKML_HOME>/serving.db``, the default) or Postgres
-(``STOCKML_SERVING_DB_URL``, e.g. ``postgresql+psycopg://user:pw@host/db``). Every write is one
+(``STOCKML_SERVING__DB_URL``, e.g. ``postgresql+psycopg://user:pw@host/db``). Every write is one
 transaction, so a crash never leaves feedback counted without its posterior update (or the
 reverse), and the state survives restarts and is shared by all workers that use the same DB.
 
@@ -16,7 +16,7 @@ Tables (created when missing):
 
 **Write-behind of served forecasts.** ``/forecast`` does not write its ``serving_forecasts`` rows
 itself: :meth:`OutcomeStore.enqueue_forecasts` puts them on an in-process queue and a background
-thread inserts them in batches (one transaction per batch) every ``STOCKML_SERVING_RECORD_FLUSH_S``
+thread inserts them in batches (one transaction per batch) every ``STOCKML_SERVING__RECORD_FLUSH_S``
 seconds (default 0.2; 0 writes synchronously, as before). Semantics:
 
 - a worker's own reads see its queued rows: :meth:`score` (``/feedback``) and :meth:`forecast` flush
@@ -39,7 +39,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
@@ -65,6 +64,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from serving.bentos.bandit import PRIOR, Posterior, reward
+from stockml.settings_serving import ServingSettings
 
 log = logging.getLogger("stockml.serving.outcomes")
 
@@ -125,9 +125,8 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def default_url(home: Path | str) -> str:
-    """``STOCKML_SERVING_DB_URL`` or ``sqlite:///<home>/serving.db``."""
-    url = os.environ.get("STOCKML_SERVING_DB_URL", "").strip()
+def default_url(home: Path | str, url: str | None = None) -> str:
+    """``url`` (the ``serving.db_url`` setting) or ``sqlite:///<home>/serving.db``."""
     if url:
         return url
     path = Path(home).expanduser().resolve() / "serving.db"
@@ -160,13 +159,10 @@ class ScoredItem:
 
 
 class OutcomeStore:
-    def __init__(self, url: str, flush_s: float | None = None, max_pending: int = 200_000) -> None:
-        """``flush_s``: write-behind interval of :meth:`enqueue_forecasts` (None: from
-        ``STOCKML_SERVING_RECORD_FLUSH_S``, default 0.2 s; 0: write synchronously)."""
+    def __init__(self, url: str, flush_s: float = 0.2, max_pending: int = 200_000) -> None:
+        """``flush_s``: write-behind interval of :meth:`enqueue_forecasts` (the ``serving.record_flush_s``
+        setting; 0: write synchronously)."""
         self.url = url
-        if flush_s is None:
-            raw = os.environ.get("STOCKML_SERVING_RECORD_FLUSH_S", "").strip()
-            flush_s = float(raw) if raw else 0.2
         self.flush_s = max(0.0, flush_s)
         self.max_pending = max_pending
         self._pending: list[dict[str, Any]] = []
@@ -186,8 +182,8 @@ class OutcomeStore:
         metadata.create_all(self.engine)
 
     @classmethod
-    def from_env(cls, home: Path | str) -> OutcomeStore:
-        return cls(default_url(home))
+    def from_settings(cls, home: Path | str, serving: ServingSettings) -> OutcomeStore:
+        return cls(default_url(home, serving.db_url), flush_s=serving.record_flush_s)
 
     def _insert(self, table: Table):
         if self.is_sqlite:

@@ -1,9 +1,9 @@
 """Request and response models of the HTTP API, and how a validation failure is reported.
 
-The same annotated types are used twice: by the BentoML API signatures (so ``/docs.json``
-shows the real schema) and by :class:`~serving.bentos.middleware.RequestValidationMiddleware`,
-which validates the raw body first and answers **422** naming the field (BentoML itself would
-answer 400 for a pydantic failure).
+These models are the contract: the HTTP layer (:mod:`serving.bentos.http`) validates each raw body
+against them once (pydantic's JSON mode, so ``strict`` fields take JSON's types) and FastAPI publishes
+the same models in the OpenAPI (``/docs.json``), so the schema states exactly what is accepted. A
+failure is a **422** naming each field (:func:`serving.bentos.errors.validation_body`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from training.data.weekly import week_number
 
 MAX_ITEMS = 1000
 MAX_HORIZON = 104
@@ -19,11 +21,6 @@ MAX_POINTS = 10_000  # observations per SKU (daily data is fine: it is summed in
 MAX_WEEKS = 1040  # span of one history, first to last week (20 years)
 MAX_Y = 1e12  # weekly demand beyond this is a unit error, and overflows interval arithmetic
 MIN_DATE, MAX_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)  # pandas' nanosecond range ends in 2262
-
-
-def week_start(d: dt.date) -> dt.date:
-    """Monday of ``d``'s week (the router puts history on the W-MON grid)."""
-    return d - dt.timedelta(days=d.weekday())
 
 
 class Observation(BaseModel):
@@ -48,15 +45,21 @@ class SeriesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Annotated[str, Field(min_length=1, max_length=200, description="Product identifier.")]
-    history: Annotated[list[Observation], Field(min_length=2, max_length=MAX_POINTS)]
+    history: Annotated[
+        list[Observation],
+        Field(
+            min_length=2,
+            max_length=MAX_POINTS,
+            description=f"2..{MAX_POINTS} observations covering at least 2 different Monday-to-Sunday weeks and "
+            f"spanning at most {MAX_WEEKS} weeks from the first to the last.",
+        ),
+    ]
 
     @field_validator("history")
     @classmethod
     def _weeks(cls, v: list[Observation]) -> list[Observation]:
-        # W-MON week numbers by ordinal (0001-01-01 was a Monday): at least 2 distinct weeks <=> the
-        # first and last week differ; no date arithmetic per observation (this runs on every request)
-        days = [o.ds.toordinal() for o in v]
-        first, last = (min(days) - 1) // 7, (max(days) - 1) // 7
+        # W-MON week numbers (the library's): at least 2 distinct weeks <=> the first and last week differ
+        first, last = week_number(min(o.ds for o in v)), week_number(max(o.ds for o in v))
         if first == last:
             raise ValueError("history must cover at least 2 different weeks")
         span = last - first + 1
@@ -65,7 +68,9 @@ class SeriesIn(BaseModel):
         return v
 
 
-Items = Annotated[list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs.")]
+Items = Annotated[
+    list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs, each sku at most once.")
+]
 Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")]
 
 
@@ -157,30 +162,3 @@ class ClassifyResponse(BaseModel):
     rule_source: str
     note: str
     items: list[SkuClass]
-
-
-# ---------------------------------------------------------------- errors
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """("items", 0, "history", 3, "y") -> "items[0].history[3].y"; () -> "body"."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def validation_body(exc: ValidationError) -> dict[str, Any]:
-    """The 422 body: every failing field with the reason, never the offending input."""
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    detail = [{"field": field_path(tuple(e["loc"])), "message": e["msg"], "type": e["type"]} for e in errors]
-    first = detail[0] if detail else {"field": "body", "message": "invalid request"}
-    return {"error": f"invalid request: {first['field']}: {first['message']}", "detail": detail}
-
-
-def error_body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["detail"] = [{"field": field, "message": message, "type": "value_error"}]
-    body.update(extra)
-    return body

@@ -6,7 +6,7 @@ history is validated exactly as for ``/forecast`` and failures get the same 422 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,7 +29,7 @@ class OrderItem(SeriesIn):
         int, Field(strict=True, ge=1, le=MAX_LEAD_WEEKS, description="Weeks from order to receipt, 1..52.")
     ]
     review_period_weeks: Annotated[
-        int, Field(strict=True, ge=1, le=MAX_REVIEW_WEEKS, description="Weeks between orders, 1..52.")
+        int, Field(strict=True, ge=1, le=MAX_REVIEW_WEEKS, description=f"Weeks between orders, 1..{MAX_REVIEW_WEEKS}.")
     ] = 1
     service_level: Annotated[
         float,
@@ -46,7 +46,10 @@ class OrderItem(SeriesIn):
 class RecommendOrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs.")]
+    items: Annotated[
+        list[OrderItem],
+        Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs, each sku at most once."),
+    ]
 
     @field_validator("items")
     @classmethod
@@ -95,3 +98,94 @@ class BatchResultRequest(BaseModel):
 
     job_id: JobId
     format: Literal["csv", "json", "xlsx"] = "csv"
+
+
+class JobOut(BaseModel):
+    """A batch job's state and progress (``POST /batch``, ``/batch_status``)."""
+
+    job_id: str
+    state: Literal["queued", "running", "done", "failed"]
+    horizon: int
+    skus_total: int
+    rows: int
+    skus_done: int
+    progress: float = Field(description="SKUs done / total, 0..1.")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    model_name: str | None
+    model_version: str | None
+    error: str | None
+    submitted_by: str | None
+    restarts: int
+    seconds: float | None = Field(description="Forecasting wall time of a finished job.")
+
+
+# ---------------------------------------------------------------- answers of the model and bandit endpoints
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a later key is an addition, not a break
+
+
+class ModelInfo(_Open):
+    model: str
+    ready: bool = Field(description="Whether a champion is loaded (what /readyz says).")
+    aliases: dict[str, dict[str, Any] | None] = Field(description="Per alias: version, run_id, loaded_at, router.")
+    poll_s: float
+    last_check: str | None
+    last_error: str | None
+    reloads: int
+    cache: Literal["memory", "redis"]
+
+
+class ReloadAnswer(_Open):
+    model: str
+    aliases: dict[str, dict[str, Any]] = Field(description="Per alias: from, to, changed (and error).")
+    versions: dict[str, str | None]
+    error: str | None = Field(default=None, description="The registry error of this check, if any.")
+
+
+class PosteriorOut(_Open):
+    alpha: float
+    beta: float
+    n: int
+    mean: float
+
+
+class BanditState(_Open):
+    model: str
+    routing: str
+    champion: str | None
+    challenger: str | None
+    posteriors: dict[str, PosteriorOut] = Field(description="Beta posterior of the reward, per version.")
+    p_challenger_better: float | None
+    traffic_shares: dict[str, float]
+    stopped: bool
+    config: dict[str, Any]
+    decisions: list[dict[str, Any]] = Field(description="The last 20 decisions (stop, promote, refused, failed).")
+    rule: str | None = Field(default=None, description="What the decision rule says now (promote, stop, explore).")
+    rule_reason: str | None = None
+
+
+class ScoredOut(_Open):
+    forecast_id: str
+    model_version: str | None
+    reward: float | None = Field(description="Mean reward of the weeks counted now, in (0, 1].")
+    counted: int
+    duplicates: int
+    points: list[dict[str, Any]] | None
+
+
+class FeedbackErrorOut(_Open):
+    index: int
+    field: str
+    forecast_id: str
+    error: str
+
+
+class FeedbackAnswer(_Open):
+    items: list[ScoredOut]
+    errors: list[FeedbackErrorOut] = Field(description="Items that were not scored (unknown forecast_id, ...).")
+    decision: dict[str, Any] | None = Field(description="What the bandit did after this feedback, if anything.")
+    bandit: BanditState

@@ -8,6 +8,8 @@ methods need to see.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
@@ -64,3 +66,15 @@ def fill_weeks(weekly: pd.Series, first: pd.Series, last: pd.Series | pd.Timesta
     out = out.merge(weekly.rename("y").reset_index(), on=["unique_id", "ds"], how="left")
     out["y"] = out["y"].fillna(0.0).astype(float)
     return out.sort_values(["unique_id", "ds"], ignore_index=True)
+
+
+def week_number(d: dt.date) -> int:
+    """The W-MON week of one date as an integer (0001-01-01 was a Monday): dates in the same Monday-to-Sunday
+    week share it, consecutive weeks differ by 1, and ``week_start_of(d) == date.fromordinal(7 * n + 1)``.
+    The scalar form of :func:`week_start`, for request validation that runs per observation."""
+    return (d.toordinal() - 1) // 7
+
+
+def week_start_of(d: dt.date) -> dt.date:
+    """Monday of ``d``'s week: :func:`week_start` for one date."""
+    return dt.date.fromordinal(7 * week_number(d) + 1)

@@ -136,3 +136,13 @@ def summarise(errors: pd.DataFrame, baseline: str = "Naive2") -> pd.DataFrame:
     else:
         table["owa"] = np.nan
     return table[["smape", "mase", "owa", *[c for c in cols if c not in ("smape", "mase")], "n"]].sort_values("owa")
+
+
+def naive_scale(y: np.ndarray, m: int = 1) -> float:
+    """MASE scale of one regular series: mean absolute lag-``m`` difference, as :func:`insample_scales`
+    computes per series of a frame. NaN when it is undefined (fewer than ``m + 1`` points); 0 for a
+    constant series (callers decide what an unusable scale means: :func:`mean_mase` leaves it out)."""
+    y = np.asarray(y, dtype="float64")
+    if y.size <= m:
+        return float("nan")
+    return float(np.mean(np.abs(y[m:] - y[:-m])))

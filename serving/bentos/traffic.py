@@ -1,4 +1,4 @@
-"""Champion/challenger routing by Thompson sampling, fed by ``/feedback``, and the bandit's decisions.
+"""Champion/challenger traffic by Thompson sampling, fed by ``/feedback``, and the bandit's decisions.
 
 Routing is **per request**: one posterior draw per arm picks the model for the whole request, so
 the response's ``model_version`` (top level and per item) names the model that served every SKU in
@@ -17,17 +17,15 @@ loaded (champion, challenger) pair:
 - **stop**: the challenger gets no more traffic (share 0) for as long as this pair is loaded; recorded
   (and tagged ``bandit.stopped*`` on the challenger's version). A new challenger or champion starts afresh.
 
-Knobs: ``STOCKML_BANDIT_MIN_OUTCOMES`` (200), ``STOCKML_BANDIT_MIN_STOP_OUTCOMES`` (min/4),
-``STOCKML_BANDIT_P_PROMOTE`` (0.95), ``STOCKML_BANDIT_P_STOP`` (0.05), ``STOCKML_PROMOTION_TOLERANCE``
-(the guardrail's, from :class:`stockml.settings.Settings`).
+Knobs: the ``bandit`` section of :class:`stockml.settings.Settings` (``STOCKML_BANDIT__MIN_OUTCOMES``
+200, ``STOCKML_BANDIT__MIN_STOP_OUTCOMES`` min/4, ``STOCKML_BANDIT__P_PROMOTE`` 0.95,
+``STOCKML_BANDIT__P_STOP`` 0.05) and the guardrail's ``STOCKML_PROMOTION_TOLERANCE``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-import os
 import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -37,7 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serving.bentos.bandit import Posterior, choose, decide, mase_scale, traffic_shares
 from serving.bentos.outcomes import OutcomeStore, ScoredItem, ServedForecast
-from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, Observation, unique_by, week_start
+from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, Observation, unique_by
+from stockml.settings_serving import BanditSettings
+from training.data.weekly import week_number, week_start_of
 
 log = logging.getLogger("stockml.serving.bandit")
 
@@ -62,7 +62,10 @@ class FeedbackItem(BaseModel):
     ]
 
 
-FeedbackItems = Annotated[list[FeedbackItem], Field(min_length=1, max_length=MAX_ITEMS)]
+FeedbackItems = Annotated[
+    list[FeedbackItem],
+    Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 items, each forecast_id at most once."),
+]
 
 
 class FeedbackRequest(BaseModel):
@@ -79,11 +82,6 @@ class FeedbackRequest(BaseModel):
 # ---------------------------------------------------------------- controller
 
 
-def _env_num(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
-
-
 @dataclass(frozen=True)
 class BanditConfig:
     min_outcomes: int = 200
@@ -93,15 +91,9 @@ class BanditConfig:
     tolerance: float = 0.0
 
     @classmethod
-    def from_env(cls, tolerance: float = 0.0) -> BanditConfig:
-        stop = os.environ.get("STOCKML_BANDIT_MIN_STOP_OUTCOMES", "").strip()
-        return cls(
-            min_outcomes=int(_env_num("STOCKML_BANDIT_MIN_OUTCOMES", cls.min_outcomes)),
-            min_stop_outcomes=int(stop) if stop else None,
-            p_promote=_env_num("STOCKML_BANDIT_P_PROMOTE", cls.p_promote),
-            p_stop=_env_num("STOCKML_BANDIT_P_STOP", cls.p_stop),
-            tolerance=tolerance,
-        )
+    def from_settings(cls, bandit: BanditSettings, tolerance: float = 0.0) -> BanditConfig:
+        """From the ``bandit`` settings section and the promotion guardrail's tolerance."""
+        return cls(bandit.min_outcomes, bandit.min_stop_outcomes, bandit.p_promote, bandit.p_stop, tolerance)
 
 
 class Bandit:
@@ -278,33 +270,22 @@ def weekly_values(observations: list[Observation]) -> dict[str, float]:
     """{ISO Monday: summed y} for observations (the W-MON grid the router forecasts on)."""
     out: dict[str, float] = {}
     for o in observations:
-        key = week_start(o.ds).isoformat()
+        key = week_start_of(o.ds).isoformat()
         out[key] = out.get(key, 0.0) + float(o.y)
     return out
 
 
 def history_scale(history: list[Observation]) -> float:
-    """MASE scale of a request history on the weekly grid (missing weeks are zero, as the router sees it).
-
-    Weeks are counted by ordinal: ``(d.toordinal() - 1) // 7`` numbers the Monday-to-Sunday weeks
-    (0001-01-01 was a Monday), the same W-MON grid as :func:`weekly_values`, summed in the same order,
-    without building a date string per observation (this runs for every SKU served)."""
+    """MASE scale of a request history on the weekly grid (missing weeks are zero, as the router sees it):
+    :func:`serving.bentos.bandit.mase_scale` of the weekly totals, weeks numbered as the library does."""
     weeks: dict[int, float] = {}
     for o in history:
-        w = (o.ds.toordinal() - 1) // 7
+        w = week_number(o.ds)
         weeks[w] = weeks.get(w, 0.0) + float(o.y)
     first, last = min(weeks), max(weeks)
-    if last - first > 256:  # long histories: numpy's vectorised mean
-        return mase_scale([weeks.get(w, 0.0) for w in range(first, last + 1)])
-    # the mean absolute week-to-week change (as mase_scale), in plain Python: for the usual few years of
-    # weekly history, numpy's per-call overhead is most of the cost
-    prev, total = weeks[first], 0.0
-    for w in range(first + 1, last + 1):
-        y = weeks.get(w, 0.0)
-        total += abs(y - prev)
-        prev = y
-    s = total / (last - first) if last > first else 0.0
-    return s if math.isfinite(s) and s > 0 else 1.0
+    y = np.zeros(last - first + 1)
+    y[np.fromiter(weeks.keys(), dtype=np.int64, count=len(weeks)) - first] = np.fromiter(weeks.values(), float)
+    return mase_scale(y)
 
 
 def record_served(store: OutcomeStore, model: Any, alias: str, items: list[Any], out: list[Any], horizon: int) -> None:

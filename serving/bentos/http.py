@@ -1,0 +1,254 @@
+"""The HTTP API: a FastAPI app over the :class:`~serving.bentos.engine.Engine`, mounted on the BentoML
+service with ``@bentoml.asgi_app`` (:mod:`serving.bentos.service`).
+
+Each route takes its request model as a FastAPI body parameter, so the OpenAPI that FastAPI writes,
+and BentoML merges into ``/docs.json``, is the model itself: lengths, ranges, patterns, required and
+forbidden fields. :class:`JsonModelRoute` validates the raw body against that model **once**, in
+pydantic's JSON mode (the models' ``strict`` fields accept JSON's own types: a date is an ISO string,
+a number is not a string), and an invalid body gets **422** naming each field
+(:func:`~serving.bentos.errors.validation_body`). Every operation declares every status it can
+answer, with the real body (:class:`~serving.bentos.errors.ErrorBody`): 401/403/429 come from the
+auth middleware, 413/415 from the body limits (:mod:`serving.bentos.middleware`), 404/409/422/500/503
+from the engine's typed errors.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Body, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.bentos.batch import XLSX_MEDIA_TYPE
+from serving.bentos.engine import Engine
+from serving.bentos.errors import ErrorBody, NotReady, ServingError, error_body, validation_body
+from serving.bentos.schemas import (
+    MAX_HORIZON,
+    ClassifyRequest,
+    ClassifyResponse,
+    EmptyRequest,
+    ForecastRequest,
+    ForecastResponse,
+    ReloadRequest,
+)
+from serving.bentos.schemas_ops import (
+    BanditState,
+    BatchResultRequest,
+    BatchStatusRequest,
+    FeedbackAnswer,
+    JobOut,
+    ModelInfo,
+    RecommendOrderRequest,
+    RecommendOrderResponse,
+    ReloadAnswer,
+)
+from serving.bentos.traffic import FeedbackRequest
+
+THREADS = 4  # blocking work (a model call, a Redis or database round trip) runs in at most this many threads
+
+_WHY = {
+    401: "No bearer token, or an unknown or invalid one (`WWW-Authenticate: Bearer`).",
+    403: "The key's role may not call this endpoint (admin only), or the token has no stockml role.",
+    404: "An id in the request is not known (`detail` names the field).",
+    409: "The batch job is not done yet (`state`, `progress`).",
+    413: "The body is larger than the limit (`max_body_bytes`).",
+    415: "The content type is not application/json.",
+    422: "The body does not match the schema, or cannot be used (`detail`: each field and why).",
+    429: "The key's rate limit is spent (`Retry-After`, `retry_after_s`).",
+    500: "The model answered without a forecast for a SKU.",
+    503: "No champion model is loaded yet (`Retry-After`; `registry_error`).",
+}
+
+
+def _errors(*codes: int, **why: str) -> dict[int | str, dict[str, Any]]:
+    """The declared error answers of an operation; ``why``: descriptions that differ (``e415=...``)."""
+    return {code: {"model": ErrorBody, "description": why.get(f"e{code}", _WHY[code])} for code in codes}
+
+
+JSON_ERRORS = (401, 413, 415, 422, 429)  # every JSON POST: auth, rate limit, body limits, validation
+
+
+def _body_model(endpoint: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model of the endpoint's JSON body parameter, if it has one."""
+    for name, hint in typing.get_type_hints(endpoint).items():
+        if name != "return" and isinstance(hint, type) and issubclass(hint, BaseModel):
+            return hint
+    return None
+
+
+class _ValidatedRequest(Request):
+    """A request whose JSON body has already been validated: ``json()`` hands FastAPI the model instance,
+    which it accepts as is (pydantic does not revalidate instances)."""
+
+    validated: BaseModel
+
+    async def json(self) -> Any:
+        return self.validated
+
+
+class JsonModelRoute(APIRoute):
+    """Validate the JSON body once against the endpoint's model in pydantic's JSON mode (strict types as
+    JSON has them); 422 with :func:`validation_body` when it fails. An empty body counts as ``{}``."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+        model = _body_model(self.endpoint)
+        if model is None:
+            return handler
+
+        async def validate_then_handle(request: Request) -> Response:
+            req = _ValidatedRequest(request.scope, request.receive)
+            try:
+                req.validated = model.model_validate_json((await req.body()) or b"{}")
+            except ValidationError as exc:
+                return JSONResponse(validation_body(exc), status_code=422)
+            return await handler(req)
+
+        return validate_then_handle
+
+
+def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -> FastAPI:
+    """The API over the engine that ``get_engine`` returns (None until the service has built it: 503)."""
+    app = FastAPI(
+        title="stockml forecaster",
+        description="Forecasts, demand classes and order recommendations from the stockml router.",
+        docs_url=None,
+        redoc_url=None,
+        # BentoML merges these routes into /docs.json (Swagger UI at /), labelled OpenAPI 3.0.2 though the
+        # schemas are FastAPI's 3.1 ones (null as a type): /openapi.json is the same document labelled 3.1
+        openapi_url="/openapi.json",
+    )
+    api = APIRouter(route_class=JsonModelRoute, strict_content_type=False)
+    limiter: list[anyio.CapacityLimiter] = []  # created on the event loop, at first use
+
+    def engine() -> Engine:
+        e = get_engine()
+        if e is None:
+            raise NotReady("the service is starting")
+        return e
+
+    async def off_loop(func: Callable[..., Any], *args: Any) -> Any:
+        if not limiter:
+            limiter.append(anyio.CapacityLimiter(threads))
+        return await anyio.to_thread.run_sync(func, *args, limiter=limiter[0])
+
+    @api.post("/forecast", responses=_errors(*JSON_ERRORS, 500, 503))
+    async def forecast(body: ForecastRequest) -> ForecastResponse:
+        """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history."""
+        e = engine()
+        # a small request answered from the in-process cache stays on the event loop (no thread hop)
+        return e.forecast_cached(body) or await off_loop(e.forecast, body)
+
+    @api.post("/classify", responses=_errors(*JSON_ERRORS))
+    async def classify(body: ClassifyRequest) -> ClassifyResponse:
+        """Demand pattern (Syntetos-Boylan), ADI, CV², CV and XYZ of each series; no ABC (see note)."""
+        return await off_loop(engine().classify, body)
+
+    @api.post("/recommend_order", responses=_errors(*JSON_ERRORS, 500, 503))
+    async def recommend_order(body: RecommendOrderRequest) -> RecommendOrderResponse:
+        """Order quantity per SKU from the champion's forecast and a base-stock (order-up-to) policy."""
+        return await off_loop(engine().recommend_order, body)
+
+    @api.post("/model_info", response_model=ModelInfo, responses=_errors(*JSON_ERRORS))
+    async def model_info(body: Annotated[EmptyRequest, Body(default_factory=EmptyRequest)]) -> dict[str, Any]:
+        """What is loaded, per alias, and the state of the registry watch (the body may be empty)."""
+        return engine().model_info()
+
+    @api.post("/admin/reload", response_model=ReloadAnswer, responses=_errors(401, 403, 413, 415, 422, 429, 503))
+    async def admin_reload(body: Annotated[ReloadRequest, Body(default_factory=ReloadRequest)]) -> dict[str, Any]:
+        """Check the registry now; load and swap in the aliases that moved (admin key)."""
+        return await off_loop(engine().reload, body.force)
+
+    @api.post("/feedback", response_model=FeedbackAnswer, responses=_errors(*JSON_ERRORS, 404))
+    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        """Actuals for served forecasts: reward per forecast, Beta posteriors per version, bandit decision."""
+        return await off_loop(engine().feedback, body)
+
+    @api.post("/bandit", response_model=BanditState, responses=_errors(*JSON_ERRORS))
+    async def bandit(body: Annotated[EmptyRequest, Body(default_factory=EmptyRequest)]) -> dict[str, Any]:
+        """Posteriors per version, P(challenger better), traffic shares and the decisions taken."""
+        return await off_loop(engine().bandit_state)
+
+    @api.post(
+        "/batch",
+        responses=_errors(
+            401,
+            415,
+            422,
+            429,
+            e415="The content type is not multipart/form-data.",
+            e422="No single `file` part, an unknown form field, a bad `horizon`, an upload over the limit "
+            "(`detail` names `file`), or a CSV that cannot be used (`detail`: the reason).",
+        ),
+    )
+    async def batch(
+        file: Annotated[UploadFile, File(description="CSV with columns sku, ds, y.")],
+        horizon: Annotated[int, Form(ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")] = 13,
+    ) -> JobOut:
+        """Upload a CSV (multipart field ``file``) for a background forecast job; an upload over the
+        limit is a 422 naming ``file``."""
+        raw = await file.read()
+        return await off_loop(engine().batch_submit, raw, horizon)
+
+    @api.post("/batch_status", responses=_errors(*JSON_ERRORS, 404))
+    async def batch_status(body: BatchStatusRequest) -> JobOut:
+        """State (queued, running, done, failed) and progress (SKUs done / total) of a batch job."""
+        return await off_loop(engine().batch_status, body.job_id)
+
+    file_types = {"text/csv": {"schema": {"type": "string"}}, XLSX_MEDIA_TYPE: {"schema": {"type": "string"}}}
+
+    @api.post(
+        "/batch_result",
+        response_class=Response,
+        responses={
+            200: {"description": "The forecasts file (csv, json or xlsx).", "content": file_types},
+            **_errors(*JSON_ERRORS, 404, 409),
+        },
+    )
+    async def batch_result(body: BatchResultRequest) -> Response:
+        """The forecasts of a finished job as csv, json or xlsx (409 while it is not done)."""
+        content, media, name = await off_loop(engine().batch_result, body.job_id, body.format)
+        return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    app.include_router(api)
+
+    @app.exception_handler(ServingError)
+    async def serving_error(_request: Request, exc: ServingError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:  # form fields of /batch
+        return JSONResponse(validation_body(list(exc.errors())), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:  # logged by the server, not shown
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}"), status_code=500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    return app
+
+
+JSON_PATHS = frozenset(
+    {
+        "/forecast",
+        "/classify",
+        "/recommend_order",
+        "/model_info",
+        "/admin/reload",
+        "/feedback",
+        "/bandit",
+        "/batch_status",
+        "/batch_result",
+    }
+)  # the JSON routes above: the body limits (413/415) apply to these; /batch is multipart

@@ -1,0 +1,164 @@
+"""The serving sections of :class:`stockml.settings.Settings`: ``serving``, ``auth``, ``bandit``, ``batch``.
+
+Each is a plain pydantic model nested in the one settings object, so its fields are read from
+``STOCKML_<SECTION>__<FIELD>`` environment variables (``env_nested_delimiter="__"``), for example
+``STOCKML_SERVING__POLL_S=0`` or ``STOCKML_AUTH__API_KEYS_FILE=/run/secrets/keys``. The service
+builds the settings once at start-up and hands these values down; nothing in ``serving/`` reads
+the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def _blank_is_none(v: object) -> object:
+    """``VAR=`` (set but empty) means unset, as it did before the settings object."""
+    return None if isinstance(v, str) and not v.strip() else v
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServingSettings(_Section):
+    """The HTTP service: which model, how it follows the registry, caches, limits, its database."""
+
+    model_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Registered model to serve (default: the router's registry name, stockml-router).",
+    )
+    poll_s: float = Field(
+        default=30.0, ge=0, description="Seconds between registry alias checks (0: only POST /admin/reload)."
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest JSON request body; larger ones get 413."
+    )
+    cache_size: int = Field(default=10_000, ge=0, description="In-process LRU forecast cache entries (one per SKU).")
+    cache_ttl_s: int = Field(default=3600, ge=1, description="Lifetime of a forecast in the Redis cache.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL: forecast cache and per-key rate limits shared by all workers (unset: per worker).",
+    )
+    db_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the outcome store (served forecasts, feedback; "
+        "default sqlite:///$STOCKML_HOME/serving.db; Postgres works).",
+    )
+    record_flush_s: float = Field(
+        default=0.2, ge=0, description="Write-behind interval of served-forecast records (0: write synchronously)."
+    )
+
+    _blank = field_validator("model_name", "redis_url", "db_url", mode="before")(_blank_is_none)
+
+
+class AuthSettings(_Section):
+    """Who may call the service: API keys, OIDC bearer tokens, rate limits."""
+
+    disabled: bool = Field(default=False, description="Open every endpoint, without keys or rate limits (dev only).")
+    api_keys: str = Field(
+        default="",
+        description="Comma-separated key:role[:rate] entries (role user or admin; rate in requests/s).",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="File of key:role[:rate] lines, re-read when it changes."
+    )
+    rate_limit_per_s: float = Field(default=50.0, gt=0, description="Requests/s per key without its own rate.")
+    oidc_issuer: str | None = Field(default=None, description="OIDC issuer (with audience and JWKS URL: OIDC on).")
+    oidc_audience: str | None = Field(default=None, description="Audience the tokens must carry.")
+    oidc_jwks_url: str | None = Field(
+        default=None, description="JWKS location: http(s):// or file:///path/to/jwks.json."
+    )
+    oidc_roles_claim: str = Field(
+        default="realm_access.roles", min_length=1, description="Dotted path of the roles claim (Keycloak)."
+    )
+    oidc_admin_role: str = Field(default="stockml-admin", min_length=1, description="Role of admin callers.")
+    oidc_user_role: str = Field(default="stockml-user", min_length=1, description="Role of user callers.")
+
+    _blank = field_validator("api_keys_file", "oidc_issuer", "oidc_audience", "oidc_jwks_url", mode="before")(
+        _blank_is_none
+    )
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return any((self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url))
+
+
+class BanditSettings(_Section):
+    """Champion/challenger traffic by Thompson sampling and when it decides."""
+
+    min_outcomes: int = Field(default=200, ge=1, description="Challenger outcomes before promotion is considered.")
+    min_stop_outcomes: int | None = Field(
+        default=None, ge=1, description="Challenger outcomes before it may be stopped (default: min_outcomes / 4)."
+    )
+    p_promote: float = Field(
+        default=0.95, gt=0.5, le=1, description="P(challenger better) at which the guardrails are asked to promote."
+    )
+    p_stop: float = Field(default=0.05, ge=0, lt=0.5, description="P(challenger better) below which it is stopped.")
+
+    _blank = field_validator("min_stop_outcomes", mode="before")(_blank_is_none)
+
+
+class BatchSettings(_Section):
+    """Batch forecast jobs (``POST /batch``)."""
+
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Largest CSV upload; larger ones get 422.")
+    max_skus: int = Field(default=100_000, ge=1, description="Most SKUs in one upload.")
+    chunk_skus: int = Field(default=250, ge=1, description="SKUs forecast per chunk (progress is saved per chunk).")
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "serving": ServingSettings,
+    "auth": AuthSettings,
+    "bandit": BanditSettings,
+    "batch": BatchSettings,
+}
+
+
+def settings_table() -> str:
+    """The README's table of these sections (variable, default, meaning); a test checks README against it."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for section, model in SECTIONS.items():
+        for name, f in model.model_fields.items():
+            default = f.get_default(call_default_factory=True)
+            if default is None or default == "":
+                shown = "unset"
+            else:
+                shown = f"`{str(default).lower() if isinstance(default, bool) else default}`"
+            rows.append(f"| `STOCKML_{section.upper()}__{name.upper()}` | {shown} | {f.description} |")
+    return "\n".join(rows)
+
+
+RENAMED = {
+    "STOCKML_SERVING_MODEL_NAME": "STOCKML_SERVING__MODEL_NAME",
+    "STOCKML_SERVING_POLL_S": "STOCKML_SERVING__POLL_S",
+    "STOCKML_SERVING_MAX_BODY_BYTES": "STOCKML_SERVING__MAX_BODY_BYTES",
+    "STOCKML_SERVING_CACHE_SIZE": "STOCKML_SERVING__CACHE_SIZE",
+    "STOCKML_SERVING_CACHE_TTL_S": "STOCKML_SERVING__CACHE_TTL_S",
+    "STOCKML_REDIS_URL": "STOCKML_SERVING__REDIS_URL",
+    "STOCKML_SERVING_DB_URL": "STOCKML_SERVING__DB_URL",
+    "STOCKML_SERVING_RECORD_FLUSH_S": "STOCKML_SERVING__RECORD_FLUSH_S",
+    "STOCKML_AUTH_DISABLED": "STOCKML_AUTH__DISABLED",
+    "STOCKML_API_KEYS": "STOCKML_AUTH__API_KEYS",
+    "STOCKML_API_KEYS_FILE": "STOCKML_AUTH__API_KEYS_FILE",
+    "STOCKML_RATE_LIMIT_PER_S": "STOCKML_AUTH__RATE_LIMIT_PER_S",
+    **{f"STOCKML_OIDC_{k}": f"STOCKML_AUTH__OIDC_{k}" for k in
+       ("ISSUER", "AUDIENCE", "JWKS_URL", "ROLES_CLAIM", "ADMIN_ROLE", "USER_ROLE")},
+    **{f"STOCKML_BANDIT_{k}": f"STOCKML_BANDIT__{k}" for k in
+       ("MIN_OUTCOMES", "MIN_STOP_OUTCOMES", "P_PROMOTE", "P_STOP")},
+    "STOCKML_SERVING_BATCH_MAX_BYTES": "STOCKML_BATCH__MAX_BYTES",
+    "STOCKML_SERVING_BATCH_MAX_SKUS": "STOCKML_BATCH__MAX_SKUS",
+    "STOCKML_SERVING_BATCH_CHUNK": "STOCKML_BATCH__CHUNK_SKUS",
+}  # fmt: skip  # the variables before the settings sections (no longer read) -> their new names
+
+
+def renamed_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The old serving variables set in ``environ`` (default: the process environment), each with the name
+    that replaced it: they are not read any more, so the service warns about them at start-up."""
+    env = os.environ if environ is None else environ
+    return {old: new for old, new in RENAMED.items() if old in env}
