@@ -78,7 +78,7 @@ def test_an_installed_plugin_member_is_backtested_routed_registered_and_served(p
     assert "holdout_mase_MovingAverage" in seen["metrics"]  # backtested and scored on the holdout
 
     key = "plugin-key"
-    serve_env = {**env, "STOCKML_API_KEYS": f"{key}:admin", "BENTOML_HOME": str(tmp / "bentoml"),
+    serve_env = {**env, "STOCKML_AUTH__API_KEYS": f"{key}:admin", "BENTOML_HOME": str(tmp / "bentoml"),
                  "BENTOML_DO_NOT_TRACK": "True"}  # fmt: skip
     log_path = tmp / "serve.log"
     with log_path.open("w") as log:
@@ -89,9 +89,8 @@ def test_an_installed_plugin_member_is_backtested_routed_registered_and_served(p
             r = httpx.post(f"{url}/forecast", json={"horizon": 4, "items": [{"sku": "X", "history": history}]},
                            headers={"Authorization": f"Bearer {key}"}, timeout=120)  # fmt: skip
             assert r.status_code == 200, r.text
-            info = httpx.get(f"{url}/model_info", headers={"Authorization": f"Bearer {key}"}, timeout=30)
-            if info.status_code == 405:
-                info = httpx.post(f"{url}/model_info", json={}, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-            assert "MovingAverage" in info.text
+            info = httpx.post(f"{url}/model_info", json={}, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            assert info.status_code == 200, info.text
+            assert "MovingAverage" in info.json()["aliases"]["champion"]["router"]["methods"]
         finally:
             stop(proc)
