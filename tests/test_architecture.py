@@ -52,7 +52,7 @@ def _is_package(path: Path) -> bool:
 
 
 def imported_names(module: str, path: Path) -> set[str]:
-    """Every absolute module name ``path`` imports (``from a import b`` gives a and a.b)."""
+    """Every absolute name ``path`` imports (``from a import b`` gives a.b, which may be a module or not)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if _is_package(path) else module.rpartition(".")[0]
     names: set[str] = set()
@@ -66,8 +66,8 @@ def imported_names(module: str, path: Path) -> set[str]:
                 base = ".".join([*base_parts, node.module] if node.module else base_parts)
             else:
                 base = node.module or ""
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
+            # ``from a import b``: the module a.b if there is one, else a (import_graph walks up).
+            names.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
     return names
 
 

@@ -7,7 +7,8 @@ from stockml.cli import app
 
 COMMANDS = [
     "demo-data", "validate", "run", "train", "promote", "rollback", "models", "status", "serve", "show", "prune",
-]
+    "settings",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)
