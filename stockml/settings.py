@@ -24,7 +24,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STOCKML_", extra="ignore")
 
-    home: Path = Field(default=Path(".stockml"), description="Where embedded state lives.")
+    home: Path = Field(
+        default=Path(".stockml"),
+        description="State folder: run folders, latest pointers, embedded SQLite databases (source, MLflow, Optuna).",
+    )
     source_conn_id: str = Field(default="stockml_source", description="Airflow connection of the source DB.")
     source_schema: str | None = Field(
         default=None, description="Database schema holding the source and output tables (Postgres/Hive)."
@@ -147,7 +150,7 @@ def _type_name(annotation: object) -> str:
         return "None"
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is not None:
         args = ", ".join("..." if a is Ellipsis else _type_name(a) for a in typing.get_args(annotation))
         return f"{getattr(origin, '__name__', str(origin))}[{args}]"
@@ -204,5 +207,5 @@ def settings_table() -> str:
     lines = ["| env variable | type | default | description |", "|---|---|---|---|"]
     for env, type_, default, description in settings_rows():
         default_cell = f"`{_cell(default)}`" if default else ""
-        lines.append(f"| `{env}` | {type_} | {default_cell} | {_cell(description)} |")
+        lines.append(f"| `{env}` | {_cell(type_)} | {default_cell} | {_cell(description)} |")
     return "\n".join(lines) + "\n"
