@@ -168,3 +168,31 @@ def test_libraries_do_not_read_the_environment(library):
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
                 offenders.append(f"{module}:{node.lineno}")
     assert not offenders, "environment read in a library: " + ", ".join(offenders)
+
+
+def _artifact_names() -> set[str]:
+    from stockml.layout import HomeLayout, RouterReport, RunLayout
+
+    names: set[str] = set()
+    for layout in (RunLayout(Path("run")), HomeLayout(Path("home")), RouterReport(Path("report"))):
+        for attr in dir(type(layout)):
+            value = getattr(layout, attr) if isinstance(getattr(type(layout), attr), property) else None
+            values = value if isinstance(value, tuple) else (value,)
+            names.update(v.name for v in values if isinstance(v, Path))
+            if isinstance(value, RouterReport):
+                names.add(value.root.name)
+    return {n for n in names if "." in n or "_" in n}  # not "runs": a word, not only a folder name
+
+
+def test_only_the_layout_spells_artifact_names():
+    """The run folder is a declared interface: no module but ``stockml.layout`` builds those paths."""
+    names = _artifact_names()
+    assert {"demand.parquet", "router.json", "router_report", "latest_demand.json", "evaluation.html"} <= names
+    offenders = []
+    for module, path in project_modules().items():
+        if module.split(".")[0] not in ("stockml", "stockml_airflow", "dags") or module == "stockml.layout":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                offenders.append(f"{module}:{node.lineno} {node.value!r}")
+    assert not offenders, "artifact path built outside stockml.layout: " + ", ".join(offenders)
