@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from training.data.output_schema import _tables, check_output_table, output_frame
+from training.data.output_schema import check_output_table, output_frame, output_tables
 
 
 def _clean(value: object) -> object:
@@ -54,7 +54,7 @@ class SqlAlchemyStore:
 
     def write(self, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
         check_output_table(table)
-        t = _tables(schema)[table]
+        t = output_tables(schema)[table]
         rows = _records(output_frame(table, df, run_id), [c.name for c in t.columns])
         with self.engine.begin() as conn:
             t.create(conn, checkfirst=True)
@@ -65,7 +65,7 @@ class SqlAlchemyStore:
         return len(rows)
 
     def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
-        t = _tables(schema)[table]
+        t = output_tables(schema)[table]
         q = sa.select(t)
         if run_id is not None:
             q = q.where(t.c.run_id == run_id)
@@ -73,7 +73,7 @@ class SqlAlchemyStore:
             return pd.DataFrame(conn.execute(q).mappings().all())
 
     def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int:
-        t = _tables(schema)["stock_quarantine"]
+        t = output_tables(schema)["stock_quarantine"]
         limit = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=older_than_days)
         with self.engine.begin() as conn:
             if not sa.inspect(conn).has_table("stock_quarantine", schema=schema):
