@@ -77,14 +77,6 @@ def test_backtest_guardrail_and_monitoring_agree_on_the_same_forecast():
     assert math.isnan(mean_mase(ACTUALS[ACTUALS["unique_id"] != "a"], HISTORY))
 
 
-def test_monitoring_takes_plain_values():
-    params = inspect.signature(forecast_performance).parameters
-    assert list(params) == ["forecasts", "demand", "threshold"]
-    future = ACTUALS.assign(ds=ACTUALS["ds"] + pd.Timedelta(weeks=10)).rename(columns={"unique_id": "sku"})
-    report = forecast_performance(future, HISTORY, 1.5)
-    assert report == {"status": "no observed weeks inside the forecast horizon yet", "degraded": False, "weeks": 0}
-
-
 def test_week_start_is_monday_for_scalars_and_series():
     days = pd.Series(pd.date_range("2026-11-16 13:45", periods=14, freq="D"), index=range(100, 114))
     starts = week_start(days)
