@@ -104,11 +104,6 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
     )
 
-    @property
-    def layout(self) -> HomeLayout:
-        """Paths under ``home``: runs, embedded databases, latest pointers."""
-        return HomeLayout(self.home)
-
     @cached_property
     def default_source_db(self) -> Path:
         return self.layout.source_db
@@ -132,6 +127,11 @@ class Settings(BaseSettings):
     @property
     def ground_truth_path(self) -> Path:
         return self.layout.ground_truth
+
+    @property
+    def layout(self) -> HomeLayout:
+        """Paths under ``home``: runs, embedded databases, latest pointers."""
+        return HomeLayout(self.home)
 
 
 def get_settings(**overrides: object) -> Settings:
