@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from stockml.connections import sqlite_conn_json
+from stockml.layout import HomeLayout
 from stockml.settings import Settings
 
 
@@ -46,10 +47,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     home = args.home or Path(tempfile.mkdtemp(prefix="stockml-bench-"))
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["AIRFLOW_CONN_STOCKML_BENCH"] = sqlite_conn_json(home / "source.db")
+    os.environ["AIRFLOW_CONN_STOCKML_BENCH"] = sqlite_conn_json(HomeLayout(home).source_db)
 
-    from stockml import pipeline as p
-    from stockml import router_pipeline as rp
+    from stockml.run import Run
+    from stockml.steps import backtest as bt_step
+    from stockml.steps import classify, ingest, router, tuning
     from training.data.demo import generate_catalogue
     from training.data.store import write_source_tables
     from training.router.train import train_router
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
         router_metric=args.metric,
     )  # fmt: skip
     cat = generate_catalogue(args.skus, args.weeks, args.seed)
-    run = p.Run(s, "bench")
+    run = Run(s, "bench")
     write_source_tables(run.engine(), cat.products, cat.movements)
 
     timings: dict[str, float] = {}
@@ -70,25 +72,27 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {name:<11} {timings[name]:7.1f} s", flush=True)
 
     print(f"router benchmark: {args.skus} SKUs x {args.weeks} weeks, seed {args.seed}, home {home}")
-    p.ingest(run)
+    ingest.ingest(run)
     lap("ingest")
-    p.classify_step(run)
+    classify.classify_step(run)
     lap("classify")
-    rp.tune_zoo_step(run)
+    tuning.tune_zoo_step(run)
     lap("zoo tuning")
-    p.backtest_step(run)
+    bt_step.backtest_step(run)
     lap("backtest")
-    rp.automl_step(run)
+    tuning.automl_step(run)
     lap("automl")
-    version = rp.train_router_step(run)
+    version = router.train_router_step(run)
     lap("router")
     total = round(sum(timings.values()), 1)
-    router = run.load_json("router.json")
-    automl = run.load_json("automl.json")
+    routed = run.load_json(run.layout.router)
+    automl = run.load_json(run.layout.automl)
 
     other = "owa" if args.metric == "mase" else "mase"
-    demand, _ = p.load_demand(run)
-    alt = train_router(demand, p.load_backtest(run), s.season_length, None, automl.get("best_params"), metric=other)
+    demand, _ = ingest.load_demand(run)
+    alt = train_router(
+        demand, bt_step.load_backtest(run), s.season_length, None, automl.get("best_params"), metric=other
+    )
 
     result = {
         "command": "python -m bench.router_demo " + shlex.join(sys.argv[1:] if argv is None else argv),
@@ -99,20 +103,20 @@ def main(argv: list[str] | None = None) -> dict:
         "timings_s": timings,
         "total_training_s": total,
         "automl": {k: automl.get(k) for k in ("n_trials", "n_pruned", "best_value", "baseline_value", "elapsed_s")},
-        "mode": router["mode"],
-        "mode_scores": router["mode_scores"],
-        "best_single": router["best_single"],
-        "targets": router["targets"],
+        "mode": routed["mode"],
+        "mode_scores": routed["mode_scores"],
+        "best_single": routed["best_single"],
+        "targets": routed["targets"],
         "registered": f"{version.name} v{version.version}",
         "other_metric": {"metric": other, "mode": alt.policy.mode, "targets": alt.targets},
-        "summary": router["summary"],
-        "report": str(run.dir / "router_report" / "evaluation.html"),
+        "summary": routed["summary"],
+        "report": str(run.layout.router_report.html),
     }
-    t = router["targets"]
+    t = routed["targets"]
     print(json.dumps(result, indent=2, default=str))
     print(
-        f"\nrouter ({args.metric}, {router['mode']}): OWA {t['router_owa']:.3f} vs best single "
-        f"{router['best_single']} {t['best_single_owa']:.3f}; MASE {t['router_mase']:.3f} vs "
+        f"\nrouter ({args.metric}, {routed['mode']}): OWA {t['router_owa']:.3f} vs best single "
+        f"{routed['best_single']} {t['best_single_owa']:.3f}; MASE {t['router_mase']:.3f} vs "
         f"{t['best_single_mase']:.3f} (oracle {t['oracle_mase']:.3f}); within 10 % of best on "
         f"{t['share_within_10pct_of_best']:.1%} of SKUs on the holdout window, "
         f"{t.get('share_within_10pct_of_best_all_windows', float('nan')):.1%} averaged over all windows "

@@ -28,7 +28,7 @@ def stock_ingest():
     def ingest() -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from stockml.pipeline import ingest as run_ingest
+        from stockml.steps.ingest import ingest as run_ingest
         from training.data.source import SourceContractError
         from training.data.validate import NoValidRowsError
 

@@ -23,7 +23,7 @@ from stockml_airflow.common import START, default_args
 def stock_maintenance():
     @task
     def prune_quarantine() -> int:
-        from stockml.pipeline import Run
+        from stockml.run import Run
         from stockml.settings import get_settings
         from training.data.store import prune_quarantine as prune
 

@@ -31,7 +31,7 @@ def stock_training():
     @task
     def prepare() -> dict:
         """Start from the demand the triggering ingest published (the latest one otherwise)."""
-        from stockml.pipeline import adopt_demand
+        from stockml.steps.ingest import adopt_demand
 
         context = get_current_context()
         source_dir = None
@@ -43,45 +43,47 @@ def stock_training():
 
     @task
     def classify(_: dict) -> dict:
-        from stockml.pipeline import classify_step
+        from stockml.steps.classify import classify_step
 
         classes = classify_step(run_for(get_current_context()))
         return {"skus": len(classes), "patterns": classes["pattern"].value_counts().to_dict()}
 
     @task
     def tune_zoo(_: dict) -> dict:
-        from stockml.router_pipeline import tune_zoo_step
+        from stockml.steps.tuning import tune_zoo_step
 
         return tune_zoo_step(run_for(get_current_context()))
 
     @task
     def backtest(_: dict) -> dict:
-        from stockml.pipeline import backtest_step
+        from stockml.steps.backtest import backtest_step
 
         result = backtest_step(run_for(get_current_context()))
         return {"best_method": result.best_method(), "excluded": len(result.excluded)}
 
     @task
     def automl(_: dict) -> dict:
-        from stockml.router_pipeline import automl_step
+        from stockml.steps.tuning import automl_step
 
         return automl_step(run_for(get_current_context()))
 
     @task
     def train_router(_: dict) -> dict:
-        from stockml.router_pipeline import train_router_step
+        from stockml.steps.router import train_router_step
 
         run = run_for(get_current_context())
         version = train_router_step(run)
-        return {"name": version.name, "version": version.version, "targets": run.load_json("router.json")["targets"]}
+        return {
+            "name": version.name,
+            "version": version.version,
+            "targets": run.load_json(run.layout.router)["targets"],
+        }
 
-    promote = MlflowPromoteOperator(
-        task_id="promote", version="{{ ti.xcom_pull(task_ids='train_router')['version'] }}"
-    )
+    promote = MlflowPromoteOperator(task_id="promote", version="{{ ti.xcom_pull(task_ids='train_router')['version'] }}")
 
     @task
     def forecast(_: dict) -> dict:
-        from stockml.router_pipeline import forecast_with_champion
+        from stockml.steps.champion import forecast_with_champion
 
         fc = forecast_with_champion(run_for(get_current_context()))
         return {"rows": len(fc), "model_version": str(fc["model_version"].iloc[0])}

@@ -1,11 +1,13 @@
 """The ``stockml`` command line: demo data, validation, the pipeline, maintenance.
 
 Every command prints a clear message and a non-zero exit code on bad input, never a
-traceback (set ``STOCKML_DEBUG=1`` to see one).
+traceback (set ``STOCKML_DEBUG=1`` to see one). Knobs come from :class:`stockml.settings.Settings`,
+read once per command and passed down.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -14,18 +16,18 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stockml.cli_report import console, print_ingest, print_router, print_summary
 from stockml.settings import Settings, get_settings
+from training.registry.names import ROUTER_MODEL
 
 app = typer.Typer(
     help="stockml: inventory analytics — classify, forecast and serve demand models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
 
 
 def _fail(message: str) -> None:
@@ -35,7 +37,6 @@ def _fail(message: str) -> None:
 
 def _guard(fn):
     """Turn expected errors into one-line messages; keep tracebacks for STOCKML_DEBUG=1."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -44,7 +45,7 @@ def _guard(fn):
         except typer.Exit:
             raise
         except Exception as exc:
-            if os.environ.get("STOCKML_DEBUG"):
+            if _debug():
                 raise
             from stockml.connections import SourceConnectionError
             from training.data.source import SourceContractError
@@ -62,18 +63,25 @@ def _guard(fn):
     return wrapper
 
 
-def _logging() -> None:
-    level = os.environ.get("STOCKML_LOG_LEVEL", "WARNING")
+def _debug() -> bool:
+    try:
+        return get_settings().debug
+    except Exception:  # invalid settings are the error being reported, not a reason to hide it
+        return False
+
+
+def _logging(s: Settings) -> None:
+    level = s.log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Importing Airflow (lazily, on the first hook) installs its own INFO handlers, which would
-    # otherwise print the pipeline's info logs into the CLI output whatever STOCKML_LOG_LEVEL says.
+    # otherwise print the pipeline's info logs into the CLI output whatever the log level says.
     logging.getLogger("stockml").setLevel(level)
     # MLflow's informational chatter (DB migrations, cloudpickle and schema hints) is not news for CLI users.
     logging.getLogger("mlflow").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     import warnings
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # MLflow's own knob, not ours
 
 
 @app.command("demo-data")
@@ -121,37 +129,18 @@ def validate(
     run_id: Annotated[str | None, typer.Option(help="Run id (re-using one replaces its outputs).")] = None,
 ) -> None:
     """Read and validate the source; quarantine bad rows; aggregate to weekly demand."""
-    from stockml.pipeline import ingest
+    from stockml.steps.ingest import ingest
 
     run = _run(source, run_id)
     report = ingest(run, cutoff)
-    _print_ingest(report, run)
+    print_ingest(report, run)
 
 
 def _run(source: str | None, run_id: str | None, **overrides: object):
-    from stockml.pipeline import Run, new_run_id
+    from stockml.run import Run, new_run_id
 
     s = get_settings(source_conn_id=source, **overrides)
     return Run(s, run_id or new_run_id())
-
-
-def _print_ingest(report: dict, run) -> None:
-    t = Table(title=f"Source validation · run {run.run_id}", show_header=False)
-    for key in (
-        "products_read",
-        "movements_read",
-        "movements_valid",
-        "quarantined",
-        "skus",
-        "weeks",
-        "first_week",
-        "last_week",
-    ):
-        t.add_row(key.replace("_", " "), f"{report[key]:,}" if isinstance(report[key], int) else str(report[key]))
-    for reason, n in report["quarantined_by_reason"].items():
-        t.add_row(f"  quarantined: {reason}", str(n))
-    t.add_row("SKUs with gaps > 26 weeks", str(report["skus_with_gaps"]))
-    console.print(t)
 
 
 @app.command()
@@ -171,13 +160,13 @@ def run(
     """Run the pipeline end to end: ingest → classify → backtest → AutoML → router → registry → forecast."""
     from stockml.pipeline import run_pipeline
 
-    _logging()
     method_list = [m.strip() for m in methods.split(",")] if methods else None
     if method_list:
         from training.forecasting.methods import resolve_methods
 
         resolve_methods(method_list)
     r = _run(source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list, automl_trials=trials)
+    _logging(r.settings)
     with Progress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
@@ -193,71 +182,7 @@ def run(
             bar.update(tasks[step], completed=done, total=total)
 
         summary = run_pipeline(r, progress, cutoff, router=router)
-    _print_summary(summary, r.settings)
-
-
-def _print_summary(summary, settings: Settings) -> None:
-    _print_ingest(summary.ingest, summary)
-    pt = Table(title="Products per demand pattern")
-    for col in ("pattern", "SKUs", "mean ADI", "mean CV²", "class A", "anomalous"):
-        pt.add_column(col, justify="right")
-    for pattern, row in summary.patterns_table().iterrows():
-        pt.add_row(
-            str(pattern),
-            str(int(row.skus)),
-            f"{row.mean_adi:.2f}",
-            f"{row.mean_cv2:.2f}",
-            str(int(row.A)),
-            str(int(row.anomalous)),
-        )
-    console.print(pt)
-    bt = summary.backtest
-    at = Table(
-        title=f"Backtest accuracy per method ({bt.n_windows} windows x {bt.h} weeks, "
-        f"{bt.errors['unique_id'].nunique()} SKUs; sorted by MASE; OWA vs Naive2)"
-    )
-    for col in ("method", "sMAPE", "MASE", "OWA", "MAE", "bias"):
-        at.add_column(col, justify="right")
-    for method, row in bt.summary.sort_values("mase").iterrows():
-        at.add_row(
-            str(method), f"{row.smape:.2f}", f"{row.mase:.3f}", f"{row.owa:.3f}", f"{row.mae:.2f}", f"{row.bias:+.2f}"
-        )
-    console.print(at)
-    best = summary.by_pattern_best()
-    console.print(
-        "Best method per pattern (by MASE; sMAPE rewards zero forecasts on intermittent demand): "
-        + ", ".join(f"{p} → [bold]{r.method}[/] (MASE {r.mase:.3f})" for p, r in best.iterrows())
-    )
-    sel = summary.forecasts.groupby("sku")["method"].first().value_counts()
-    label = "Router's top method per SKU" if summary.router else "Methods chosen per SKU"
-    console.print(f"{label}: " + ", ".join(f"{m} {n}" for m, n in sel.items()))
-    if summary.router:
-        _print_router(summary.router, summary.promotion, settings)
-    if bt.excluded:
-        console.print(f"{len(bt.excluded)} SKUs too short to backtest were forecast with their pattern's best method.")
-    console.print(
-        f"\n[green]Outputs[/]: tables stock_classes, stock_forecasts, stock_quarantine in "
-        f"[bold]{settings.source_conn_id}[/] (run_id {summary.run_id}); files in [bold]{summary.run_dir}[/] "
-        "(forecast_vs_actual.png, accuracy_by_method.csv, accuracy_by_pattern.csv, forecasts.parquet)"
-    )
-
-
-def _print_router(router: dict, promotion: dict | None, settings: Settings) -> None:
-    t = router["targets"]
-    console.print(
-        f"\n[bold]Router[/] ({router['mode']} mode; holdout window): MASE {t['router_mase']:.3f} vs best single "
-        f"{router['best_single']} {t['best_single_mase']:.3f} (oracle {t['oracle_mase']:.3f}); OWA "
-        f"{t['router_owa']:.3f} vs {t['best_single_owa']:.3f}; within 10 % of each SKU's best method on "
-        f"{t['share_within_10pct_of_best']:.0%} of SKUs ("
-        f"{t.get('share_within_10pct_of_best_all_windows', float('nan')):.0%} averaged over all windows)."
-    )
-    console.print(f"  {router['summary']}")
-    console.print(
-        f"  registered [bold]{router['name']}[/] v{router['version']} (alias challenger) in {settings.tracking_uri}"
-    )
-    if promotion:
-        verdict = "[green]promoted to champion[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
-        console.print(f"  v{promotion['candidate']} {verdict}: {promotion['reason']}")
+    print_summary(summary, r.settings)
 
 
 @app.command()
@@ -270,32 +195,36 @@ def train(
     mode: Annotated[str | None, typer.Option(help="select | combine (default: the better on the holdout).")] = None,
 ) -> None:
     """Train the router on a run's backtest (or a fresh one), register it as the challenger."""
-    from stockml import pipeline as p
-    from stockml import router_pipeline as rp
+    from stockml.steps.backtest import backtest_step
+    from stockml.steps.classify import classify_step
+    from stockml.steps.ingest import ingest
+    from stockml.steps.router import train_router_step
+    from stockml.steps.tuning import automl_step
 
-    _logging()
     if mode not in (None, "select", "combine"):
         _fail(f"--mode must be select or combine, not {mode!r}")
     r = _run(source, run_id, automl_trials=trials, automl_timeout_s=timeout, router_mode=mode)
-    if not (r.dir / "backtest.json").exists():
+    _logging(r.settings)
+    layout = r.layout
+    if not layout.backtest_meta.exists():
         with console.status("ingest, classify and backtest..."):
-            p.ingest(r)
-            p.classify_step(r)
-            p.backtest_step(r)
+            ingest(r)
+            classify_step(r)
+            backtest_step(r)
     with console.status("AutoML (Optuna)..."):
-        rp.automl_step(r)
+        automl_step(r)
     with console.status("training and registering the router..."):
-        rp.train_router_step(r)
-    _print_router(r.load_json("router.json"), None, r.settings)
-    console.print(f"  run id {r.run_id}; report in {r.dir / 'router_report' / 'evaluation.html'}")
+        train_router_step(r)
+    print_router(r.load_json(layout.router), None, r.settings)
+    console.print(f"  run id {r.run_id}; report in {layout.router_report.html}")
 
 
 def _registry() -> Settings:
     """Settings, quiet logging and MLflow pointed at the configured registry."""
-    from stockml.router_pipeline import configure_mlflow
+    from stockml.steps.registry import configure_mlflow
 
-    _logging()
     s = get_settings()
+    _logging(s)
     configure_mlflow(s)
     return s
 
@@ -308,15 +237,14 @@ def promote(
         float | None, typer.Option(min=0, help="Allowed relative MASE loss vs the champion (0.02 = 2 %).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Skip the guardrails (the decision records it).")] = False,
-    name: Annotated[str, typer.Option(help="Registered model name.")] = "stockml-router",
+    name: Annotated[str, typer.Option(help="Registered model name.")] = ROUTER_MODEL,
 ) -> None:
     """Move the `champion` alias to a version, only if it is not worse than the champion on the holdout."""
-    from training.registry import mlflow_registry as reg
+    from stockml.steps.promotion import promote as guarded_promote
 
     s = _registry()
-    tol = s.promotion_tolerance if tolerance is None else tolerance
     with console.status("scoring candidate and champion on the same holdout..."):
-        d = reg.promote(name, version, tol, force)
+        d = guarded_promote(s, name, version, tolerance, force)
     if d.promoted:
         console.print(f"[green]v{d.candidate} is now champion[/] of {name} ({d.reason}); by {d.actor}")
     else:
@@ -326,20 +254,20 @@ def promote(
 
 @app.command()
 @_guard
-def rollback(name: Annotated[str, typer.Option(help="Registered model name.")] = "stockml-router") -> None:
+def rollback(name: Annotated[str, typer.Option(help="Registered model name.")] = ROUTER_MODEL) -> None:
     """Move `champion` back to the version the current champion replaced."""
     from training.registry import mlflow_registry as reg
 
-    _registry()
-    d = reg.rollback(name)
+    s = _registry()
+    d = reg.rollback(name, who=reg.actor(s.actor))
     console.print(f"[green]champion is v{d.candidate} again[/] (was v{d.previous_champion}); by {d.actor}")
 
 
 @app.command()
 @_guard
-def models(name: Annotated[str, typer.Option(help="Registered model name.")] = "stockml-router") -> None:
+def models(name: Annotated[str, typer.Option(help="Registered model name.")] = ROUTER_MODEL) -> None:
     """List registered versions with their aliases, holdout MASE, data window and promotion notes."""
-    from stockml.router_pipeline import registry_summary
+    from stockml.steps.registry import registry_summary
 
     s = _registry()
     rows = registry_summary(name)
@@ -358,26 +286,24 @@ def models(name: Annotated[str, typer.Option(help="Registered model name.")] = "
 @_guard
 def status() -> None:
     """What serves now: the champion, and the latest training run's router figures and decision."""
-    import json
-
-    from stockml.router_pipeline import registry_summary
+    from stockml.layout import read_pointer
+    from stockml.steps.registry import registry_summary
 
     s = _registry()
-    pointer = s.home / "latest_forecasts.json"
-    if not pointer.exists():
+    served = read_pointer(s.layout.latest_forecasts)
+    if served is None:
         _fail("no forecasts published yet: run `make pipeline`, the stock_training DAG or `stockml run`")
-    run_dir = Path(json.loads(pointer.read_text())["dir"])
-    router = json.loads((run_dir / "router.json").read_text()) if (run_dir / "router.json").exists() else None
-    promotion = json.loads((run_dir / "promotion.json").read_text()) if (run_dir / "promotion.json").exists() else None
+    router = served.read_json(served.router) if served.router.exists() else None
+    promotion = served.read_json(served.promotion) if served.promotion.exists() else None
     if router:
-        _print_router(router, promotion, s)
-    champ = [r for r in registry_summary() if "champion" in r["aliases"].split(",")]
+        print_router(router, promotion, s)
+    champ = [r for r in registry_summary(ROUTER_MODEL) if "champion" in r["aliases"].split(",")]
     if champ:
-        console.print(f"champion: stockml-router v{champ[0]['version']} (holdout MASE {champ[0]['holdout_mase']})")
-    fc = pd.read_parquet(run_dir / "forecasts.parquet")
+        console.print(f"champion: {ROUTER_MODEL} v{champ[0]['version']} (holdout MASE {champ[0]['holdout_mase']})")
+    fc = pd.read_parquet(served.forecasts)
     console.print(
         f"latest forecasts: {fc['sku'].nunique()} SKUs x {fc['step'].max()} weeks from {fc['ds'].min():%Y-%m-%d} "
-        f"in stock_forecasts (run folder {run_dir}; report {run_dir / 'router_report' / 'evaluation.html'})"
+        f"in stock_forecasts (run folder {served.root}; report {served.router_report.html})"
     )
 
 
@@ -393,7 +319,7 @@ def serve(
     exe = Path(sys.executable).with_name("bentoml")
     root = Path(__file__).resolve().parents[1]
     cmd = [str(exe), "serve", "serving.bentos.service:StockForecaster", "--host", host, "--port", str(port)]
-    console.print(f"serving on http://{host}:{port} (API keys from STOCKML_API_KEYS; Ctrl-C stops)")
+    console.print(f"serving on http://{host}:{port} (API keys from STOCKML_AUTH__API_KEYS; Ctrl-C stops)")
     raise typer.Exit(subprocess.call(cmd, cwd=root))
 
 
@@ -404,7 +330,7 @@ def prune(
     days: Annotated[int | None, typer.Option(min=0, help="Retention of quarantined rows, days.")] = None,
 ) -> None:
     """Delete quarantined rows past their retention (what stock_maintenance runs daily)."""
-    from stockml.pipeline import Run
+    from stockml.run import Run
     from training.data.store import prune_quarantine
 
     r = Run(get_settings(source_conn_id=source))
@@ -423,13 +349,32 @@ def show(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
 ) -> None:
     """Print rows of an output table."""
-    from stockml.pipeline import Run
+    from stockml.run import Run
     from training.data.store import read_output
 
     r = Run(get_settings(source_conn_id=source))
     df = read_output(r.hook(), table, run_id, r.settings.source_schema)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(df.head(limit).to_string() if not df.empty else f"{table} is empty")
+
+
+@app.command("settings")
+@_guard
+def settings_reference(
+    markdown: Annotated[bool, typer.Option(help="Print the reference as the Markdown table README holds.")] = False,
+) -> None:
+    """Every setting: its environment variable, type, default and description."""
+    from stockml.settings import settings_rows, settings_table
+
+    if markdown:
+        typer.echo(settings_table(), nl=False)
+        return
+    t = Table(title="stockml settings (environment variables)")
+    for col in ("env variable", "type", "default", "description"):
+        t.add_column(col)
+    for row in settings_rows():
+        t.add_row(*row)
+    console.print(t)
 
 
 def main() -> None:  # pragma: no cover

@@ -7,13 +7,17 @@ back to the SQLite demo database when the connection is not defined.
 
 from __future__ import annotations
 
+import types
+import typing
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stockml.layout import HomeLayout
 from stockml.settings_serving import AuthSettings, BanditSettings, BatchSettings, ServingSettings
+from training.registry.names import ROUTER_MODEL
 
 
 class Settings(BaseSettings):
@@ -21,7 +25,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STOCKML_", extra="ignore", env_nested_delimiter="__")
 
-    home: Path = Field(default=Path(".stockml"), description="Where embedded state lives.")
+    home: Path = Field(
+        default=Path(".stockml"),
+        description="State folder: run folders, latest pointers, embedded SQLite databases (source, MLflow, Optuna).",
+    )
     source_conn_id: str = Field(default="stockml_source", description="Airflow connection of the source DB.")
     source_schema: str | None = Field(
         default=None, description="Database schema holding the source and output tables (Postgres/Hive)."
@@ -39,12 +46,24 @@ class Settings(BaseSettings):
     backtest_windows: int = Field(default=3, ge=1, description="Rolling-origin windows in backtests.")
     methods: list[str] | None = Field(default=None, description="Zoo methods to run (default: all).")
     n_jobs: int = Field(default=-1, description="Processes for forecasting (-1: all cores).")
-    abc_cutoffs: tuple[float, float] = (0.80, 0.95)
-    xyz_cutoffs: tuple[float, float] = (0.5, 1.0)
-    adi_cutoff: float = 1.32
-    cv2_cutoff: float = 0.49
-    anomaly_contamination: float = Field(default=0.05, gt=0, lt=0.5)
-    quarantine_retention_days: int = 90
+    abc_cutoffs: tuple[float, float] = Field(
+        default=(0.80, 0.95), description="Cumulative revenue shares closing classes A and B (the rest is C)."
+    )
+    xyz_cutoffs: tuple[float, float] = Field(
+        default=(0.5, 1.0), description="Coefficient-of-variation bounds of classes X and Y (above: Z)."
+    )
+    adi_cutoff: float = Field(
+        default=1.32, gt=0, description="Syntetos-Boylan ADI cut-off: at or above it demand is intermittent/lumpy."
+    )
+    cv2_cutoff: float = Field(
+        default=0.49, ge=0, description="Syntetos-Boylan CV² cut-off: at or above it demand is erratic/lumpy."
+    )
+    anomaly_contamination: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Share of SKUs the isolation forest flags as anomalous."
+    )
+    quarantine_retention_days: int = Field(
+        default=90, ge=0, description="Quarantined source rows older than this are deleted daily."
+    )
     run_retention_days: int = Field(default=30, ge=0, description="Run folders older than this are pruned daily.")
     retrain_mase_threshold: float = Field(
         default=1.5, gt=0, description="Monitoring triggers stock_training when live MASE exceeds this."
@@ -52,7 +71,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking/registry URI (default: sqlite:///<home>/mlflow.db)."
     )
-    mlflow_experiment: str = Field(default="stockml-router", description="MLflow experiment for router runs.")
+    mlflow_experiment: str = Field(default=ROUTER_MODEL, description="MLflow experiment for router runs.")
     optuna_storage: str | None = Field(
         default=None, description="Optuna study storage URL (default: sqlite:///<home>/optuna.db; Postgres works)."
     )
@@ -70,6 +89,18 @@ class Settings(BaseSettings):
         description="Error the router minimises: mase (inventory) or owa (M4; favours zeros on intermittent SKUs).",
     )
     router_top_k: int = Field(default=2, ge=1, description="Methods a combine-mode router blends per SKU.")
+    git_commit: str | None = Field(
+        default=None, description="Commit recorded on registered models (default: `git rev-parse HEAD`; set in images)."
+    )
+    actor: str | None = Field(
+        default=None, description="Who or what promotes and trains, recorded in the registry (default: user@host)."
+    )
+    log_level: str = Field(
+        default="WARNING",
+        pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        description="Log level of the CLI and the pipeline's loggers.",
+    )
+    debug: bool = Field(default=False, description="Show the traceback of a failed CLI command (1/true).")
     promotion_tolerance: float = Field(
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
     )
@@ -86,29 +117,106 @@ class Settings(BaseSettings):
 
     @cached_property
     def default_source_db(self) -> Path:
-        return self.home / "source.db"
+        return self.layout.source_db
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        return self.mlflow_tracking_uri or f"sqlite:///{self.layout.mlflow_db.resolve()}"
 
     @property
     def artifact_root(self) -> Path:
-        return (self.home / "mlartifacts").resolve()
+        return self.layout.mlflow_artifacts.resolve()
 
     @property
     def optuna_url(self) -> str:
-        return self.optuna_storage or f"sqlite:///{(self.home / 'optuna.db').resolve()}"
+        return self.optuna_storage or f"sqlite:///{self.layout.optuna_db.resolve()}"
 
     @property
     def runs_dir(self) -> Path:
-        return self.home / "runs"
+        return self.layout.runs
 
     @property
     def ground_truth_path(self) -> Path:
-        return self.home / "demo_ground_truth.json"
+        return self.layout.ground_truth
+
+    @property
+    def layout(self) -> HomeLayout:
+        """Paths under ``home``: runs, embedded databases, latest pointers."""
+        return HomeLayout(self.home)
 
 
 def get_settings(**overrides: object) -> Settings:
     """Build settings from the environment, with explicit overrides (CLI flags) on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+# -- the settings reference (README's table is generated from here) ----------------------------------
+
+TABLE_START = "<!-- settings-table:start -->"
+TABLE_END = "<!-- settings-table:end -->"
+
+
+def _type_name(annotation: object) -> str:
+    if annotation is type(None):
+        return "None"
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join("..." if a is Ellipsis else _type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _default_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def _section(annotation: object) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def settings_rows(model: type[BaseModel] | None = None, prefix: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(env variable, type, default, description) of every field, nested sections walked recursively.
+
+    A field of a nested section ``serving: ServingSettings`` is ``STOCKML_SERVING__<FIELD>``
+    (the settings object's ``env_nested_delimiter``, ``__``).
+    """
+    model = model or Settings
+    config = getattr(model, "model_config", {})
+    if prefix is None:
+        prefix = str(config.get("env_prefix", ""))
+    delimiter = str(Settings.model_config.get("env_nested_delimiter") or "__")
+    rows = []
+    for name, info in model.model_fields.items():
+        env = f"{prefix}{name}".upper()
+        section = _section(info.annotation)
+        if section is not None:
+            rows += settings_rows(section, f"{env}{delimiter}")
+            continue
+        if not info.description:
+            raise ValueError(f"setting {model.__name__}.{name} has no description")
+        default = info.get_default(call_default_factory=True)
+        rows.append((env, _type_name(info.annotation), _default_text(default), info.description))
+    return rows
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def settings_table() -> str:
+    """The settings reference as a Markdown table (what README holds between the table markers)."""
+    lines = ["| env variable | type | default | description |", "|---|---|---|---|"]
+    for env, type_, default, description in settings_rows():
+        default_cell = f"`{_cell(default)}`" if default else ""
+        lines.append(f"| `{env}` | {_cell(type_)} | {default_cell} | {_cell(description)} |")
+    return "\n".join(lines) + "\n"

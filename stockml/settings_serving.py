@@ -120,20 +120,6 @@ SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 
-def settings_table() -> str:
-    """The README's table of these sections (variable, default, meaning); a test checks README against it."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for section, model in SECTIONS.items():
-        for name, f in model.model_fields.items():
-            default = f.get_default(call_default_factory=True)
-            if default is None or default == "":
-                shown = "unset"
-            else:
-                shown = f"`{str(default).lower() if isinstance(default, bool) else default}`"
-            rows.append(f"| `STOCKML_{section.upper()}__{name.upper()}` | {shown} | {f.description} |")
-    return "\n".join(rows)
-
-
 RENAMED = {
     "STOCKML_SERVING_MODEL_NAME": "STOCKML_SERVING__MODEL_NAME",
     "STOCKML_SERVING_POLL_S": "STOCKML_SERVING__POLL_S",

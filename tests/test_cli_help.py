@@ -6,18 +6,9 @@ from typer.testing import CliRunner
 from stockml.cli import app
 
 COMMANDS = [
-    "demo-data",
-    "validate",
-    "run",
-    "train",
-    "promote",
-    "rollback",
-    "models",
-    "status",
-    "serve",
-    "show",
-    "prune",
-]
+    "demo-data", "validate", "run", "train", "promote", "rollback", "models", "status", "serve", "show", "prune",
+    "settings",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

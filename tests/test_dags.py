@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from stockml.connections import sqlite_conn_json
+from stockml.layout import HomeLayout
 from training.data.demo import generate_catalogue
 from training.data.store import read_output, write_source_tables
 
@@ -105,7 +106,7 @@ def test_ingest_training_monitoring_maintenance_on_sqlite(dagbag, airflow_db, tm
 
     from training.registry import mlflow_registry as reg
 
-    mlflow.set_tracking_uri(f"sqlite:///{(tmp_path / 'home' / 'mlflow.db').resolve()}")
+    mlflow.set_tracking_uri(f"sqlite:///{HomeLayout(tmp_path / 'home').mlflow_db.resolve()}")
     champ = reg.version_by_alias(reg.MODEL_NAME, reg.CHAMPION)
     assert champ is not None and champ.tags["promotion.actor"].startswith("airflow:stock_training/")
 
@@ -127,7 +128,7 @@ def test_source_without_valid_rows_fails_clearly(dagbag, airflow_db, tmp_path, m
         conn.execute(sa.text("UPDATE stock_movements SET qty_sold = -1"))
     dr = _test(dagbag, "stock_ingest", 22)
     assert dr.state == "failed"
-    failures = [json.loads(line) for line in (home / "failures.jsonl").read_text().splitlines()]
+    failures = [json.loads(line) for line in HomeLayout(home).failures.read_text().splitlines()]
     assert failures[-1]["task_id"] == "ingest" and "no valid" in failures[-1]["error"].lower()
     assert pd.notna(failures[-1]["at"])
 

@@ -22,8 +22,10 @@ from hive_server import conn_json, java_missing, start_hive_server
 from services import canonical_demand, weekly_demand_through
 
 from stockml.connections import get_hook, sqlite_conn_json
-from stockml.pipeline import Run, classify_step, ingest, safe_run_id
+from stockml.run import Run, safe_run_id
 from stockml.settings import Settings
+from stockml.steps.classify import classify_step
+from stockml.steps.ingest import ingest
 from training.data.demo import generate_catalogue
 from training.data.hive_store import HiveStore, literal
 from training.data.source import SourceQueries, read_source
@@ -161,8 +163,7 @@ def test_stock_ingest_dag_on_hive(hive_env, dagbag, airflow_db):
     run_id = f"stock_ingest__{dr.run_id}"
     hook = get_hook("stockml_source")
     assert len(read_output(hook, "stock_quarantine", run_id, hive_env["schema"])) == 4
-    run_dir = Settings().runs_dir / safe_run_id(run_id)
-    dag_demand = pd.read_parquet(run_dir / "demand.parquet")
+    dag_demand = pd.read_parquet(Settings().layout.run(safe_run_id(run_id)).demand)
     lite_demand, _ = _weekly(get_hook("stockml_sqlite"), None)
     dag_demand = dag_demand[dag_demand["ds"] <= lite_demand["ds"].max()]  # the DAG's cut-off is "today"
     pd.testing.assert_frame_equal(canonical_demand(dag_demand), canonical_demand(lite_demand))

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from stockml.cli import app
 from stockml.connections import sqlite_conn_json
+from stockml.layout import HomeLayout
 from training.data.store import read_output, write_source_tables
 from training.forecasting.backtest import ALL_GROUPS, add_empirical_intervals
 from training.forecasting.methods import method_registry
@@ -87,7 +88,7 @@ def test_demo_data_writes_the_source(demo):
         movements = pd.read_sql("SELECT * FROM stock_movements", conn)
     assert len(products) == SKUS
     assert len(movements) > 1000
-    assert (demo["root"] / "home" / "demo_ground_truth.json").exists()
+    assert HomeLayout(demo["root"] / "home").ground_truth.exists()
 
 
 def test_run_prints_the_summary(demo):
@@ -110,8 +111,8 @@ def test_run_prints_the_summary(demo):
 
 
 def test_output_tables(demo):
-    engine, run_dir = demo["engine"], demo["root"] / "home" / "runs" / "r1"
-    report = json.loads((run_dir / "ingest.json").read_text())
+    engine, run = demo["engine"], HomeLayout(demo["root"] / "home").run("r1")
+    report = json.loads(run.ingest_report.read_text())
 
     classes = read_output(engine, "stock_classes", "r1")
     assert classes["sku"].is_unique
@@ -141,11 +142,11 @@ def test_output_tables(demo):
 
 
 def test_run_folder(demo):
-    run_dir = demo["root"] / "home" / "runs" / "r1"
-    for name in ("forecast_vs_actual.png", "accuracy_by_method.csv", "accuracy_by_pattern.csv", "forecasts.parquet"):
-        assert (run_dir / name).stat().st_size > 0, name
-    assert (run_dir / "forecast_vs_actual.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    acc = pd.read_csv(run_dir / "accuracy_by_method.csv", index_col=0)
+    run = HomeLayout(demo["root"] / "home").run("r1")
+    for path in (run.forecast_plot, run.accuracy_by_method, run.accuracy_by_pattern, run.forecasts):
+        assert path.stat().st_size > 0, path.name
+    assert run.forecast_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    acc = pd.read_csv(run.accuracy_by_method, index_col=0)
     assert set(acc.index) == set(METHOD_SUBSET)
     assert {"smape", "mase", "owa"} <= set(acc.columns)
 
@@ -346,5 +347,5 @@ def test_run_without_router_forecasts_each_sku_with_its_backtest_winner(demo):
     per_sku = fc.groupby("sku").size()
     assert len(per_sku) == SKUS and (per_sku == HORIZON).all()
     assert fc["yhat"].notna().all() and (fc["yhat"] >= 0).all()
-    selection = pd.read_csv(demo["root"] / "home" / "runs" / "r3" / "selection.csv", index_col="sku")["method"]
+    selection = pd.read_csv(HomeLayout(demo["root"] / "home").run("r3").selection, index_col="sku")["method"]
     assert set(selection) <= set(METHOD_SUBSET)

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from stockml.cli import app
 from stockml.connections import get_hook, sqlite_conn_json
-from stockml.pipeline import Run, run_pipeline
+from stockml.pipeline import run_pipeline
+from stockml.run import Run
 from stockml.settings import Settings
 from training.data.demo import generate_catalogue
 from training.data.store import read_output, write_source_tables
@@ -132,6 +133,6 @@ def test_pipeline_on_postgres_is_idempotent(pg_env, tmp_path):
     assert counts("pg_run_1") == before
     assert len(read_output(engine, "stock_forecasts", None, schema)) == before["stock_forecasts"]
 
-    saved = json.loads((run.dir / "ingest.json").read_text())
+    saved = json.loads(run.layout.ingest_report.read_text())
     assert saved["skus"] == SKUS
     engine.dispose()

@@ -10,18 +10,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stockml.settings import Settings
-from stockml.settings_serving import SECTIONS, settings_table
+from stockml.settings import Settings, settings_table
+from stockml.settings_serving import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVING = sorted((ROOT / "serving").rglob("*.py"))
 
 
 def test_readme_table_is_the_settings_object():
+    """The serving sections are rows of README's one settings table (tests/test_settings.py checks it all)."""
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- serving-settings:start -->\n(.*?)\n<!-- serving-settings:end -->", readme, re.S)
-    assert block, "README has no serving settings table"
-    assert block.group(1) == settings_table(), "README's serving settings table differs from settings_serving.py"
+    block = re.search(r"<!-- settings-table:start -->\n(.*?)<!-- settings-table:end -->", readme, re.S)
+    assert block, "README has no settings table"
+    assert block.group(1) == settings_table()
     for section, model in SECTIONS.items():
         assert section in Settings.model_fields
         for name, f in model.model_fields.items():

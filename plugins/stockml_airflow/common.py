@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -22,7 +20,7 @@ WEEKLY_DEMAND = Asset(name="stockml_weekly_demand", uri="file:///stockml/weekly_
 
 
 def record_failure(context: dict[str, Any]) -> None:
-    """on_failure_callback: log the failure and append it to <STOCKML_HOME>/failures.jsonl.
+    """on_failure_callback: log the failure and append it to the home folder's failures file.
 
     The file is what ops (and the monitoring DAG) can read without the Airflow UI; the log
     line carries the same fields for log shippers.
@@ -38,11 +36,13 @@ def record_failure(context: dict[str, Any]) -> None:
     }
     log.error("stockml task failed", extra={"failure": event})
     try:
-        home = Path(os.environ.get("STOCKML_HOME", ".stockml"))
-        home.mkdir(parents=True, exist_ok=True)
-        with (home / "failures.jsonl").open("a") as fh:
+        from stockml.settings import get_settings
+
+        failures = get_settings().layout.failures
+        failures.parent.mkdir(parents=True, exist_ok=True)
+        with failures.open("a") as fh:
             fh.write(json.dumps(event) + "\n")
-    except OSError:  # a callback must never raise
+    except Exception:  # a callback must never raise (invalid settings included)
         log.exception("could not record the failure")
 
 
@@ -79,9 +79,9 @@ def fork_safe_workers() -> None:
 def run_for(context: dict[str, Any]) -> Any:
     """The stockml pipeline run of this DAG run: its outputs are keyed by the Airflow run id,
     so clearing and re-running a DAG run replaces its rows instead of adding new ones."""
-    from stockml.pipeline import Run
+    from stockml.run import Run
+    from stockml.settings import get_settings
 
     fork_safe_workers()
-    from stockml.settings import get_settings
 
     return Run(get_settings(), f"{context['dag'].dag_id}__{context['run_id']}")

@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from training.registry.names import ROUTER_MODEL
+
 
 class MlflowPromoteOperator(BaseOperator):
     """Move ``champion`` to a version through the guardrails; never fails because of a refusal.
@@ -21,7 +23,7 @@ class MlflowPromoteOperator(BaseOperator):
     def __init__(
         self,
         *,
-        model_name: str = "stockml-router",
+        model_name: str = ROUTER_MODEL,
         version: str | None = None,
         tolerance: float | None = None,
         force: bool = False,
@@ -34,17 +36,12 @@ class MlflowPromoteOperator(BaseOperator):
         self.force = force
 
     def execute(self, context: Any) -> dict:
-        from stockml.router_pipeline import configure_mlflow
+        from stockml.steps.promotion import promote, record_decision
         from stockml_airflow.common import run_for
-        from training.registry import mlflow_registry as reg
 
         run = run_for(context)
-        s = run.settings
-        configure_mlflow(s)
         who = f"airflow:{context['dag'].dag_id}/{context['run_id']}"
-        tol = s.promotion_tolerance if self.tolerance is None else self.tolerance
-        decision = reg.promote(self.model_name, self.version or None, tol, self.force, who=who)
+        decision = promote(run.settings, self.model_name, self.version or None, self.tolerance, self.force, who=who)
         self.log.info("promotion: %s", decision.reason)
-        if run.dir.exists():
-            run.save_json("promotion.json", asdict(decision))
+        record_decision(run, decision)
         return asdict(decision)

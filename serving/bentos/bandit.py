@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.forecasting.metrics import naive_scale
+from training.forecasting.metrics import mase_scale as library_mase_scale
 
 PRIOR = (1.0, 1.0)
 MC_DRAWS = 20_000
@@ -74,11 +74,11 @@ UNDEFINED_SCALE = 1.0  # the scale of a history whose naive scale is 0 or undefi
 
 
 def mase_scale(history: Iterable[float]) -> float:
-    """The library's lag-1 MASE scale (:func:`training.forecasting.metrics.naive_scale`) of a weekly, regular
+    """The library's lag-1 MASE scale (:func:`training.forecasting.metrics.mase_scale`) of a weekly, regular
     series; :data:`UNDEFINED_SCALE` when it is 0 or undefined. A reward must exist for every served
     forecast, so such a history is scored on the absolute error (the guardrail's ``mean_mase`` leaves
     those series out instead: it averages over series, the bandit over outcomes)."""
-    s = naive_scale(np.asarray(list(history) if not isinstance(history, np.ndarray) else history, dtype="float64"))
+    s = library_mase_scale(np.asarray(list(history) if not isinstance(history, np.ndarray) else history, float))
     return s if np.isfinite(s) and s > 0 else UNDEFINED_SCALE
 
 

@@ -34,6 +34,7 @@ from training.automl._common import (
     quiet_optuna,
     rdb_storage,
 )
+from training.registry.names import ROUTER_MODEL
 from training.router.model import ForecastRouter
 
 MODES = ("select", "combine")
@@ -115,7 +116,7 @@ def tune_router(
     n_trials: int | None = 30,
     timeout_s: float | None = 300,
     storage: str | None = None,
-    study_name: str = "stockml-router",
+    study_name: str = ROUTER_MODEL,
     n_folds: int = 3,
     seed: int = 0,
     mlflow_tracking_uri: str | None = None,

@@ -18,13 +18,28 @@ def abc_classes(revenue: pd.Series, cutoffs: tuple[float, float] = (0.80, 0.95))
     return pd.Series(labels, index=order.index).reindex(revenue.index)
 
 
+XYZ = ("X", "Y", "Z")
+PATTERNS = ("smooth", "erratic", "intermittent", "lumpy")
+
+
+def xyz_codes(cv: pd.Series | np.ndarray, cutoffs: tuple[float, float] = (0.5, 1.0)) -> np.ndarray:
+    """The XYZ rule as codes 0 (X: CV ≤ lo), 1 (Y: CV ≤ hi), 2 (Z: above, or CV undefined)."""
+    cv = np.asarray(cv, dtype=float)
+    return np.select([cv <= cutoffs[0], cv <= cutoffs[1]], [0.0, 1.0], 2.0)
+
+
 def xyz_classes(cv: pd.Series, cutoffs: tuple[float, float] = (0.5, 1.0)) -> pd.Series:
     """X: stable (CV ≤ 0.5), Y: variable (≤ 1.0), Z: erratic, by coefficient of variation."""
-    return pd.Series(np.where(cv <= cutoffs[0], "X", np.where(cv <= cutoffs[1], "Y", "Z")), index=cv.index)
+    return pd.Series(np.asarray(XYZ)[xyz_codes(cv, cutoffs).astype(int)], index=cv.index)
 
 
 def demand_patterns(adi: pd.Series, cv2: pd.Series, adi_cut: float = 1.32, cv2_cut: float = 0.49) -> pd.Series:
-    """Syntetos-Boylan-Croston quadrants: smooth, erratic, intermittent, lumpy."""
+    """Syntetos-Boylan-Croston quadrants: smooth, erratic, intermittent, lumpy.
+
+    Frequent demand is ADI < ``adi_cut``, stable sizes CV² < ``cv2_cut`` (at a cut-off: the
+    intermittent/erratic side). The one implementation: classification and the router's
+    :class:`~training.router.train.PatternRule` both call it.
+    """
     frequent = adi < adi_cut
     stable = cv2 < cv2_cut
     labels = np.select(

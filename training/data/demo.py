@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.data.weekly import week_start
+
 PATTERNS = ("smooth", "erratic", "intermittent", "lumpy")
 PATTERN_SHARES = (0.26, 0.24, 0.26, 0.24)
 CATEGORIES = {
@@ -239,8 +241,7 @@ def generate_catalogue(
         raise ValueError("need at least 1 SKU and 8 weeks")
     rng = np.random.default_rng(seed)
     end_ts = pd.Timestamp(end)
-    start = (end_ts - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1)).normalize()
-    start = start - pd.Timedelta(days=start.weekday())  # align to Monday
+    start = week_start(end_ts - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1))
     cats = list(CATEGORIES)
     product_rows, movement_rows, truth = [], [], []
     n_anomalous = max(1, round(n_skus * ANOMALY_SHARE)) if n_skus >= 10 else 0

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from training.data.store import check_output_table, output_frame, output_tables
+from training.data.output_schema import check_output_table, output_frame, output_tables
 
 log = logging.getLogger(__name__)
 

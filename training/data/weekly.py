@@ -14,11 +14,21 @@ import numpy as np
 import pandas as pd
 
 
+def week_start(dates: pd.Series | pd.Timestamp | str) -> pd.Series | pd.Timestamp:
+    """Monday (00:00) of the Monday-to-Sunday week each date falls in: the ``ds`` of the demand contract.
+
+    The one week-start rule of the code base: a Series gives a Series (same index), a single
+    date gives a Timestamp.
+    """
+    if isinstance(dates, pd.Series):
+        d = pd.to_datetime(dates).dt.normalize()
+        return d - pd.to_timedelta(d.dt.weekday, unit="D")
+    return pd.Timestamp(week_start_of(pd.Timestamp(dates).date()))
+
+
 def last_complete_week_start(cutoff: pd.Timestamp) -> pd.Timestamp:
     """Monday of the last Monday-to-Sunday week that ends on or before ``cutoff``."""
-    cutoff = pd.Timestamp(cutoff).normalize()
-    sunday = cutoff - pd.Timedelta(days=(cutoff.weekday() + 1) % 7)
-    return sunday - pd.Timedelta(days=6)
+    return week_start(pd.Timestamp(cutoff) + pd.Timedelta(days=1)) - pd.Timedelta(weeks=1)
 
 
 def default_last_week(movements: pd.DataFrame) -> pd.Timestamp:
@@ -27,12 +37,7 @@ def default_last_week(movements: pd.DataFrame) -> pd.Timestamp:
     An extract is normally taken after the week closes; a scheduler passes its logical date
     as the cut-off instead, so a mid-week run never sees a partial week.
     """
-    return week_start(pd.Series([pd.to_datetime(movements["date"]).max()])).iloc[0]
-
-
-def week_start(dates: pd.Series) -> pd.Series:
-    d = pd.to_datetime(dates).dt.normalize()
-    return d - pd.to_timedelta(d.dt.weekday, unit="D")
+    return week_start(pd.to_datetime(movements["date"]).max())
 
 
 def to_weekly_demand(movements: pd.DataFrame, cutoff: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -2,7 +2,10 @@
 
 - sMAPE = 200/h · Σ |y − f| / (|y| + |f|)   (a term with y = f = 0 counts as 0)
 - MASE  = mean |y − f| / scale, scale = mean |y_t − y_{t−m}| over the training sample
-          (M4 used m = 1 for weekly data)
+          (M4 used m = 1 for weekly data). One convention everywhere (backtests, the router,
+          the promotion guardrail, live monitoring): a scale is *undefined* (NaN) when the
+          sample has no m-step naive error to measure (m or fewer points) or when that error
+          is zero (a constant sample); such a series has no MASE and is left out of MASE means.
 - OWA   = ½ (sMAPE / sMAPE_Naive2 + MASE / MASE_Naive2), each averaged over all series first
 - MAE, RMSE, bias (mean f − y), pinball loss at a quantile, and the scaled pinball loss
   (pinball / MASE scale) that compares across products of different volume.
@@ -21,19 +24,23 @@ def smape(y: np.ndarray, f: np.ndarray) -> float:
     return float(200.0 * terms.mean())
 
 
+def defined_scales(scales: pd.Series) -> pd.Series:
+    """The one convention for an undefined MASE scale: anything not positive and finite becomes NaN."""
+    values = pd.to_numeric(scales, errors="coerce").astype(float)
+    return values.where(np.isfinite(values) & (values > 0))
+
+
 def mase_scale(insample: np.ndarray, m: int = 1) -> float:
-    """Mean absolute m-step naive error of the training sample (NaN when undefined)."""
+    """Mean absolute m-step naive error of the training sample; NaN when undefined (see module doc)."""
     insample = np.asarray(insample, float)
     if len(insample) <= m:
         return float("nan")
-    return float(np.mean(np.abs(insample[m:] - insample[:-m])))
+    return float(defined_scales(pd.Series([np.mean(np.abs(insample[m:] - insample[:-m]))])).iloc[0])
 
 
 def mase(y: np.ndarray, f: np.ndarray, insample: np.ndarray, m: int = 1) -> float:
-    scale = mase_scale(insample, m)
-    if not scale > 0:
-        return float("nan")
-    return float(np.mean(np.abs(np.asarray(y, float) - np.asarray(f, float))) / scale)
+    """MAE / :func:`mase_scale`; NaN when the scale is undefined."""
+    return float(np.mean(np.abs(np.asarray(y, float) - np.asarray(f, float))) / mase_scale(insample, m))
 
 
 def mae(y: np.ndarray, f: np.ndarray) -> float:
@@ -59,20 +66,22 @@ def owa(smape_value: float, mase_value: float, smape_naive2: float, mase_naive2:
 
 
 def insample_scales(train: pd.DataFrame, m: int = 1) -> pd.Series:
-    """MASE scale per series of a long frame (unique_id, ds, y)."""
+    """MASE scale per series of a long frame (unique_id, ds, y); NaN where undefined (as :func:`mase_scale`)."""
     d = train.sort_values(["unique_id", "ds"])
     diff = d.groupby("unique_id")["y"].diff(m).abs()
-    return diff.groupby(d["unique_id"]).mean()
+    return defined_scales(diff.groupby(d["unique_id"]).mean())
 
 
 def mean_mase(scored: pd.DataFrame, history: pd.DataFrame) -> float:
-    """Mean over series of MAE / lag-1 in-sample scale of ``history`` (series with a zero scale left out).
+    """Mean over series of MAE / lag-1 in-sample scale of ``history`` (series with an undefined scale left out).
 
-    ``scored`` holds unique_id, y (actual) and yhat; NaN if no series can be scaled.
+    ``scored`` holds unique_id, y (actual) and yhat; NaN if no series can be scaled. The
+    promotion guardrail and live monitoring score with this, the backtest with
+    :func:`pointwise_errors` + :func:`summarise`: the same scale, the same figure.
     """
     mae = (scored["y"] - scored["yhat"]).abs().groupby(scored["unique_id"]).mean()
     scale = insample_scales(history).reindex(mae.index)
-    valid = scale > 0
+    valid = scale.notna()
     return float((mae[valid] / scale[valid]).mean()) if valid.any() else float("nan")
 
 
@@ -90,6 +99,7 @@ def pointwise_errors(
         f["scale"] = f["unique_id"].map(scales)
     else:
         f = f.merge(scales, on=[c for c in scales.columns if c != "scale"], how="left")
+    f["scale"] = defined_scales(f["scale"])
     err = f["y"] - f["yhat"]
     denom = f["y"].abs() + f["yhat"].abs()
     f["_smape"] = np.where(denom > 0, 200 * err.abs() / denom.where(denom > 0, 1), 0.0)
@@ -136,13 +146,3 @@ def summarise(errors: pd.DataFrame, baseline: str = "Naive2") -> pd.DataFrame:
     else:
         table["owa"] = np.nan
     return table[["smape", "mase", "owa", *[c for c in cols if c not in ("smape", "mase")], "n"]].sort_values("owa")
-
-
-def naive_scale(y: np.ndarray, m: int = 1) -> float:
-    """MASE scale of one regular series: mean absolute lag-``m`` difference, as :func:`insample_scales`
-    computes per series of a frame. NaN when it is undefined (fewer than ``m + 1`` points); 0 for a
-    constant series (callers decide what an unusable scale means: :func:`mean_mase` leaves it out)."""
-    y = np.asarray(y, dtype="float64")
-    if y.size <= m:
-        return float("nan")
-    return float(np.mean(np.abs(y[m:] - y[:-m])))

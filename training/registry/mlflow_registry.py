@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
 import socket
 import subprocess
 import tempfile
@@ -29,13 +28,14 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from training.forecasting.metrics import mean_mase
+from training.registry.names import ROUTER_MODEL
 from training.registry.pyfunc import ARTIFACT
 from training.router.storage import save_router
 
 log = logging.getLogger("stockml.registry")
 
-MODEL_NAME = "stockml-router"
-EXPERIMENT = "stockml-router"
+MODEL_NAME = ROUTER_MODEL
+EXPERIMENT = ROUTER_MODEL
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOLDOUT_DIR = "holdout"
 ROUTER_MODEL_CODE = Path(__file__).with_name("router_model_code.py")  # the pyfunc's "models from code" file
@@ -63,10 +63,10 @@ def configure(tracking_uri: str, experiment: str = EXPERIMENT, artifact_root: Pa
     return exp_id
 
 
-def git_commit() -> str:
-    """The commit of the code that trained the model (env STOCKML_GIT_COMMIT wins, for images)."""
-    if os.environ.get("STOCKML_GIT_COMMIT"):
-        return os.environ["STOCKML_GIT_COMMIT"]
+def git_commit(configured: str | None = None) -> str:
+    """The commit of the code that trained the model: ``configured`` (settings, for images) wins."""
+    if configured:
+        return configured
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
@@ -76,9 +76,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def actor() -> str:
-    """Who or what acts: STOCKML_ACTOR (Airflow sets dag/run) or user@host."""
-    return os.environ.get("STOCKML_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+def actor(configured: str | None = None) -> str:
+    """Who or what acts: ``configured`` (settings; Airflow passes dag/run) or user@host."""
+    return configured or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def _pip_requirements() -> list[str]:

@@ -44,14 +44,16 @@ class PatternRule:
     xyz_cutoffs: tuple[float, float] = (0.5, 1.0)
 
     def patterns(self, features: pd.DataFrame) -> pd.Series:
-        lumpy_or_int = features["adi"] >= self.adi_cutoff
-        high_cv2 = features["cv2"] >= self.cv2_cutoff
-        out = np.select(
-            [~lumpy_or_int & ~high_cv2, ~lumpy_or_int & high_cv2, lumpy_or_int & ~high_cv2],
-            ["smooth", "erratic", "intermittent"],
-            "lumpy",
-        )
-        return pd.Series(out, index=features.index, name="pattern")
+        """Syntetos-Boylan pattern per row of ``features`` (columns adi, cv2): the classification's rule."""
+        from training.classification.classes import demand_patterns
+
+        return demand_patterns(features["adi"], features["cv2"], self.adi_cutoff, self.cv2_cutoff).rename("pattern")
+
+    def xyz(self, cv: pd.Series) -> np.ndarray:
+        """XYZ band codes (0 X, 1 Y, 2 Z) of coefficients of variation: the classification's rule."""
+        from training.classification.classes import xyz_codes
+
+        return xyz_codes(cv, self.xyz_cutoffs)
 
 
 def router_features(demand: pd.DataFrame, season_length: int = 52, rule: PatternRule | None = None) -> pd.DataFrame:
@@ -66,8 +68,7 @@ def router_features(demand: pd.DataFrame, season_length: int = 52, rule: Pattern
     pattern = rule.patterns(f)
     for p in PATTERNS:
         f[f"is_{p}"] = (pattern == p).astype(float)
-    lo, hi = rule.xyz_cutoffs
-    f["xyz"] = np.select([f["cv"] <= lo, f["cv"] <= hi], [0.0, 1.0], 2.0)
+    f["xyz"] = np.asarray(rule.xyz(f["cv"]), dtype=float)
     return f
 
 

@@ -1,0 +1,73 @@
+"""Backtest: rolling-origin cross-validation of the model zoo, and its accuracy reports."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from stockml.plots import plot_backtest_samples
+from stockml.run import Progress, Run, noop_progress
+from stockml.settings import Settings
+from stockml.steps.ingest import load_demand
+from training.forecasting.backtest import BacktestResult, backtest
+from training.forecasting.metrics import summarise
+from training.forecasting.zoo import ModelZoo
+
+
+def zoo_params(run: Run) -> dict[str, dict]:
+    """Hyper-parameters AutoML tuned for zoo members in this run (empty: the defaults)."""
+    path = run.layout.zoo_params
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def make_zoo(s: Settings, params: dict[str, dict] | None = None, methods: list[str] | None = None) -> ModelZoo:
+    return ModelZoo(
+        methods=methods or s.methods or None, season_length=s.season_length, n_jobs=s.n_jobs, params=params or {}
+    )
+
+
+def backtest_step(run: Run, progress: Progress = noop_progress, chunks: int = 8) -> BacktestResult:
+    """Rolling-origin backtest of the zoo; per-series members in SKU chunks so long runs can report progress."""
+    s = run.settings
+    demand, _ = load_demand(run)
+    try:
+        result = backtest(
+            demand, make_zoo(s, zoo_params(run)), s.horizon, s.backtest_windows,
+            progress=lambda done, total: progress("backtest", done, total), chunks=chunks,
+        )  # fmt: skip
+    except ValueError as exc:
+        if "No series has" not in str(exc):
+            raise
+        raise ValueError(
+            f"No SKU has enough history for {s.backtest_windows} backtest windows of {s.horizon} weeks; "
+            "lower STOCKML_BACKTEST_WINDOWS or STOCKML_HORIZON."
+        ) from exc
+    forecasts, errors, excluded = result.forecasts, result.errors, result.excluded
+    layout = run.layout
+    forecasts.to_parquet(layout.backtest_forecasts, index=False)
+    errors.to_parquet(layout.backtest_errors, index=False)
+    run.save_json(layout.backtest_meta, {"excluded": excluded, "h": s.horizon, "windows": s.backtest_windows})
+    return result
+
+
+def load_backtest(run: Run) -> BacktestResult:
+    layout = run.layout
+    meta = run.load_json(layout.backtest_meta)
+    errors = pd.read_parquet(layout.backtest_errors)
+    return BacktestResult(
+        pd.read_parquet(layout.backtest_forecasts),
+        errors,
+        summarise(errors),
+        meta["excluded"],
+        meta["h"],
+        meta["windows"],
+    )
+
+
+def backtest_reports(run: Run, result: BacktestResult, classes: pd.DataFrame) -> None:
+    """Forecast-vs-actual plot and accuracy tables (per method, per pattern) in the run folder."""
+    layout = run.layout
+    plot_backtest_samples(result.forecasts, load_demand(run)[0], classes, layout.forecast_plot)
+    result.summary.to_csv(layout.accuracy_by_method)
+    result.summary_by(classes["pattern"]).to_csv(layout.accuracy_by_pattern, index=False)
