@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
+
+# Test helpers (service starters, clients, fixtures) live in tests/support/; tests are grouped by
+# layer: tests/unit/<package>/, tests/integration/ (real Postgres, MLflow, Airflow dag.test, the CLI),
+# tests/system/ (real servers: bentoml serve, Spark's Thrift server, a Celery Airflow stack).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 _HOME = Path(tempfile.mkdtemp(prefix="stockml-tests-"))
 os.environ.setdefault("AIRFLOW_HOME", str(_HOME / "airflow"))

@@ -5,7 +5,7 @@ batch jobs, and answers forecast, classify, recommend_order, feedback, model inf
 requests with plain pydantic models in and out. A request it cannot answer raises a typed
 :class:`~serving.bentos.errors.ServingError` (503 no champion, 422 unusable input, 404 unknown id,
 409 job not done, 500 model failure) that the HTTP layer (:mod:`serving.bentos.http`) turns into a
-status code and the common error body. Tests drive it directly (``tests/test_serving_engine.py``).
+status code and the common error body. Tests drive it directly (``tests/unit/serving/test_serving_engine.py``).
 """
 
 from __future__ import annotations

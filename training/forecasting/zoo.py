@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Self
@@ -191,7 +192,7 @@ class ModelZoo:
             entry = {
                 "method": name,
                 "class": f"{type(member).__module__}:{type(member).__qualname__}",
-                **_provenance(type(member).__module__),
+                **dict(_provenance(type(member).__module__)),
                 "params": self.params.get(name, {}),
                 "capabilities": {**caps.__dict__, "carries_state": caps.carries_state},
                 "state": None,
@@ -222,10 +223,20 @@ class ModelZoo:
         return zoo
 
 
+@cache
+def _distributions() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
+@cache
 def _provenance(module: str) -> dict:
-    """The distribution that provides ``module`` and its version (what the manifest records)."""
+    """The distribution that provides ``module`` and its version (what the manifest records).
+
+    Cached, as is the map behind it: ``packages_distributions`` reads every installed distribution's
+    file list (about 2 s here; profiled at 70 s of a 40-SKU pipeline run before the caches).
+    """
     top = module.split(".")[0]
-    dists = packages_distributions().get(top) or ["stockml"]
+    dists = _distributions().get(top) or ["stockml"]
     try:
         return {"package": dists[0], "package_version": version(dists[0])}
     except PackageNotFoundError:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from stockml.cli import app
 from stockml.settings import TABLE_END, TABLE_START, Settings, settings_rows, settings_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def _readme_block() -> str:

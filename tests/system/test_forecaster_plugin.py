@@ -1,6 +1,6 @@
 """A forecaster added by a separately installed package: backtested, routed, registered, served.
 
-The fixture package ``tests/fixtures/toy_forecaster`` declares a member (a moving average) in the
+The fixture package ``tests/support/fixtures/toy_forecaster`` declares a member (a moving average) in the
 ``stockml.forecasters`` entry-point group and nothing else. It is installed into a folder of its
 own (``pip install --target``, no download) that is put on ``PYTHONPATH``; then the real CLI runs
 the pipeline with it, and a real ``bentoml serve`` serves the registered model, with no change to
@@ -21,7 +21,7 @@ import pytest
 
 from bench.serving_stack import SERVICE, serve, stop, wait_ready
 
-FIXTURE = Path(__file__).parent / "fixtures" / "toy_forecaster"
+FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "support" / "fixtures" / "toy_forecaster"
 METHODS = "Naive2,SES,TSB,CrostonSBA,MovingAverage"
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def plugin_env(tmp_path_factory) -> tuple[dict, Path]:
     site = tmp / "site"
     _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site),
           str(src)], dict(os.environ), tmp)  # fmt: skip
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},  # other tests' registries
         "PYTHONPATH": os.pathsep.join([str(site), str(repo)]),

@@ -20,7 +20,7 @@ from stockml.layout import HomeLayout
 from training.data.demo import generate_catalogue
 from training.data.store import read_output, write_source_tables
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAG_IDS = {"stock_ingest", "stock_training", "stock_monitoring", "stock_maintenance"}
 FAST = {
     "STOCKML_METHODS": json.dumps(["Naive2", "SES", "Theta", "TSB", "CrostonSBA"]),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("stockml", "training", "monitoring", "rl_agent", "serving", "bench")
 LIBRARIES = ("training", "monitoring", "rl_agent")
 # Top-level import names each layer must never use.

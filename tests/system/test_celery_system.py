@@ -39,7 +39,7 @@ from training.data.store import read_output, write_source_tables
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("STOCKML_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 RUN_TIMEOUT_S = float(os.environ.get("STOCKML_TEST_CELERY_TIMEOUT_S", "300"))
 START_TIMEOUT_S = 240.0

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-GOLDEN = Path(__file__).parent / "golden" / "demo_forecasts.csv"
+GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "support" / "golden" / "demo_forecasts.csv"
 COLUMNS = ["sku", "ds", "yhat", "lo80", "hi80", "lo95", "hi95", "method"]
 
 pytestmark = pytest.mark.slow

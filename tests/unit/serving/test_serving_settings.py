@@ -13,12 +13,12 @@ from pydantic import ValidationError
 from stockml.settings import Settings, settings_table
 from stockml.settings_serving import SECTIONS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SERVING = sorted((ROOT / "serving").rglob("*.py"))
 
 
 def test_readme_table_is_the_settings_object():
-    """The serving sections are rows of README's one settings table (tests/test_settings.py checks it all)."""
+    """The serving sections are rows of README's one settings table (test_settings.py checks all of it)."""
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- settings-table:start -->\n(.*?)<!-- settings-table:end -->", readme, re.S)
     assert block, "README has no settings table"

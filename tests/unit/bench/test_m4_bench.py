@@ -20,7 +20,7 @@ import pytest
 
 from bench.m4_weekly import DEFAULT_TRAIN, H, holdout_split, load_m4, run_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 N_SERIES = 20
 
 pytestmark = pytest.mark.skipif(not DEFAULT_TRAIN.exists(), reason=f"M4 data not found at {DEFAULT_TRAIN}")

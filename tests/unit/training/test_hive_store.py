@@ -1,6 +1,6 @@
 """The Hive output store's SQL, without a server: literals, partition overwrite, staging, dispatch.
 
-``tests/test_hive.py`` runs the same code against Spark's Thrift server; these tests keep the
+``tests/system/test_hive.py`` runs the same code against Spark's Thrift server; these tests keep the
 statement shapes checked on machines without Java.
 """
 

@@ -1,6 +1,6 @@
 """Hive (HiveServer2) as source and output store, against Spark's Thrift server.
 
-One Spark Thrift server (``tests/hive_server.py``: NOSASL on 127.0.0.1, a free port,
+One Spark Thrift server (``tests/support/hive_server.py``: NOSASL on 127.0.0.1, a free port,
 warehouse and metastore in a temp folder) serves the module; the tests reach it only
 through Airflow's ``HiveServer2Hook`` via the connection ``stockml_hive`` /
 ``stockml_source``. The same 40-SKU catalogue goes into SQLite and into a Hive database
