@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from training.router.predict import HistoryError, RouterModel, regularise
+from training.router.storage import load_router, save_router
 from training.router.train import (
     ROUTER,
     BlendPolicy,
@@ -120,9 +120,9 @@ def test_quantiles_cover_long_horizons(trained):
     assert q.groupby("group")["step"].max().eq(104).all()
 
 
-def test_router_model_forecasts_with_bounds_and_reasons(trained, router_data):
-    model = RouterModel.from_training(trained, {"data_end": "2026-11-16"})
-    model = pickle.loads(pickle.dumps(model))  # what the registry stores
+def test_router_model_forecasts_with_bounds_and_reasons(trained, router_data, tmp_path):
+    save_router(RouterModel.from_training(trained, {"data_end": "2026-11-16"}), tmp_path / "router")
+    model = load_router(tmp_path / "router")  # what the registry stores: the model as data, read back
     demand = router_data["demand"]
     ids = demand["unique_id"].unique()[:12]
     fc = model.predict(demand[demand["unique_id"].isin(ids)], horizon=10)
