@@ -139,8 +139,7 @@ class StatsForecastMember(Forecaster):
         return model
 
     def _sf(self) -> StatsForecast:
-        return StatsForecast(models=[self.statsforecast_model()], freq=self.freq, n_jobs=self.n_jobs,
-                             fallback_model=Naive())  # fmt: skip
+        return batched_statsforecast([self], self.freq, self.n_jobs)
 
     def fit(self, panel: pd.DataFrame) -> Self:
         self.panel_ = panel
