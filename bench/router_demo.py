@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     other = "owa" if args.metric == "mase" else "mase"
     demand, _ = ingest.load_demand(run)
-    alt = train_router(
-        demand, bt_step.load_backtest(run), s.season_length, None, automl.get("best_params"), metric=other
-    )
+    backtest = bt_step.load_backtest(run)
+    alt = train_router(demand, backtest, s.season_length, None, automl.get("best_params"), metric=other)
+    # Which method is each SKU's best over the backtest windows (lowest mean MASE): the share per method.
+    best_share = backtest.best_method_per_sku().value_counts(normalize=True).round(4).to_dict()
 
     result = {
         "command": "python -m bench.router_demo " + shlex.join(sys.argv[1:] if argv is None else argv),
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mode_scores": routed["mode_scores"],
         "best_single": routed["best_single"],
         "targets": routed["targets"],
+        "best_method_share": best_share,
         "registered": f"{version.name} v{version.version}",
         "other_metric": {"metric": other, "mode": alt.policy.mode, "targets": alt.targets},
         "summary": routed["summary"],
