@@ -242,18 +242,19 @@ def run_benchmark(
 
 
 def table(report: dict) -> str:
-    """Markdown rows as RESULTS.md quotes them."""
+    """The Markdown table RESULTS.md quotes (a unit test checks that it quotes exactly this)."""
     lines = [
-        "| rewards | challenger | mean reward (champion → challenger) | P_PROMOTE | promoted | stopped | undecided "
-        "| median outcomes to decision |",
+        "| rewards | challenger (error × champion's) | mean reward, champion → challenger | P_PROMOTE | promoted "
+        f"| stopped | undecided at {report['config']['max_outcomes']:,} | median outcomes to decision |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for c in report["cells"]:
         med = c["median_outcomes_to_decision"]
         lines.append(
-            f"| {c['rewards']} | {c['scenario']} | {c['champion_mean_reward']:.3f} → {c['challenger_mean_reward']:.3f} "
-            f"| {c['p_promote']} | {c['promote_rate']:.1%} | {c['stop_rate']:.1%} | {c['explore_rate']:.1%} "
-            f"| {'' if med is None else f'{med:.0f}'} |"
+            f"| {c['rewards']} | {c['scenario']} ({c['challenger_error_factor']:g}) "
+            f"| {c['champion_mean_reward']:.3f} → {c['challenger_mean_reward']:.3f} | {c['p_promote']:g} "
+            f"| {c['promote_rate']:.0%} | {c['stop_rate']:.0%} | {c['explore_rate']:.0%} "
+            f"| {'—' if med is None else f'{med:.0f}'} |"
         )
     return "\n".join(lines)
 

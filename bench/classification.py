@@ -67,6 +67,22 @@ def run_seed(skus: int, weeks: int, seed: int, repeats: int) -> dict:
     return out
 
 
+def table(report: dict) -> str:
+    """The Markdown table RESULTS.md quotes (a unit test checks that it quotes exactly this)."""
+    lines = [
+        "| seed | SKUs | intermittent/lumpy precision | recall | injected anomalous flagged | normal flagged "
+        "| `router_features` s (median) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in report["seeds"]:
+        lines.append(
+            f"| {s['seed']} | {s['skus']} | {s['slow_precision']:.1%} | {s['slow_recall']:.1%} "
+            f"| {s['injected_flagged_share']:.1%} of {s['injected_anomalies']} | {s['normal_flagged_share']:.1%} "
+            f"| {s['router_features_s_median']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skus", type=int, default=1000)

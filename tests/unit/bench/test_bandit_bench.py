@@ -83,7 +83,7 @@ def test_rates_separate_a_better_from_a_worse_challenger():
     for c in cells.values():
         assert c["promote_rate"] + c["stop_rate"] + c["explore_rate"] == pytest.approx(1.0)
     assert report["config"]["bandit_settings"]["min_outcomes"] == 100
-    assert "| continuous | better |" in bb.table(report)
+    assert "| continuous | better (0.3) |" in bb.table(report)
 
 
 def test_cli_writes_the_json(tmp_path):
