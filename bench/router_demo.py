@@ -33,6 +33,26 @@ from stockml.layout import HomeLayout
 from stockml.settings import Settings
 
 
+def table(result: dict) -> str:
+    """The Markdown table RESULTS.md quotes (a unit test checks that it quotes exactly this)."""
+    t, a = result["targets"], result["automl"]
+    best = result["best_single"]
+    shares = ", ".join(f"{m} {v:.1%}" for m, v in list(result.get("best_method_share", {}).items())[:4])
+    rows = [
+        ("router holdout MASE / OWA", f"{t['router_mase']:.3f} / {t['router_owa']:.3f} ({result['mode']} mode)"),
+        (f"best single method ({best}, chosen on the earlier windows) MASE / OWA",
+         f"{t['best_single_mase']:.3f} / {t['best_single_owa']:.3f}"),
+        ("oracle (each SKU's best method in hindsight) MASE", f"{t['oracle_mase']:.3f}"),
+        ("SKUs within 10 % of their best method: holdout window / all windows",
+         f"{t['share_within_10pct_of_best']:.1%} / {t['share_within_10pct_of_best_all_windows']:.1%}"),
+        ("AutoML: CV objective with the defaults → tuned",
+         f"{a['baseline_value']:.4f} → {a['best_value']:.4f} ({a['n_trials']} trials, {a['n_pruned']} pruned)"),
+        ("share of SKUs each method is best for (backtest windows, top 4)", shares),
+        ("wall time, data to registered model", f"{result['total_training_s']:.0f} s"),
+    ]  # fmt: skip
+    return "\n".join(["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skus", type=int, default=1000)

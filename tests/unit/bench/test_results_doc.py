@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bandit, classification
+from bench import bandit, classification, router_demo
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = {name: (ROOT / name).read_text() for name in ("README.md", "bench/RESULTS.md")}
@@ -65,3 +65,9 @@ def test_classification_table_is_the_json_it_quotes():
     # Bug caught: as above, for the classification percentages and the feature time.
     report = _quoted(r"python -m bench\.classification [^`]*--out bench/results/(classification_[\w\-]+\.json)")
     assert classification.table(report) in RESULTS
+
+
+def test_router_demo_table_is_the_json_it_quotes():
+    # Bug caught: as above, for the router's accuracy figures and the AutoML wall time.
+    report = _quoted(r"python -m bench\.router_demo [^`]*--out bench/results/(router_demo_[\w\-]+\.json)")
+    assert router_demo.table(report) in RESULTS
