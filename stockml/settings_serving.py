@@ -51,7 +51,20 @@ class ServingSettings(_Section):
         "default sqlite:///$STOCKML_HOME/serving.db; Postgres works).",
     )
     record_flush_s: float = Field(
-        default=0.2, ge=0, description="Write-behind interval of served-forecast records (0: write synchronously)."
+        default=0.2,
+        ge=0,
+        description="How often served-forecast records are folded from the write-ahead log into the outcome "
+        "store (0: written to the store before each answer, no log).",
+    )
+    record_log_dir: Path | None = Field(
+        default=None,
+        description="Write-ahead log of served-forecast records, appended before each answer "
+        "(default $STOCKML_HOME/serving_records).",
+    )
+    record_fsync: bool = Field(
+        default=False,
+        description="fsync the write-ahead log before each answer: survives a power loss, not just a killed "
+        "process, at a disk flush per request.",
     )
 
     _blank = field_validator("model_name", "redis_url", "db_url", mode="before")(_blank_is_none)
