@@ -24,13 +24,13 @@ import time
 
 import httpx
 import mlflow
-import pandas as pd
 import psutil
 import pytest
 import sqlalchemy as sa
 from serving_helpers import (
     START_TIMEOUT_S,
     auth,
+    demand_csv,
     forecast_items,
     register,
     service_env,
@@ -49,13 +49,6 @@ LOAD_MAX_S = 90.0
 CLIENTS = 6
 FEEDBACK_ACKS = 5  # feedback stops after this many (a /feedback flushes its worker's queue)
 AFTER_FEEDBACK = 15  # answers after the last feedback: their records can only be in the log
-
-
-def _csv(demand: pd.DataFrame, n: int) -> bytes:
-    skus = list(demand["unique_id"].drop_duplicates())[:n]
-    part = demand[demand["unique_id"].isin(skus)]
-    out = pd.DataFrame({"sku": part["unique_id"], "ds": part["ds"].dt.strftime("%Y-%m-%d"), "y": part["y"]})
-    return out.to_csv(index=False).encode()
 
 
 class Load:
@@ -137,7 +130,9 @@ def test_kill_9_under_load_loses_nothing_acknowledged(router_data, tmp_path):
         wait_ready(url, proc, tmp_path / "serve-1.log", timeout=START_TIMEOUT_S)
         with httpx.Client(base_url=url, headers=auth(KEY), timeout=60) as c:
             r = c.post(
-                "/batch", files={"file": ("d.csv", _csv(router_data["demand"], 60), "text/csv")}, data={"horizon": "4"}
+                "/batch",
+                files={"file": ("d.csv", demand_csv(router_data["demand"], 60), "text/csv")},
+                data={"horizon": "4"},
             )
             assert r.status_code == 200, r.text
             job_id = r.json()["job_id"]  # accepted: it must not be lost
