@@ -254,12 +254,15 @@ class RedisRateLimiter:
         return max(0.001, ((slot + 1) * window_ms - now_ms) / 1000)
 
 
-def make_rate_limiter(default_rate: float, redis_url: str | None) -> RateLimiter | RedisRateLimiter:
-    """Redis-backed (shared by the workers) when ``redis_url`` is set, else per process."""
+def make_rate_limiter(
+    default_rate: float, redis_url: str | None, retry_s: float = 30.0
+) -> RateLimiter | RedisRateLimiter:
+    """Redis-backed (shared by the workers) when ``redis_url`` is set, else per process; after a Redis
+    error the Redis one counts per worker for ``retry_s`` seconds (fail over, never fail open)."""
     if not redis_url:
         return RateLimiter(default_rate)
     try:
-        return RedisRateLimiter(redis_url, default_rate)
+        return RedisRateLimiter(redis_url, default_rate, retry_s=retry_s)
     except ImportError:
         log.warning("STOCKML_SERVING__REDIS_URL is set but the `redis` package is missing; per-worker rate limits")
         return RateLimiter(default_rate)
