@@ -20,15 +20,13 @@ is reduced to its JWKS document (a Keycloak server does not run on this machine)
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwks_server import JwksServer
 from serving_helpers import START_TIMEOUT_S, bentoml_serve, register, service_env, train_and_configure, wait_ready
 
 from training.registry import mlflow_registry as reg
@@ -38,47 +36,6 @@ pytestmark = pytest.mark.slow
 EXPERIMENT = "stockml-router-oidc-test"
 AUDIENCE = "stockml-api"
 MIN_REFRESH_S = 1.0
-
-
-class JwksServer:
-    """Serves ``/realms/stockml/protocol/openid-connect/certs`` (Keycloak's JWKS path) and counts fetches."""
-
-    path = "/realms/stockml/protocol/openid-connect/certs"
-
-    def __init__(self) -> None:
-        self.keys: dict[str, dict] = {}  # kid -> public JWK
-        self.fetches = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != outer.path:
-                    self.send_error(404)
-                    return
-                outer.fetches += 1
-                body = json.dumps({"keys": list(outer.keys.values())}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def publish(self, kid: str, private_key, alg: str) -> None:
-        algo = jwt.algorithms.RSAAlgorithm if alg == "RS256" else jwt.algorithms.ECAlgorithm
-        jwk = json.loads(algo.to_jwk(private_key.public_key()))
-        self.keys[kid] = {**jwk, "kid": kid, "use": "sig", "alg": alg}
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +65,7 @@ def service(router_data, tmp_path_factory, idp):
         STOCKML_SERVING__POLL_S="0",
         STOCKML_AUTH__OIDC_ISSUER=idp["issuer"],
         STOCKML_AUTH__OIDC_AUDIENCE=AUDIENCE,
-        STOCKML_AUTH__OIDC_JWKS_URL=idp["server"].url + JwksServer.path,
+        STOCKML_AUTH__OIDC_JWKS_URL=idp["server"].jwks_url,
         STOCKML_AUTH__OIDC_JWKS_MIN_REFRESH_S=str(MIN_REFRESH_S),
     )
     log_path = tmp / "bentoml-serve.log"
@@ -173,7 +130,7 @@ def test_key_rotation_by_kid(service, idp):
     old = token(idp, "rsa-1")
     assert call(service, old).status_code == 200
     server.publish("rsa-2", *idp["keys"]["rsa-2"])
-    del server.keys["rsa-1"]
+    server.withdraw("rsa-1")
     fetches = server.fetches
     time.sleep(MIN_REFRESH_S + 0.5)  # past the least interval between two fetches: the next unknown kid refetches
     r = call(service, token(idp, "rsa-2"))
