@@ -148,6 +148,7 @@ def test_b_the_rate_limit_is_counted_over_both_workers(service, redis_server):
         time.sleep((window_ms - time.time() * 1000 % window_ms) / 1000 + 0.02)
         responses = _burst(service["url"], n)
         windows = {k.decode(): int(r.get(k)) for k in r.keys(f"stockml:ratelimit:{key_id}:{window_ms}:*")}
+        assert windows, "the service counted nothing in Redis: its rate limits are not shared"
         if len(windows) == 1:
             break
     else:
