@@ -13,8 +13,10 @@ Rate limits: per worker process (:class:`RateLimiter`, a token bucket: ``rate`` 
 of ``2 x rate``), or, when ``STOCKML_SERVING__REDIS_URL`` is set, shared by every worker and replica through
 Redis (:class:`RedisRateLimiter`: a fixed-window counter, ``INCR`` + ``PEXPIRE`` in one pipelined
 round trip, same long-run rate and same burst). A Redis that fails is logged and the worker falls
-back to its own bucket for ``retry_s`` seconds: limits then hold per worker, requests never fail
-because of it.
+back to its own bucket for ``retry_s`` seconds (``STOCKML_SERVING__REDIS_RETRY_S``): limits then hold
+per worker, requests never fail because of it. This is a deliberate fail-over, not fail-open: a
+Redis outage must neither take the service down nor lift every limit; the price is that N workers
+let up to N x the rate through until Redis is back.
 """
 
 from __future__ import annotations

@@ -26,7 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from redis_server import ThrowawayRedis
-from serving_helpers import START_TIMEOUT_S, auth, bentoml_serve, forecast_items, register, service_env, wait_ready
+from serving_helpers import (
+    START_TIMEOUT_S,
+    auth,
+    bentoml_serve,
+    forecast_items,
+    register,
+    service_env,
+    train_and_configure,
+    wait_ready,
+)
 
 from bench.serving_stack import ISOLATE_VARS
 from serving.bentos.auth import RedisRateLimiter
@@ -48,8 +57,6 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(router_data, tmp_path_factory, redis_server):
-    from serving_helpers import train_and_configure
-
     tmp = tmp_path_factory.mktemp("redis-serving")
     uri, model, holdout = train_and_configure(router_data, tmp, EXPERIMENT)
     register(model, holdout, "v1")
