@@ -7,7 +7,7 @@ port (never the machine's Redis on 6379, which other tests share). Every request
 connection, so the kernel hands requests to both workers; the tests check which one answered.
 
 - A forecast computed by one worker is a cache hit (``cached: true``) in the other, and the key is in Redis.
-- The rate limit of a key is counted over both workers: in one window exactly ``limit`` requests
+- The rate limit of a key is counted over both workers: in each window exactly ``limit`` requests
   pass and every other one gets 429 with ``Retry-After``, though both workers took requests.
 - Redis killed (SIGKILL) in the middle of concurrent load: no 5xx and no dropped connection; the
   workers fall back to their in-process cache and per-worker rate limits (documented in
@@ -136,9 +136,15 @@ def test_a_forecast_computed_by_one_worker_is_a_cache_hit_in_the_other(service, 
     assert _cache_hits(url) - hits_before >= crossed
 
 
-def _burst(url: str, n: int) -> list[httpx.Response]:
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        return list(pool.map(lambda _: _post(url, "/model_info", LIMITED, {}), range(n)))
+def _connections(url: str, key: str, n: int) -> list[httpx.Client]:
+    """``n`` open keep-alive connections that between them reach both workers (checked on ``/healthz``)."""
+    for _ in range(50):
+        clients = [httpx.Client(base_url=url, timeout=120, headers=auth(key)) for _ in range(n)]
+        if len({_worker(c.get("/healthz")) for c in clients}) == 2:
+            return clients
+        for c in clients:
+            c.close()
+    pytest.fail(f"50 times {n} connections all reached one worker")
 
 
 def test_b_the_rate_limit_is_counted_over_both_workers(service, redis_server):
@@ -146,26 +152,35 @@ def test_b_the_rate_limit_is_counted_over_both_workers(service, redis_server):
     assert (limit, window_ms) == (10, 2000)
     key_id = hashlib.sha256(LIMITED.encode()).hexdigest()[:12]
     r = redis_server.client()
-    n = 3 * limit
+    n, per_connection = 3 * limit, 3
     for _attempt in range(5):
         for k in r.keys(f"stockml:ratelimit:{key_id}:*"):
             r.delete(k)
-        # Start just after a window opens, so that the burst most likely falls in one window; the
-        # counters in Redis say which windows it did fall in, and only a one-window burst is judged.
-        time.sleep((window_ms - time.time() * 1000 % window_ms) / 1000 + 0.02)
-        responses = _burst(service["url"], n)
+        clients = _connections(service["url"], LIMITED, n // per_connection)  # opened before the window
+        try:
+            # Start just after a window opens, so the burst mostly falls in one window (on a loaded
+            # machine it may reach into the next: the counters in Redis say how it fell, per window).
+            time.sleep((window_ms - time.time() * 1000 % window_ms) / 1000 + 0.02)
+            with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+                batches = pool.map(lambda c: [c.post("/model_info", json={}) for _ in range(per_connection)], clients)
+                responses = [x for batch in batches for x in batch]
+        finally:
+            for c in clients:
+                c.close()
         windows = {k.decode(): int(r.get(k)) for k in r.keys(f"stockml:ratelimit:{key_id}:{window_ms}:*")}
         assert windows, "the service counted nothing in Redis: its rate limits are not shared"
-        if len(windows) == 1:
+        if max(windows.values()) > limit:  # at least one window was over its limit: a burst to judge
             break
     else:
-        pytest.fail(f"no burst of {n} requests fell into one {window_ms} ms window in 5 attempts")
+        pytest.fail(f"no burst of {n} requests put more than {limit} into one {window_ms} ms window in 5 attempts")
     codes = Counter(x.status_code for x in responses)
     by_worker = Counter(_worker(x) for x in responses)
-    assert list(windows.values()) == [n], windows  # every request of both workers was counted in Redis
+    assert sum(windows.values()) == n, windows  # every request of both workers was counted in Redis
     assert len(by_worker) == 2, by_worker  # both workers took requests ...
-    # ... yet exactly `limit` passed in all: per-worker buckets (burst 2 x rate each) would let more through.
-    assert codes == {200: limit, 429: n - limit}, codes
+    # ... yet in each window exactly `limit` passed in all (or all, when fewer came): per-worker
+    # buckets (burst 2 x rate each) would let up to twice that through.
+    passed = sum(min(count, limit) for count in windows.values())
+    assert codes == {200: passed, 429: n - passed}, (codes, windows)
     for x in responses:
         if x.status_code == 429:
             assert int(x.headers["retry-after"]) >= 1, x.headers
