@@ -11,7 +11,8 @@ connection, so the kernel hands requests to both workers; the tests check which 
   pass and every other one gets 429 with ``Retry-After``, though both workers took requests.
 - Redis killed (SIGKILL) in the middle of concurrent load: no 5xx and no dropped connection; the
   workers fall back to their in-process cache and per-worker rate limits (documented in
-  :mod:`serving.bentos.auth`: fail over, not fail open), and use Redis again once it is back.
+  :mod:`serving.bentos.auth`: fail over, not fail open: a burst of a limited key still gets 429s
+  while Redis is away), and use Redis again once it is back.
 """
 
 from __future__ import annotations
@@ -147,6 +148,13 @@ def _connections(url: str, key: str, n: int) -> list[httpx.Client]:
     pytest.fail(f"50 times {n} connections all reached one worker")
 
 
+def _burst(clients: list[httpx.Client], per_connection: int) -> list[httpx.Response]:
+    """``per_connection`` requests of ``/model_info`` on each connection, all connections at once."""
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        batches = pool.map(lambda c: [c.post("/model_info", json={}) for _ in range(per_connection)], clients)
+        return [x for batch in batches for x in batch]
+
+
 def test_b_the_rate_limit_is_counted_over_both_workers(service, redis_server):
     limit, window_ms = RedisRateLimiter.window(LIMITED_RATE)
     assert (limit, window_ms) == (10, 2000)
@@ -161,9 +169,7 @@ def test_b_the_rate_limit_is_counted_over_both_workers(service, redis_server):
             # Start just after a window opens, so the burst mostly falls in one window (on a loaded
             # machine it may reach into the next: the counters in Redis say how it fell, per window).
             time.sleep((window_ms - time.time() * 1000 % window_ms) / 1000 + 0.02)
-            with ThreadPoolExecutor(max_workers=len(clients)) as pool:
-                batches = pool.map(lambda c: [c.post("/model_info", json={}) for _ in range(per_connection)], clients)
-                responses = [x for batch in batches for x in batch]
+            responses = _burst(clients, per_connection)
         finally:
             for c in clients:
                 c.close()
@@ -229,6 +235,13 @@ def test_c_redis_killed_under_load_gives_no_5xx_and_redis_is_used_again_when_bac
         phase[0] = "redis down"
         redis_server.kill()
         wait_for("redis down", 80)
+        # While Redis is away the limits fail over to each worker's own bucket; they do not switch off.
+        clients = _connections(url, LIMITED, 10)
+        try:
+            limited = Counter(x.status_code for x in _burst(clients, 6))
+        finally:
+            for c in clients:
+                c.close()
         phase[0] = "redis back"
         redis_server.start()
         wait_for("redis back", 60)
@@ -241,6 +254,8 @@ def test_c_redis_killed_under_load_gives_no_5xx_and_redis_is_used_again_when_bac
         assert set(codes) == {200}, (p, codes)  # no 5xx, no 429, no reset connection: Redis is optional
     workers_down = {w for p, _, w in outcomes if p == "redis down"}
     assert workers_down == {"1", "2"}, workers_down  # both workers went through the fallback
+    # 60 requests of a key allowed 5/s (bursts of 10 per worker bucket): some pass, the rest get 429
+    assert set(limited) == {200, 429}, limited
 
     # Back in business: once RETRY_S has passed, new forecasts land in the new (empty) Redis again and
     # the rate limits count there, and a forecast computed by one worker is a hit in the other.
