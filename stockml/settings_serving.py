@@ -45,6 +45,18 @@ class ServingSettings(_Section):
         default=None,
         description="Redis URL: forecast cache and per-key rate limits shared by all workers (unset: per worker).",
     )
+    redis_retry_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="After a Redis error, seconds a worker uses its in-process cache and rate limits before "
+        "trying Redis again.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Worker processes of the service; with more than one, set REDIS_URL so that they share "
+        "the cache and the rate limits.",
+    )
     db_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the outcome store (served forecasts, feedback; "
@@ -86,6 +98,18 @@ class AuthSettings(_Section):
     oidc_audience: str | None = Field(default=None, description="Audience the tokens must carry.")
     oidc_jwks_url: str | None = Field(
         default=None, description="JWKS location: http(s):// or file:///path/to/jwks.json."
+    )
+    oidc_jwks_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a fetched JWKS is used before it is fetched again (a key removed from the JWKS "
+        "is refused after this at the latest).",
+    )
+    oidc_jwks_min_refresh_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Least seconds between two JWKS fetches that a token with an unknown kid triggers "
+        "(a key published under a new kid is accepted after this at the latest).",
     )
     oidc_roles_claim: str = Field(
         default="realm_access.roles", min_length=1, description="Dotted path of the roles claim (Keycloak)."
