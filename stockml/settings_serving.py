@@ -45,13 +45,38 @@ class ServingSettings(_Section):
         default=None,
         description="Redis URL: forecast cache and per-key rate limits shared by all workers (unset: per worker).",
     )
+    redis_retry_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="After a Redis error, seconds a worker uses its in-process cache and rate limits before "
+        "trying Redis again.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Worker processes of the service; with more than one, set REDIS_URL so that they share "
+        "the cache and the rate limits.",
+    )
     db_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the outcome store (served forecasts, feedback; "
         "default sqlite:///$STOCKML_HOME/serving.db; Postgres works).",
     )
     record_flush_s: float = Field(
-        default=0.2, ge=0, description="Write-behind interval of served-forecast records (0: write synchronously)."
+        default=0.2,
+        ge=0,
+        description="How often served-forecast records are folded from the write-ahead log into the outcome "
+        "store (0: written to the store before each answer, no log).",
+    )
+    record_log_dir: Path | None = Field(
+        default=None,
+        description="Write-ahead log of served-forecast records, appended before each answer "
+        "(default $STOCKML_HOME/serving_records).",
+    )
+    record_fsync: bool = Field(
+        default=False,
+        description="fsync the write-ahead log before each answer: survives a power loss, not just a killed "
+        "process, at a disk flush per request.",
     )
 
     _blank = field_validator("model_name", "redis_url", "db_url", mode="before")(_blank_is_none)
@@ -73,6 +98,18 @@ class AuthSettings(_Section):
     oidc_audience: str | None = Field(default=None, description="Audience the tokens must carry.")
     oidc_jwks_url: str | None = Field(
         default=None, description="JWKS location: http(s):// or file:///path/to/jwks.json."
+    )
+    oidc_jwks_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a fetched JWKS is used before it is fetched again (a key removed from the JWKS "
+        "is refused after this at the latest).",
+    )
+    oidc_jwks_min_refresh_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Least seconds between two JWKS fetches that a token with an unknown kid triggers "
+        "(a key published under a new kid is accepted after this at the latest).",
     )
     oidc_roles_claim: str = Field(
         default="realm_access.roles", min_length=1, description="Dotted path of the roles claim (Keycloak)."

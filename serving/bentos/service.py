@@ -44,7 +44,8 @@ Configuration: one :class:`stockml.settings.Settings`, built once when this modu
 server process and passed down as values: ``STOCKML_HOME`` / ``STOCKML_MLFLOW_TRACKING_URI`` (the
 registry) and its ``serving``, ``auth``, ``bandit`` and ``batch`` sections (``STOCKML_SERVING__*``,
 ``STOCKML_AUTH__*``, ``STOCKML_BANDIT__*``, ``STOCKML_BATCH__*``; README's settings table). Caches and
-rate limits are per worker process unless ``STOCKML_SERVING__REDIS_URL`` is set.
+rate limits are per worker process unless ``STOCKML_SERVING__REDIS_URL`` is set; ``STOCKML_SERVING__WORKERS``
+sets the number of worker processes (each answer names its worker in ``X-Stockml-Worker``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from serving.bentos.engine import Engine
 from serving.bentos.http import JSON_PATHS, THREADS, build_app
 from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware, UploadMiddleware, auth_options
 from serving.bentos.models import redact
+from serving.bentos.worker import WorkerHeaderMiddleware
 from stockml.settings import Settings, get_settings
 from stockml.settings_serving import renamed_variables
 
@@ -79,7 +81,7 @@ _engines: list[Engine] = []  # the engine of this process's service instance, on
 app = build_app(lambda: _engines[0] if _engines else None)
 
 
-@bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=THREADS)
+@bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=THREADS, workers=SETTINGS.serving.workers)
 @bentoml.asgi_app(app, path="/")
 class StockForecaster:
     """The router from ``models:/stockml-router@champion`` (and ``@challenger``), following alias moves."""
@@ -111,8 +113,12 @@ class StockForecaster:
         self.engine.stop()
 
 
-# outermost first: auth and rate limits, then the body limits; BentoML's metrics middleware wraps them all
-StockForecaster.add_asgi_middleware(ApiKeyMiddleware, **auth_options(SETTINGS.auth, SETTINGS.serving.redis_url))
+# outermost first: the worker header, auth and rate limits, then the body limits; BentoML's metrics
+# middleware wraps them all
+StockForecaster.add_asgi_middleware(WorkerHeaderMiddleware)
+StockForecaster.add_asgi_middleware(
+    ApiKeyMiddleware, **auth_options(SETTINGS.auth, SETTINGS.serving.redis_url, SETTINGS.serving.redis_retry_s)
+)
 StockForecaster.add_asgi_middleware(
     BodyLimitMiddleware, paths=JSON_PATHS, max_body_bytes=SETTINGS.serving.max_body_bytes
 )
