@@ -99,13 +99,14 @@ class MlflowServer:
         self.proc = None
 
     def stop(self) -> None:
-        """Terminate gracefully (SIGTERM to the group), SIGKILL if it lingers."""
+        """Terminate gracefully (SIGTERM to the group), SIGKILL if it lingers past 10 s (uvicorn waits for
+        clients' keep-alive connections)."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
         self.proc = None
