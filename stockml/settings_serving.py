@@ -10,7 +10,7 @@ the environment itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,6 +35,15 @@ class ServingSettings(_Section):
     )
     poll_s: float = Field(
         default=30.0, ge=0, description="Seconds between registry alias checks (0: only POST /admin/reload)."
+    )
+    registry_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of one MLflow server request by the service (MLflow's own default, 7 with back-off, "
+        "holds a registry check for minutes while the server is down).",
+    )
+    registry_timeout_s: int = Field(
+        default=15, ge=1, description="Timeout of one MLflow server request by the service (MLflow's default: 120)."
     )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest JSON request body; larger ones get 413."
@@ -185,3 +194,22 @@ def renamed_variables(environ: Mapping[str, str] | None = None) -> dict[str, str
     that replaced it: they are not read any more, so the service warns about them at start-up."""
     env = os.environ if environ is None else environ
     return {old: new for old, new in RENAMED.items() if old in env}
+
+
+def apply_registry_http_policy(
+    serving: ServingSettings, environ: MutableMapping[str, str] | None = None
+) -> dict[str, str]:
+    """Set MLflow's HTTP retry and timeout variables of this process from ``serving`` (unless already set);
+    returns what is in effect.
+
+    MLflow reads them from the environment at each request, and with its defaults (7 retries, back-off
+    factor 2, 120 s timeout) one alias check against a dead ``mlflow server`` blocks for minutes: the service
+    would not report the outage in ``/model_info`` and ``/admin/reload`` would hang. An operator's explicit
+    ``MLFLOW_HTTP_REQUEST_*`` wins."""
+    env = os.environ if environ is None else environ
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(serving.registry_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(serving.registry_timeout_s),
+    }
+    return {k: env.setdefault(k, v) for k, v in wanted.items()}

@@ -61,7 +61,7 @@ from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware, Upl
 from serving.bentos.models import redact
 from serving.bentos.worker import WorkerHeaderMiddleware
 from stockml.settings import Settings, get_settings
-from stockml.settings_serving import renamed_variables
+from stockml.settings_serving import apply_registry_http_policy, renamed_variables
 
 log = logging.getLogger("stockml.serving")
 
@@ -92,6 +92,7 @@ class StockForecaster:
         for old, new in renamed_variables().items():
             log.warning("%s is set but no longer read: use %s", old, new)
         uri = self.settings.tracking_uri
+        apply_registry_http_policy(self.settings.serving)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         self.engine = Engine.from_settings(self.settings)
