@@ -81,26 +81,89 @@ def _test(dagbag, dag_id: str, day: int):
     return dr
 
 
+KEYS = {"stock_classes": ["sku"], "stock_forecasts": ["sku", "ds"], "stock_quarantine": ["sku", "reason", "date"]}
+
+
+def one_set(target, table: str, schema: str | None, pipeline: str, n: int, run_id: str) -> pd.DataFrame:
+    """Assert ``table`` holds exactly ``n`` rows, all of one output key of ``pipeline`` and
+    all written by ``run_id`` (the last run), with no duplicated row key; returns them."""
+    rows = read_output(target, table, None, schema)
+    assert len(rows) == n, f"{table}: {len(rows)} rows, expected one run's {n}"
+    assert set(rows["pipeline"]) == {pipeline}, rows["pipeline"].value_counts().to_dict()
+    assert rows["cutoff_week"].nunique() == 1, rows["cutoff_week"].value_counts().to_dict()
+    assert set(rows["run_id"]) == {run_id}, rows["run_id"].value_counts().to_dict()
+    assert not rows.duplicated(["pipeline", "cutoff_week", *KEYS[table]]).any(), f"{table}: duplicated keys"
+    return rows
+
+
+def assert_reruns_leave_one_set(dagbag, target, schema: str | None, day: int) -> None:
+    """Each way ops re-run things leaves exactly one run's rows for the data consumed.
+
+    (a) a task cleared and re-run, (b) the whole DAG run cleared, (c) the same logical date
+    triggered again (a new run id), (d) an Asset-triggered run (no logical date) over the data
+    an ingest published; on stock_ingest (stock_quarantine) and stock_training (stock_classes,
+    stock_forecasts).
+    """
+    from airflow_runs import asset_triggered_run, clear_and_rerun
+
+    ingest_dag, training_dag = dagbag.dags["stock_ingest"], dagbag.dags["stock_training"]
+    ingest = _test(dagbag, "stock_ingest", day)
+    assert ingest.state == "success"
+    quarantine = one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{ingest.run_id}")
+    week = quarantine["cutoff_week"].iloc[0]
+    report = json.loads(ingest_layout(ingest.run_id).ingest_report.read_text())
+    assert week == report["last_week"]  # keyed by the data's last complete week, not the run
+
+    cleared = clear_and_rerun(ingest_dag, ingest.run_id, ["ingest"])  # (a)
+    assert cleared.state == "success"
+    one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{ingest.run_id}")
+    whole = clear_and_rerun(ingest_dag, ingest.run_id)  # (b)
+    assert whole.state == "success"
+    one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{ingest.run_id}")
+    again = _test(dagbag, "stock_ingest", day)  # (c)
+    assert again.state == "success" and again.run_id != ingest.run_id
+    one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{again.run_id}")
+
+    tr = _test(dagbag, "stock_training", day)
+    assert tr.state == "success", [(ti.task_id, ti.state) for ti in tr.get_task_instances()]
+    fc = read_output(target, "stock_forecasts", f"stock_training__{tr.run_id}", schema)
+    assert fc["sku"].nunique() >= 25
+    n_fc, n_classes = len(fc), 30
+
+    def training_rows(run_id: str) -> None:
+        for table, n in (("stock_forecasts", n_fc), ("stock_classes", n_classes)):
+            rows = one_set(target, table, schema, "stock_training", n, f"stock_training__{run_id}")
+            assert set(rows["cutoff_week"]) == {week}  # training keys by the demand it adopted
+
+    training_rows(tr.run_id)
+    cleared = clear_and_rerun(training_dag, tr.run_id, ["classify", "forecast"])  # (a)
+    assert cleared.state == "success", [(ti.task_id, ti.state) for ti in cleared.get_task_instances()]
+    training_rows(tr.run_id)
+    triggered = asset_triggered_run(training_dag, "stock_ingest", again.run_id)  # (d)
+    assert triggered.state == "success", [(ti.task_id, ti.state) for ti in triggered.get_task_instances()]
+    assert triggered.logical_date is None and triggered.run_type == "asset_triggered"
+    training_rows(triggered.run_id)
+    tr2 = _test(dagbag, "stock_training", day)  # (c)
+    assert tr2.state == "success"
+    training_rows(tr2.run_id)
+    whole = clear_and_rerun(training_dag, tr2.run_id)  # (b)
+    assert whole.state == "success", [(ti.task_id, ti.state) for ti in whole.get_task_instances()]
+    training_rows(tr2.run_id)
+
+
+def ingest_layout(run_id: str):
+    """The run folder of stock_ingest's run ``run_id``."""
+    from stockml.run import safe_run_id
+    from stockml.settings import get_settings
+
+    return get_settings().layout.run(safe_run_id(f"stock_ingest__{run_id}"))
+
+
 def test_ingest_training_monitoring_maintenance_on_sqlite(dagbag, airflow_db, tmp_path, monkeypatch):
     engine = _source(monkeypatch, tmp_path)
-    dr = _test(dagbag, "stock_ingest", 23)
-    assert dr.state == "success"
-    run_id = f"stock_ingest__{dr.run_id}"
-    quarantined = read_output(engine, "stock_quarantine", run_id)
-    assert len(quarantined) == 4  # the demo's dirty rows: quarantined, and the run still succeeds
-
-    # Re-running the same logical date replaces that run's rows instead of duplicating them.
-    again = _test(dagbag, "stock_ingest", 23)
-    assert again.state == "success"
-    assert len(read_output(engine, "stock_quarantine", f"stock_ingest__{again.run_id}")) == 4
-    assert len(read_output(engine, "stock_quarantine")) == 4 * len({dr.run_id, again.run_id})
-
-    tr = _test(dagbag, "stock_training", 23)
-    assert tr.state == "success", [(ti.task_id, ti.state) for ti in tr.get_task_instances()]
-    t_run = f"stock_training__{tr.run_id}"
-    fc = read_output(engine, "stock_forecasts", t_run)
-    assert fc["sku"].nunique() >= 25 and set(fc["model_version"]) == {"stockml-router/v1"}
-    assert len(read_output(engine, "stock_classes", t_run)) == 30
+    # The demo's 4 dirty rows are quarantined and the run still succeeds; every kind of re-run
+    # leaves one set of rows.
+    assert_reruns_leave_one_set(dagbag, engine, None, 23)
 
     import mlflow
 
@@ -109,11 +172,8 @@ def test_ingest_training_monitoring_maintenance_on_sqlite(dagbag, airflow_db, tm
     mlflow.set_tracking_uri(f"sqlite:///{HomeLayout(tmp_path / 'home').mlflow_db.resolve()}")
     champ = reg.version_by_alias(reg.MODEL_NAME, reg.CHAMPION)
     assert champ is not None and champ.tags["promotion.actor"].startswith("airflow:stock_training/")
-
-    # Re-running training for the same date: same rows (replaced), a new version judged by the guardrails.
-    tr2 = _test(dagbag, "stock_training", 23)
-    assert tr2.state == "success"
-    assert len(read_output(engine, "stock_forecasts", f"stock_training__{tr2.run_id}")) == len(fc)
+    fc = read_output(engine, "stock_forecasts")
+    assert set(fc["model_version"]) == {f"stockml-router/v{champ.version}"}
 
     mon = _test(dagbag, "stock_monitoring", 24)
     assert mon.state == "success"
@@ -146,16 +206,7 @@ def test_every_dag_on_postgres(dagbag, airflow_db, tmp_path, monkeypatch):
         monkeypatch.setenv("STOCKML_SOURCE_SCHEMA", schema)
         for k, v in FAST.items():
             monkeypatch.setenv(k, v)
-        ingest = _test(dagbag, "stock_ingest", 20)
-        assert ingest.state == "success"
-        assert len(read_output(engine, "stock_quarantine", f"stock_ingest__{ingest.run_id}", schema)) == 4
-        training = _test(dagbag, "stock_training", 20)
-        assert training.state == "success", [(ti.task_id, ti.state) for ti in training.get_task_instances()]
-        fc = read_output(engine, "stock_forecasts", f"stock_training__{training.run_id}", schema)
-        assert fc["sku"].nunique() >= 25
-        again = _test(dagbag, "stock_training", 20)
-        assert again.state == "success"
-        assert len(read_output(engine, "stock_forecasts", f"stock_training__{again.run_id}", schema)) == len(fc)
+        assert_reruns_leave_one_set(dagbag, engine, schema, 20)
         assert _test(dagbag, "stock_monitoring", 21).state == "success"
         assert _test(dagbag, "stock_maintenance", 21).state == "success"
 
