@@ -1,8 +1,11 @@
 """The Airflow DAGs: integrity (imports, tags, owners, schedules) and real ``dag.test()`` runs.
 
 Runs use a migrated SQLite metadata database in the test's AIRFLOW_HOME and the stockml
-source on SQLite (Postgres in test_dags_postgres.py); tasks execute in-process, as Airflow's
-``dag.test()`` does, against the real pipeline, MLflow registry and output tables.
+source on SQLite (and on Postgres in ``test_every_dag_on_postgres``); tasks execute in-process,
+as Airflow's ``dag.test()`` does, against the real pipeline, MLflow registry and output tables.
+Re-runs the way ops make them (a task cleared, the run cleared, the same date triggered again,
+an Asset-triggered run) go through ``tests/support/airflow_runs.py`` and must each leave exactly
+one set of output rows for the data consumed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pandas as pd
 import pendulum
 import pytest
 import sqlalchemy as sa
+from airflow_runs import FAST_TRAINING, one_set
 
 from stockml.connections import sqlite_conn_json
 from stockml.layout import HomeLayout
@@ -22,14 +26,7 @@ from training.data.store import read_output, write_source_tables
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_IDS = {"stock_ingest", "stock_training", "stock_monitoring", "stock_maintenance"}
-FAST = {
-    "STOCKML_METHODS": json.dumps(["Naive2", "SES", "Theta", "TSB", "CrostonSBA"]),
-    "STOCKML_N_JOBS": "1",
-    "STOCKML_AUTOML_TRIALS": "2",
-    "STOCKML_ZOO_TRIALS": "1",
-    "STOCKML_BACKTEST_WINDOWS": "2",
-    "STOCKML_HORIZON": "8",
-}
+FAST = FAST_TRAINING
 
 
 def test_every_dag_imports_with_tags_owner_and_schedule(dagbag):
@@ -79,21 +76,6 @@ def _source(mp: pytest.MonkeyPatch, root: Path, skus: int = 30, dirty: bool = Tr
 def _test(dagbag, dag_id: str, day: int):
     dr = dagbag.dags[dag_id].test(logical_date=pendulum.datetime(2026, 11, day, tz="UTC"))
     return dr
-
-
-KEYS = {"stock_classes": ["sku"], "stock_forecasts": ["sku", "ds"], "stock_quarantine": ["sku", "reason", "date"]}
-
-
-def one_set(target, table: str, schema: str | None, pipeline: str, n: int, run_id: str) -> pd.DataFrame:
-    """Assert ``table`` holds exactly ``n`` rows, all of one output key of ``pipeline`` and
-    all written by ``run_id`` (the last run), with no duplicated row key; returns them."""
-    rows = read_output(target, table, None, schema)
-    assert len(rows) == n, f"{table}: {len(rows)} rows, expected one run's {n}"
-    assert set(rows["pipeline"]) == {pipeline}, rows["pipeline"].value_counts().to_dict()
-    assert rows["cutoff_week"].nunique() == 1, rows["cutoff_week"].value_counts().to_dict()
-    assert set(rows["run_id"]) == {run_id}, rows["run_id"].value_counts().to_dict()
-    assert not rows.duplicated(["pipeline", "cutoff_week", *KEYS[table]]).any(), f"{table}: duplicated keys"
-    return rows
 
 
 def assert_reruns_leave_one_set(dagbag, target, schema: str | None, day: int) -> None:

@@ -16,10 +16,38 @@ and ``dag.test()`` has no entry point for an existing run or an Asset-triggered 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
+import pandas as pd
 import pendulum
+
+from training.data.store import read_output
+
+# Settings that make a stock_training run take seconds, not minutes (the DAG tests' and Hive's).
+FAST_TRAINING = {
+    "STOCKML_METHODS": json.dumps(["Naive2", "SES", "Theta", "TSB", "CrostonSBA"]),
+    "STOCKML_N_JOBS": "1",
+    "STOCKML_AUTOML_TRIALS": "2",
+    "STOCKML_ZOO_TRIALS": "1",
+    "STOCKML_BACKTEST_WINDOWS": "2",
+    "STOCKML_HORIZON": "8",
+}
+# Each output table's row key within an output key (pipeline, cutoff_week).
+ROW_KEYS = {"stock_classes": ["sku"], "stock_forecasts": ["sku", "ds"], "stock_quarantine": ["sku", "reason", "date"]}
+
+
+def one_set(target: Any, table: str, schema: str | None, pipeline: str, n: int, run_id: str) -> pd.DataFrame:
+    """Assert ``table`` holds exactly ``n`` rows, all of one output key of ``pipeline`` and all
+    written by ``run_id`` (the last run), with no duplicated row key; returns them."""
+    rows = read_output(target, table, None, schema)
+    assert len(rows) == n, f"{table}: {len(rows)} rows, expected one run's {n}"
+    assert set(rows["pipeline"]) == {pipeline}, rows["pipeline"].value_counts().to_dict()
+    assert rows["cutoff_week"].nunique() == 1, rows["cutoff_week"].value_counts().to_dict()
+    assert set(rows["run_id"]) == {run_id}, rows["run_id"].value_counts().to_dict()
+    assert not rows.duplicated(["pipeline", "cutoff_week", *ROW_KEYS[table]]).any(), f"{table}: duplicated keys"
+    return rows
 
 
 def _scheduler_dag(dag: Any) -> Any:
