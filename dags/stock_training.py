@@ -5,7 +5,8 @@ Sunday 03:00 UTC. Each step calls the same functions as the ``stockml`` CLI. The
 registered in MLflow as ``stockml-router`` with alias ``challenger``; ``MlflowPromoteOperator``
 moves ``champion`` to it only if it is not worse on the holdout (a refusal is a normal outcome:
 the champion stays). Forecasts come from the champion and are written to ``stock_forecasts``;
-classes to ``stock_classes``. Outputs are keyed by this DAG run's id: re-running it replaces them.
+classes to ``stock_classes``. Outputs are keyed by (``stock_training``, the last complete week of
+the demand the run adopted), not by the run id: any re-run over the same data replaces them.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ from stockml.cli_report import console, print_ingest, print_router, print_summar
 from stockml.settings import Settings, get_settings
 from training.registry.names import ROUTER_MODEL
 
+# Output rows are keyed by (pipeline, data cut-off week), not by the run id.
+RUN_ID_HELP = "Run id (names the run folder; a run over the same data cut-off replaces the table rows)."
+
 app = typer.Typer(
     help="stockml: inventory analytics — classify, forecast and serve demand models.",
     no_args_is_help=True,
@@ -148,7 +151,7 @@ def demo_data(
 def validate(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
     cutoff: Annotated[str | None, typer.Option(help="Last day of history (default: last movement).")] = None,
-    run_id: Annotated[str | None, typer.Option(help="Run id (re-using one replaces its outputs).")] = None,
+    run_id: Annotated[str | None, typer.Option(help=RUN_ID_HELP)] = None,
 ) -> None:
     """Read and validate the source; quarantine bad rows; aggregate to weekly demand."""
     from stockml.steps.ingest import ingest
@@ -169,7 +172,7 @@ def _run(source: str | None, run_id: str | None, **overrides: object):
 @_guard
 def run(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
-    run_id: Annotated[str | None, typer.Option(help="Run id (re-using one replaces its outputs).")] = None,
+    run_id: Annotated[str | None, typer.Option(help=RUN_ID_HELP)] = None,
     cutoff: Annotated[str | None, typer.Option(help="Last day of history (default: last movement).")] = None,
     horizon: Annotated[int | None, typer.Option(min=1, max=104, help="Forecast horizon, weeks.")] = None,
     windows: Annotated[int | None, typer.Option(min=1, max=20, help="Backtest windows.")] = None,
@@ -211,7 +214,7 @@ def run(
 @_guard
 def train(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
-    run_id: Annotated[str | None, typer.Option(help="Run id (re-using one replaces its outputs).")] = None,
+    run_id: Annotated[str | None, typer.Option(help=RUN_ID_HELP)] = None,
     trials: Annotated[int | None, typer.Option(min=0, help="Optuna trials (0: no tuning).")] = None,
     timeout: Annotated[float | None, typer.Option(min=1, help="AutoML time box, seconds.")] = None,
     mode: Annotated[str | None, typer.Option(help="select | combine (default: the better on the holdout).")] = None,

@@ -77,11 +77,16 @@ def fork_safe_workers() -> None:
 
 
 def run_for(context: dict[str, Any]) -> Any:
-    """The stockml pipeline run of this DAG run: its outputs are keyed by the Airflow run id,
-    so clearing and re-running a DAG run replaces its rows instead of adding new ones."""
+    """The stockml pipeline run of this DAG run.
+
+    Its folder is named after the Airflow run id; its outputs are keyed by the DAG id and the
+    data cut-off week the run read (never the run id, nor the logical date, which an
+    Asset-triggered run lacks), so clearing a task or the run, triggering the same date again
+    or an Asset-triggered run over the same data all replace one set of rows."""
     from stockml.run import Run
     from stockml.settings import get_settings
 
     fork_safe_workers()
 
-    return Run(get_settings(), f"{context['dag'].dag_id}__{context['run_id']}")
+    dag_id = context["dag"].dag_id
+    return Run(get_settings(), f"{dag_id}__{context['run_id']}", pipeline=dag_id)

@@ -33,7 +33,6 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
     result = validate(products, movements, today=today)
     quarantine = result.quarantine
     quarantine.to_csv(layout.quarantine, index=False)
-    run.write("stock_quarantine", quarantine)
     demand = to_weekly_demand(result.movements, pd.Timestamp(cutoff) if cutoff else None)
     demand.to_parquet(layout.demand, index=False)
     result.products.to_parquet(layout.products, index=False)
@@ -47,6 +46,8 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
         "cutoff_week": str(last_complete_week_start(pd.Timestamp(cutoff)).date()) if cutoff else None,
     }
     run.save_json(layout.ingest_report, report)
+    # After the report: the quarantine is keyed by the data cut-off it records (last_week).
+    run.write("stock_quarantine", quarantine)
     publish_demand(s, run.run_id, layout.root)
     log.info("ingest done", extra={"run_id": run.run_id, **{k: report[k] for k in ("skus", "quarantined")}})
     return report

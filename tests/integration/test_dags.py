@@ -1,8 +1,11 @@
 """The Airflow DAGs: integrity (imports, tags, owners, schedules) and real ``dag.test()`` runs.
 
 Runs use a migrated SQLite metadata database in the test's AIRFLOW_HOME and the stockml
-source on SQLite (Postgres in test_dags_postgres.py); tasks execute in-process, as Airflow's
-``dag.test()`` does, against the real pipeline, MLflow registry and output tables.
+source on SQLite (and on Postgres in ``test_every_dag_on_postgres``); tasks execute in-process,
+as Airflow's ``dag.test()`` does, against the real pipeline, MLflow registry and output tables.
+Re-runs the way ops make them (a task cleared, the run cleared, the same date triggered again,
+an Asset-triggered run) go through ``tests/support/airflow_runs.py`` and must each leave exactly
+one set of output rows for the data consumed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pandas as pd
 import pendulum
 import pytest
 import sqlalchemy as sa
+from airflow_runs import FAST_TRAINING, one_set
 
 from stockml.connections import sqlite_conn_json
 from stockml.layout import HomeLayout
@@ -22,14 +26,7 @@ from training.data.store import read_output, write_source_tables
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_IDS = {"stock_ingest", "stock_training", "stock_monitoring", "stock_maintenance"}
-FAST = {
-    "STOCKML_METHODS": json.dumps(["Naive2", "SES", "Theta", "TSB", "CrostonSBA"]),
-    "STOCKML_N_JOBS": "1",
-    "STOCKML_AUTOML_TRIALS": "2",
-    "STOCKML_ZOO_TRIALS": "1",
-    "STOCKML_BACKTEST_WINDOWS": "2",
-    "STOCKML_HORIZON": "8",
-}
+FAST = FAST_TRAINING
 
 
 def test_every_dag_imports_with_tags_owner_and_schedule(dagbag):
@@ -81,26 +78,74 @@ def _test(dagbag, dag_id: str, day: int):
     return dr
 
 
+def assert_reruns_leave_one_set(dagbag, target, schema: str | None, day: int) -> None:
+    """Each way ops re-run things leaves exactly one run's rows for the data consumed.
+
+    (a) a task cleared and re-run, (b) the whole DAG run cleared, (c) the same logical date
+    triggered again (a new run id), (d) an Asset-triggered run (no logical date) over the data
+    an ingest published; on stock_ingest (stock_quarantine) and stock_training (stock_classes,
+    stock_forecasts).
+    """
+    from airflow_runs import asset_triggered_run, clear_and_rerun
+
+    ingest_dag, training_dag = dagbag.dags["stock_ingest"], dagbag.dags["stock_training"]
+    ingest = _test(dagbag, "stock_ingest", day)
+    assert ingest.state == "success"
+    quarantine = one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{ingest.run_id}")
+    week = quarantine["cutoff_week"].iloc[0]
+    report = json.loads(ingest_layout(ingest.run_id).ingest_report.read_text())
+    assert week == report["last_week"]  # keyed by the data's last complete week, not the run
+
+    cleared = clear_and_rerun(ingest_dag, ingest.run_id, ["ingest"])  # (a)
+    assert cleared.state == "success"
+    one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{ingest.run_id}")
+    whole = clear_and_rerun(ingest_dag, ingest.run_id)  # (b)
+    assert whole.state == "success"
+    one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{ingest.run_id}")
+    again = _test(dagbag, "stock_ingest", day)  # (c)
+    assert again.state == "success" and again.run_id != ingest.run_id
+    one_set(target, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{again.run_id}")
+
+    tr = _test(dagbag, "stock_training", day)
+    assert tr.state == "success", [(ti.task_id, ti.state) for ti in tr.get_task_instances()]
+    fc = read_output(target, "stock_forecasts", f"stock_training__{tr.run_id}", schema)
+    assert fc["sku"].nunique() >= 25
+    n_fc, n_classes = len(fc), 30
+
+    def training_rows(run_id: str) -> None:
+        for table, n in (("stock_forecasts", n_fc), ("stock_classes", n_classes)):
+            rows = one_set(target, table, schema, "stock_training", n, f"stock_training__{run_id}")
+            assert set(rows["cutoff_week"]) == {week}  # training keys by the demand it adopted
+
+    training_rows(tr.run_id)
+    cleared = clear_and_rerun(training_dag, tr.run_id, ["classify", "forecast"])  # (a)
+    assert cleared.state == "success", [(ti.task_id, ti.state) for ti in cleared.get_task_instances()]
+    training_rows(tr.run_id)
+    triggered = asset_triggered_run(training_dag, "stock_ingest", again.run_id)  # (d)
+    assert triggered.state == "success", [(ti.task_id, ti.state) for ti in triggered.get_task_instances()]
+    assert triggered.logical_date is None and triggered.run_type == "asset_triggered"
+    training_rows(triggered.run_id)
+    tr2 = _test(dagbag, "stock_training", day)  # (c)
+    assert tr2.state == "success"
+    training_rows(tr2.run_id)
+    whole = clear_and_rerun(training_dag, tr2.run_id)  # (b)
+    assert whole.state == "success", [(ti.task_id, ti.state) for ti in whole.get_task_instances()]
+    training_rows(tr2.run_id)
+
+
+def ingest_layout(run_id: str):
+    """The run folder of stock_ingest's run ``run_id``."""
+    from stockml.run import safe_run_id
+    from stockml.settings import get_settings
+
+    return get_settings().layout.run(safe_run_id(f"stock_ingest__{run_id}"))
+
+
 def test_ingest_training_monitoring_maintenance_on_sqlite(dagbag, airflow_db, tmp_path, monkeypatch):
     engine = _source(monkeypatch, tmp_path)
-    dr = _test(dagbag, "stock_ingest", 23)
-    assert dr.state == "success"
-    run_id = f"stock_ingest__{dr.run_id}"
-    quarantined = read_output(engine, "stock_quarantine", run_id)
-    assert len(quarantined) == 4  # the demo's dirty rows: quarantined, and the run still succeeds
-
-    # Re-running the same logical date replaces that run's rows instead of duplicating them.
-    again = _test(dagbag, "stock_ingest", 23)
-    assert again.state == "success"
-    assert len(read_output(engine, "stock_quarantine", f"stock_ingest__{again.run_id}")) == 4
-    assert len(read_output(engine, "stock_quarantine")) == 4 * len({dr.run_id, again.run_id})
-
-    tr = _test(dagbag, "stock_training", 23)
-    assert tr.state == "success", [(ti.task_id, ti.state) for ti in tr.get_task_instances()]
-    t_run = f"stock_training__{tr.run_id}"
-    fc = read_output(engine, "stock_forecasts", t_run)
-    assert fc["sku"].nunique() >= 25 and set(fc["model_version"]) == {"stockml-router/v1"}
-    assert len(read_output(engine, "stock_classes", t_run)) == 30
+    # The demo's 4 dirty rows are quarantined and the run still succeeds; every kind of re-run
+    # leaves one set of rows.
+    assert_reruns_leave_one_set(dagbag, engine, None, 23)
 
     import mlflow
 
@@ -109,11 +154,8 @@ def test_ingest_training_monitoring_maintenance_on_sqlite(dagbag, airflow_db, tm
     mlflow.set_tracking_uri(f"sqlite:///{HomeLayout(tmp_path / 'home').mlflow_db.resolve()}")
     champ = reg.version_by_alias(reg.MODEL_NAME, reg.CHAMPION)
     assert champ is not None and champ.tags["promotion.actor"].startswith("airflow:stock_training/")
-
-    # Re-running training for the same date: same rows (replaced), a new version judged by the guardrails.
-    tr2 = _test(dagbag, "stock_training", 23)
-    assert tr2.state == "success"
-    assert len(read_output(engine, "stock_forecasts", f"stock_training__{tr2.run_id}")) == len(fc)
+    fc = read_output(engine, "stock_forecasts")
+    assert set(fc["model_version"]) == {f"stockml-router/v{champ.version}"}
 
     mon = _test(dagbag, "stock_monitoring", 24)
     assert mon.state == "success"
@@ -146,16 +188,7 @@ def test_every_dag_on_postgres(dagbag, airflow_db, tmp_path, monkeypatch):
         monkeypatch.setenv("STOCKML_SOURCE_SCHEMA", schema)
         for k, v in FAST.items():
             monkeypatch.setenv(k, v)
-        ingest = _test(dagbag, "stock_ingest", 20)
-        assert ingest.state == "success"
-        assert len(read_output(engine, "stock_quarantine", f"stock_ingest__{ingest.run_id}", schema)) == 4
-        training = _test(dagbag, "stock_training", 20)
-        assert training.state == "success", [(ti.task_id, ti.state) for ti in training.get_task_instances()]
-        fc = read_output(engine, "stock_forecasts", f"stock_training__{training.run_id}", schema)
-        assert fc["sku"].nunique() >= 25
-        again = _test(dagbag, "stock_training", 20)
-        assert again.state == "success"
-        assert len(read_output(engine, "stock_forecasts", f"stock_training__{again.run_id}", schema)) == len(fc)
+        assert_reruns_leave_one_set(dagbag, engine, schema, 20)
         assert _test(dagbag, "stock_monitoring", 21).state == "success"
         assert _test(dagbag, "stock_maintenance", 21).state == "success"
 

@@ -240,7 +240,9 @@ def test_registry_commands(demo, monkeypatch):
     # (runs before the re-run test below, which registers and promotes v2 and v3)
 
 
-def test_rerun_is_idempotent_and_run_ids_are_separate(demo):
+def test_rerun_over_the_same_data_replaces_the_rows_whatever_the_run_id(demo):
+    """Outputs are keyed by (pipeline, data cut-off week): the same run id again, or another run
+    id over the same cut-off, leaves one set of rows, now written by the last run."""
     engine = demo["engine"]
     before = _counts(engine, "r1")
     again = _invoke("run", "--run-id", "r1", "--cutoff", CUTOFF)
@@ -250,9 +252,11 @@ def test_rerun_is_idempotent_and_run_ids_are_separate(demo):
     second = _invoke("run", "--run-id", "r2", "--cutoff", CUTOFF)
     assert second.exit_code == 0, second.output
     assert _counts(engine, "r2") == before
-    assert _counts(engine, "r1") == before
+    assert _counts(engine, "r1") == dict.fromkeys(before, 0)  # replaced, not kept beside
     for table, n in before.items():
-        assert len(read_output(engine, table)) == 2 * n
+        rows = read_output(engine, table)
+        assert len(rows) == n, table
+        assert set(rows["pipeline"]) == {"cli"} and set(rows["cutoff_week"]) == {"2026-11-16"}, table
 
     shown = _invoke("show", "stock_classes", "--run-id", "r2", "--limit", "3")
     assert shown.exit_code == 0, shown.output

@@ -335,7 +335,7 @@ def test_stock_ingest_runs_on_the_celery_worker(celery_stack):
     # The API server serves the task's log.
     assert logs.status_code == 200 and run_id in logs.text, logs.text[:2000]
 
-    # The outputs are in the source database, keyed by the Airflow run.
+    # The outputs are in the source database, written by the Airflow run (their run_id column).
     stockml_run = f"stock_ingest__{run_id}"
     xcom = stack.api("GET", f"/dags/stock_ingest/dagRuns/{run_id}/taskInstances/ingest/xcomEntries/return_value")
     assert xcom.status_code == 200, xcom.text[:1000]

@@ -6,7 +6,9 @@ through Airflow's ``HiveServer2Hook`` via the connection ``stockml_hive`` /
 ``stockml_source``. The same 40-SKU catalogue goes into SQLite and into a Hive database
 ``stockml_it_<uuid8>``; both must give the same source frames and weekly demand, and
 ``ingest`` on Hive must quarantine the dirty rows into Hive's ``stock_quarantine``
-idempotently (a run id is a partition, overwritten on re-run).
+idempotently: the output key (pipeline, data cut-off week) is the partition, overwritten by
+any re-run over the same data (``test_stock_dags_on_hive_leave_one_set_across_reruns`` does
+each kind of Airflow re-run).
 
 Skipped, with the reason, when ``java`` is not on PATH.
 """
@@ -18,6 +20,7 @@ import uuid
 
 import pandas as pd
 import pytest
+from airflow_runs import FAST_TRAINING, asset_triggered_run, clear_and_rerun, one_set
 from hive_server import conn_json, java_missing, start_hive_server
 from services import canonical_demand, weekly_demand_through
 
@@ -29,7 +32,7 @@ from stockml.steps.ingest import ingest
 from training.data.demo import generate_catalogue
 from training.data.hive_store import HiveStore, literal
 from training.data.source import SourceQueries, read_source
-from training.data.store import prune_quarantine, read_output, write_output, write_source_tables
+from training.data.store import OutputKey, prune_quarantine, read_output, write_output, write_source_tables
 
 pytestmark = [pytest.mark.slow, pytest.mark.hive, pytest.mark.timeout(600)]
 
@@ -138,35 +141,65 @@ def test_ingest_on_hive_quarantines_idempotently(hive_env):
     classes = classify_step(Run(settings, "hive_run_1"))
     assert len(read_output(hook, "stock_classes", "hive_run_1", schema)) == len(classes) == SKUS
 
-    # Re-running the run id overwrites its partition: same rows, never duplicates.
+    # Re-running overwrites the partition of the output key: same rows, never duplicates.
     ingest(Run(settings, "hive_run_1"), cutoff=CUTOFF)
     classify_step(Run(settings, "hive_run_1"))
     assert len(read_output(hook, "stock_quarantine", "hive_run_1", schema)) == 4
     assert len(read_output(hook, "stock_quarantine", None, schema)) == 4
     assert len(read_output(hook, "stock_classes", None, schema)) == SKUS
-    # A second run id is a second partition beside the first.
+    # A second run id over the same data overwrites the same partition.
     ingest(Run(settings, "hive_run_2"), cutoff=CUTOFF)
-    assert read_output(hook, "stock_quarantine", None, schema)["run_id"].value_counts().to_dict() == {
-        "hive_run_1": 4,
-        "hive_run_2": 4,
-    }
+    assert read_output(hook, "stock_quarantine", None, schema)["run_id"].value_counts().to_dict() == {"hive_run_2": 4}
     partitions = hook.get_records(f"SHOW PARTITIONS {schema}.stock_quarantine")
-    assert sorted(p[0] for p in partitions) == ["run_id=hive_run_1", "run_id=hive_run_2"]
+    assert [p[0] for p in partitions] == ["pipeline=cli/cutoff_week=2026-11-16"]
 
 
-def test_stock_ingest_dag_on_hive(hive_env, dagbag, airflow_db):
-    """The stock_ingest DAG itself, through HiveServer2Hook: same demand as the SQLite path, quarantine in Hive."""
+def test_stock_dags_on_hive_leave_one_set_across_reruns(hive_env, dagbag, airflow_db, monkeypatch):
+    """The DAGs themselves through HiveServer2Hook: stock_ingest gives the SQLite path's demand, and
+    (a) its task cleared, (b) its run cleared, (c) its date triggered again, then (d) two
+    Asset-triggered stock_training runs over that ingest each leave one partition of rows."""
     import pendulum
 
-    dr = dagbag.dags["stock_ingest"].test(logical_date=pendulum.datetime(2026, 11, 21, tz="UTC"))
+    for k, v in FAST_TRAINING.items():
+        monkeypatch.setenv(k, v)
+    ingest_dag, training_dag = dagbag.dags["stock_ingest"], dagbag.dags["stock_training"]
+    hook, schema = get_hook("stockml_source"), hive_env["schema"]
+    dr = ingest_dag.test(logical_date=pendulum.datetime(2026, 11, 21, tz="UTC"))
     assert dr.state == "success"
     run_id = f"stock_ingest__{dr.run_id}"
-    hook = get_hook("stockml_source")
-    assert len(read_output(hook, "stock_quarantine", run_id, hive_env["schema"])) == 4
+    one_set(hook, "stock_quarantine", schema, "stock_ingest", 4, run_id)
     dag_demand = pd.read_parquet(Settings().layout.run(safe_run_id(run_id)).demand)
     lite_demand, _ = _weekly(get_hook("stockml_sqlite"), None)
     dag_demand = dag_demand[dag_demand["ds"] <= lite_demand["ds"].max()]  # the DAG's cut-off is "today"
     pd.testing.assert_frame_equal(canonical_demand(dag_demand), canonical_demand(lite_demand))
+
+    assert clear_and_rerun(ingest_dag, dr.run_id, ["ingest"]).state == "success"  # (a)
+    one_set(hook, "stock_quarantine", schema, "stock_ingest", 4, run_id)
+    assert clear_and_rerun(ingest_dag, dr.run_id).state == "success"  # (b)
+    one_set(hook, "stock_quarantine", schema, "stock_ingest", 4, run_id)
+    again = ingest_dag.test(logical_date=pendulum.datetime(2026, 11, 21, tz="UTC"))  # (c)
+    assert again.state == "success" and again.run_id != dr.run_id
+    rows = one_set(hook, "stock_quarantine", schema, "stock_ingest", 4, f"stock_ingest__{again.run_id}")
+    week = rows["cutoff_week"].iloc[0]
+    partitions = [p[0] for p in hook.get_records(f"SHOW PARTITIONS {schema}.stock_quarantine")]
+    assert [p for p in partitions if p.startswith("pipeline=stock_ingest/")] == [
+        f"pipeline=stock_ingest/cutoff_week={week}"
+    ]
+
+    n_fc = None
+    for _ in range(2):  # (d), twice over the same ingest
+        tr = asset_triggered_run(training_dag, "stock_ingest", again.run_id)
+        assert tr.state == "success", [(ti.task_id, ti.state) for ti in tr.get_task_instances()]
+        fc = read_output(hook, "stock_forecasts", f"stock_training__{tr.run_id}", schema)
+        n_fc = n_fc or len(fc)
+        assert n_fc == len(fc) and fc["sku"].nunique() >= SKUS - 5
+        one_set(hook, "stock_forecasts", schema, "stock_training", n_fc, f"stock_training__{tr.run_id}")
+        one_set(hook, "stock_classes", schema, "stock_training", SKUS, f"stock_training__{tr.run_id}")
+    for table in ("stock_forecasts", "stock_classes"):  # (the CLI test above wrote pipeline=cli partitions)
+        partitions = [p[0] for p in hook.get_records(f"SHOW PARTITIONS {schema}.{table}")]
+        assert [p for p in partitions if not p.startswith("pipeline=cli/")] == [
+            f"pipeline=stock_training/cutoff_week={week}"
+        ], partitions
 
 
 def _forecasts(n_skus: int, h: int, bump: float = 0.0) -> pd.DataFrame:
@@ -192,18 +225,22 @@ def _forecasts(n_skus: int, h: int, bump: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_hive_store_overwrites_exactly_the_run_partition(hive):
+KEY_A, KEY_B = OutputKey("stock_training", "2026-11-16"), OutputKey("stock_training", "2026-11-09")
+
+
+def test_hive_store_overwrites_exactly_the_partition_of_the_key(hive):
     hook = get_hook("stockml_hive")
     schema = f"stockml_it_{uuid.uuid4().hex[:8]}"
     store = HiveStore(hook, chunk_rows=50)  # > 50 rows goes through a staging table
     try:
         big = _forecasts(12, 10)  # 120 rows: staged
-        assert write_output(store, "stock_forecasts", big, "a", schema) == 120
-        assert write_output(store, "stock_forecasts", _forecasts(3, 10, bump=1), "b", schema) == 30  # direct
-        assert write_output(store, "stock_forecasts", _forecasts(8, 10, bump=2), "a", schema) == 80
+        assert write_output(store, "stock_forecasts", big, KEY_A, "a", schema) == 120
+        assert write_output(store, "stock_forecasts", _forecasts(3, 10, bump=1), KEY_B, "b", schema) == 30  # direct
+        assert write_output(store, "stock_forecasts", _forecasts(8, 10, bump=2), KEY_A, "a2", schema) == 80
         out = read_output(store, "stock_forecasts", None, schema)
-        assert out["run_id"].value_counts().to_dict() == {"a": 80, "b": 30}
-        a = read_output(hook, "stock_forecasts", "a", schema).sort_values(["sku", "ds"]).reset_index(drop=True)
+        assert out["run_id"].value_counts().to_dict() == {"a2": 80, "b": 30}
+        assert out.groupby("cutoff_week").size().to_dict() == {"2026-11-09": 30, "2026-11-16": 80}
+        a = read_output(hook, "stock_forecasts", "a2", schema).sort_values(["sku", "ds"]).reset_index(drop=True)
         want = _forecasts(8, 10, bump=2).assign(ds=lambda d: d["ds"].dt.date)
         cols = list(want.columns)
         pd.testing.assert_frame_equal(a[cols], want, check_dtype=False)  # values round-trip exactly
@@ -211,9 +248,26 @@ def test_hive_store_overwrites_exactly_the_run_partition(hive):
         # No staging table is left behind.
         tables = {r[1] for r in hook.get_records(f"SHOW TABLES IN {schema}")}
         assert tables == {"stock_forecasts"}
-        # An empty output drops the run's partition.
-        assert write_output(store, "stock_forecasts", big.head(0), "b", schema) == 0
-        assert set(read_output(store, "stock_forecasts", None, schema)["run_id"]) == {"a"}
+        # An empty output drops the key's partition.
+        assert write_output(store, "stock_forecasts", big.head(0), KEY_B, "b2", schema) == 0
+        assert set(read_output(store, "stock_forecasts", None, schema)["run_id"]) == {"a2"}
+
+        # A table of the old layout (partitioned by run_id) is renamed aside and recreated.
+        store.execute(
+            f"CREATE TABLE `{schema}`.`stock_quarantine` (`source_table` STRING, `reason` STRING, `sku` STRING, "
+            "`date` STRING, `payload` STRING, `created_at` TIMESTAMP) "
+            "PARTITIONED BY (`run_id` STRING) STORED AS PARQUET"
+        )
+        store.execute(
+            f"INSERT INTO TABLE `{schema}`.`stock_quarantine` PARTITION (`run_id`='old') VALUES "
+            f"('m', 'r', 'OLD', NULL, '{{}}', {literal(pd.Timestamp('2026-11-01'), 'TIMESTAMP')})"
+        )
+        rows = pd.DataFrame({"source_table": ["m"], "reason": ["r"], "sku": ["NEW"]})
+        assert write_output(store, "stock_quarantine", rows, KEY_A, "new", schema) == 1
+        q = read_output(store, "stock_quarantine", None, schema)
+        assert list(q["sku"]) == ["NEW"] and list(q["cutoff_week"]) == ["2026-11-16"]
+        kept = hook.get_records(f"SELECT `sku`, `run_id` FROM `{schema}`.`stock_quarantine__runid_keyed`")
+        assert kept == [("OLD", "old")]
     finally:
         store.execute(f"DROP DATABASE IF EXISTS `{schema}` CASCADE")
 
@@ -227,16 +281,18 @@ def test_prune_quarantine_on_hive(hive):
     ).assign(payload="{}")
     try:
         assert prune_quarantine(hook, 90, schema) == 0  # no table yet
-        write_output(hook, "stock_quarantine", rows, "fresh", schema)
+        write_output(hook, "stock_quarantine", rows, OutputKey("stock_ingest", "2026-11-16"), "fresh", schema)
         # A partition holding rows of two ages (not something write_output produces).
         old, new = literal(pd.Timestamp("2001-01-01"), "TIMESTAMP"), literal(pd.Timestamp.now(), "TIMESTAMP")
         store.execute(
-            f"INSERT INTO TABLE `{schema}`.`stock_quarantine` PARTITION (`run_id`='mixed') VALUES "
-            f"('m', 'r', 'OLD', NULL, '{{}}', {old}), ('m', 'r', 'NEW', NULL, '{{}}', {new})"
+            f"INSERT INTO TABLE `{schema}`.`stock_quarantine` "
+            "PARTITION (`pipeline`='stock_ingest', `cutoff_week`='2026-11-09') VALUES "
+            f"('m', 'r', 'OLD', NULL, '{{}}', 'mixed', {old}), ('m', 'r', 'NEW', NULL, '{{}}', 'mixed', {new})"
         )
         store.execute(
-            f"INSERT INTO TABLE `{schema}`.`stock_quarantine` PARTITION (`run_id`='ancient') VALUES "
-            f"('m', 'r', 'OLD', NULL, '{{}}', {old})"
+            f"INSERT INTO TABLE `{schema}`.`stock_quarantine` "
+            "PARTITION (`pipeline`='stock_ingest', `cutoff_week`='2001-01-01') VALUES "
+            f"('m', 'r', 'OLD', NULL, '{{}}', 'ancient', {old})"
         )
         assert prune_quarantine(hook, 90, schema) == 2
         left = read_output(hook, "stock_quarantine", None, schema)
@@ -246,7 +302,10 @@ def test_prune_quarantine_on_hive(hive):
             ("mixed", "NEW"),
         ]
         partitions = {p[0] for p in hook.get_records(f"SHOW PARTITIONS `{schema}`.`stock_quarantine`")}
-        assert partitions == {"run_id=fresh", "run_id=mixed"}
+        assert partitions == {
+            "pipeline=stock_ingest/cutoff_week=2026-11-16",
+            "pipeline=stock_ingest/cutoff_week=2026-11-09",
+        }
         assert prune_quarantine(hook, -1, schema) == 3  # retention in the future: everything goes
         assert read_output(hook, "stock_quarantine", None, schema).empty
     finally:

@@ -1,11 +1,16 @@
 """Pipeline outputs and source tables in Hive, through a HiveServer2 hook (Hive, Spark's Thrift server).
 
 Hive has no transactions and no DELETE on ordinary tables, so idempotency comes from the
-layout: every output table is ``PARTITIONED BY (run_id STRING)`` and a run is written with
-one ``INSERT OVERWRITE TABLE t PARTITION (run_id='...')``, which replaces exactly that
-run's rows (an empty output drops the partition). Writes larger than ``chunk_rows`` are
-first staged (``INSERT INTO`` a staging table in chunks) and then moved with that one
-overwrite, so a failure half-way leaves the previous rows of the run in place.
+layout: every output table is ``PARTITIONED BY (pipeline STRING, cutoff_week STRING)``, the
+output key (:class:`~training.data.output_schema.OutputKey`), and a write is one
+``INSERT OVERWRITE TABLE t PARTITION (pipeline='...', cutoff_week='...')``, which replaces
+exactly that key's rows whatever run wrote them before (an empty output drops the partition);
+``run_id`` is a data column. Writes larger than ``chunk_rows`` are first staged (``INSERT
+INTO`` a staging table in chunks) and then moved with that one overwrite, so a failure
+half-way leaves the previous rows of the key in place.
+
+A table of the old layout (partitioned by ``run_id``) is renamed to ``<table>__runid_keyed``
+on the first write or read and the table is created anew.
 
 Rows travel as SQL literals (``INSERT ... VALUES``) through the hook, so the server may be
 anywhere the hook reaches: nothing assumes a shared filesystem. Measured on 2 cores
@@ -32,11 +37,18 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from training.data.output_schema import check_output_table, output_frame, output_tables
+from training.data.output_schema import (
+    KEY_COLUMNS,
+    LEGACY_SUFFIX,
+    OutputKey,
+    check_output_table,
+    output_frame,
+    output_tables,
+)
 
 log = logging.getLogger(__name__)
 
-PARTITION_COLUMN = "run_id"
+PARTITION_COLUMNS = KEY_COLUMNS
 CHUNK_ROWS = 10_000
 
 
@@ -180,7 +192,7 @@ if not any(isinstance(f, _ShortenStatements) for f in _pyhive_log.filters):
 
 
 class HiveStore:
-    """Outputs in Hive, one ``run_id`` partition per run, through a HiveServer2 hook."""
+    """Outputs in Hive, one (pipeline, cutoff_week) partition per output key, through a HiveServer2 hook."""
 
     def __init__(self, hook: HiveHook, chunk_rows: int = CHUNK_ROWS) -> None:
         self.hook = hook
@@ -259,22 +271,37 @@ class HiveStore:
 
     # -- outputs --------------------------------------------------------------------------------
 
+    def _recreate_if_legacy(self, table: str, schema: str | None) -> bool:
+        """Rename an old-layout table (partitioned by run_id, no key columns) out of the way.
+
+        True when it did: the table is then missing until :meth:`_ensure_output_table` creates it.
+        """
+        if not self.table_exists(table, schema) or set(PARTITION_COLUMNS) <= set(self.columns(table, schema)):
+            return False
+        legacy, n = f"{table}{LEGACY_SUFFIX}", 1
+        while self.table_exists(legacy, schema):
+            n += 1
+            legacy = f"{table}{LEGACY_SUFFIX}_{n}"
+        self.execute(f"ALTER TABLE {qualified(table, schema)} RENAME TO {qualified(legacy, schema)}")
+        log.warning("Hive table %s was partitioned by run_id: renamed to %s, recreated", table, legacy)
+        return True
+
     def _ensure_output_table(self, table: str, schema: str | None) -> list[tuple[str, str]]:
-        """Create the table (partitioned by run_id) or add the columns a newer release defines.
+        """Create the table (partitioned by the output key), recreate an old-layout one, or add
+        the columns a newer release defines.
 
         Returns the data columns (no partition column) with their types, in the table's order.
         """
         wanted = [(c.name, hive_type(c.type)) for c in output_tables(schema)[table].columns]
-        data = [(n, t) for n, t in wanted if n != PARTITION_COLUMN]
+        data = [(n, t) for n, t in wanted if n not in PARTITION_COLUMNS]
         name = qualified(table, schema)
         cols = ", ".join(f"{quote_ident(n)} {t}" for n, t in data)
-        ddl = [f"CREATE DATABASE IF NOT EXISTS {quote_ident(schema)}"] if schema else []
-        ddl.append(
-            f"CREATE TABLE IF NOT EXISTS {name} ({cols}) "
-            f"PARTITIONED BY ({quote_ident(PARTITION_COLUMN)} STRING) STORED AS PARQUET"
-        )
-        self.execute(ddl)
-        have = [c for c in self.columns(table, schema) if c != PARTITION_COLUMN]
+        parts = ", ".join(f"{quote_ident(p)} STRING" for p in PARTITION_COLUMNS)
+        if schema:
+            self.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(schema)}")
+        self._recreate_if_legacy(table, schema)
+        self.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols}) PARTITIONED BY ({parts}) STORED AS PARQUET")
+        have = [c for c in self.columns(table, schema) if c not in PARTITION_COLUMNS]
         types = dict(data)
         missing = [(n, t) for n, t in data if n not in have]
         if missing:  # a table from an older release: additive migration, like the SQL store
@@ -282,15 +309,20 @@ class HiveStore:
             self.execute(f"ALTER TABLE {name} ADD COLUMNS ({added})")
         return [(n, types.get(n, "STRING")) for n in have] + missing
 
-    def _partition(self, run_id: str) -> str:
-        return f"PARTITION ({quote_ident(PARTITION_COLUMN)}={string_literal(run_id)})"
+    def _partition(self, key: OutputKey) -> str:
+        return f"PARTITION ({self._key_pairs(key, ', ')})"
 
-    def write(self, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
-        """Replace partition ``run_id`` of ``table`` with ``df``; returns rows written."""
+    def _key_pairs(self, key: OutputKey, sep: str) -> str:
+        """``pipeline`='...'<sep>`cutoff_week`='...'`` (a partition spec, or a WHERE with `` AND ``)."""
+        values = (key.pipeline, key.cutoff_week)
+        return sep.join(f"{quote_ident(c)}={string_literal(v)}" for c, v in zip(PARTITION_COLUMNS, values, strict=True))
+
+    def write(self, table: str, df: pd.DataFrame, key: OutputKey, run_id: str, schema: str | None = None) -> int:
+        """Replace the partition of ``key`` in ``table`` with ``df`` (written by ``run_id``); returns rows written."""
         check_output_table(table)
         columns = self._ensure_output_table(table, schema)
-        frame = output_frame(table, df, run_id)
-        name, part = qualified(table, schema), self._partition(run_id)
+        frame = output_frame(table, df, key, run_id)
+        name, part = qualified(table, schema), self._partition(key)
         if frame.empty:
             self.execute(f"ALTER TABLE {name} DROP IF EXISTS {part}")
             return 0
@@ -306,9 +338,11 @@ class HiveStore:
     def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
         """The rows of ``table`` (of one run), columns and types as the SQL store returns them."""
         check_output_table(table)
+        if self._recreate_if_legacy(table, schema):
+            self._ensure_output_table(table, schema)
         t = output_tables(schema)[table]
         select = ", ".join(quote_ident(c.name) for c in t.columns)
-        where = f" WHERE {quote_ident(PARTITION_COLUMN)} = {string_literal(run_id)}" if run_id is not None else ""
+        where = f" WHERE `run_id` = {string_literal(run_id)}" if run_id is not None else ""
         df = self.query(f"SELECT {select} FROM {qualified(table, schema)}{where}")
         for c in t.columns:  # pyhive hands DATE and TIMESTAMP over as strings
             if isinstance(c.type, sa.DateTime):
@@ -322,30 +356,30 @@ class HiveStore:
         table = "stock_quarantine"
         if not self.table_exists(table, schema):
             return 0
+        if self._recreate_if_legacy(table, schema):  # the new table is empty; the old rows are kept aside
+            self._ensure_output_table(table, schema)
+            return 0
         limit = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=older_than_days)
         old = f"`created_at` < {literal(limit, 'TIMESTAMP')}"
         name = qualified(table, schema)
         stats = self.query(
-            f"SELECT `run_id`, count(*) AS n, sum(CASE WHEN {old} THEN 1 ELSE 0 END) AS n_old "
-            f"FROM {name} GROUP BY `run_id`"
+            f"SELECT `pipeline`, `cutoff_week`, count(*) AS n, sum(CASE WHEN {old} THEN 1 ELSE 0 END) AS n_old "
+            f"FROM {name} GROUP BY `pipeline`, `cutoff_week`"
         )
         removed = 0
-        for run_id, n, n_old in stats[["run_id", "n", "n_old"]].itertuples(index=False):
+        for pipeline, week, n, n_old in stats[["pipeline", "cutoff_week", "n", "n_old"]].itertuples(index=False):
             if not n_old:
                 continue
+            key = OutputKey(str(pipeline), str(week))
             if int(n_old) == int(n):
-                self.execute(f"ALTER TABLE {name} DROP IF EXISTS {self._partition(str(run_id))}")
+                self.execute(f"ALTER TABLE {name} DROP IF EXISTS {self._partition(key)}")
             else:  # rows of several ages in one partition (not written by this store): keep the young ones
                 columns = self._ensure_output_table(table, schema)
                 select = ", ".join(quote_ident(c) for c, _ in columns)
-                run = string_literal(str(run_id))
+                where = self._key_pairs(key, " AND ")
                 with self._staging(table, columns, schema) as stage:
-                    self.execute(
-                        f"INSERT INTO TABLE {stage} SELECT {select} FROM {name} WHERE `run_id` = {run} AND NOT ({old})"
-                    )
-                    self.execute(
-                        f"INSERT OVERWRITE TABLE {name} {self._partition(str(run_id))} SELECT {select} FROM {stage}"
-                    )
+                    self.execute(f"INSERT INTO TABLE {stage} SELECT {select} FROM {name} WHERE {where} AND NOT ({old})")
+                    self.execute(f"INSERT OVERWRITE TABLE {name} {self._partition(key)} SELECT {select} FROM {stage}")
             removed += int(n_old)
         return removed
 

@@ -1,7 +1,14 @@
 """The output tables' contract: definitions, the bookkeeping every row carries, the store protocol.
 
-Outputs carry ``run_id`` in their key: writing a run replaces that run's rows and never
-duplicates them. The SQL store (:mod:`training.data.sql_store`) and the Hive store
+Outputs are keyed by what the run consumed, not by which run it was: an :class:`OutputKey` is
+(``pipeline``, ``cutoff_week``), the DAG (or ``cli``) that wrote them and the Monday of the last
+complete week of data it read. Ops re-run things in ways that make new Airflow run ids
+(triggering the same logical date again, an Asset-triggered run over data already processed,
+which has no logical date at all in Airflow 3): keyed by the run id, each would add a second set
+of rows. Keyed by the data, writing replaces the rows of that key. ``run_id`` stays a plain
+column: which run wrote the rows now in place.
+
+The SQL store (:mod:`training.data.sql_store`) and the Hive store
 (:mod:`training.data.hive_store`) both implement :class:`OutputStore` over these definitions;
 :mod:`training.data.store` picks one for a target.
 """
@@ -9,10 +16,49 @@ duplicates them. The SQL store (:mod:`training.data.sql_store`) and the Hive sto
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
 import sqlalchemy as sa
+
+KEY_COLUMNS = ("pipeline", "cutoff_week")
+# Where a table of the old layout (keyed by run_id) is kept when a write recreates it.
+LEGACY_SUFFIX = "__runid_keyed"
+
+
+@dataclass(frozen=True)
+class OutputKey:
+    """The key a run's output rows are replaced under: the pipeline and the data cut-off it read.
+
+    ``cutoff_week`` is the ISO date (``YYYY-MM-DD``) of the Monday of the last complete week
+    the run's demand covers; a string, so the SQL and Hive layouts (where it is a partition
+    value) hold the same thing.
+    """
+
+    pipeline: str
+    cutoff_week: str
+
+    @classmethod
+    def of(cls, pipeline: str, last_week: object) -> OutputKey:
+        """The key of ``pipeline`` over data whose last complete week starts on ``last_week``."""
+        if not pipeline:
+            raise ValueError("an output key needs a pipeline name")
+        week = pd.Timestamp(last_week)  # type: ignore[arg-type]
+        if pd.isna(week):
+            raise ValueError(f"an output key needs a data cut-off week, got {last_week!r}")
+        return cls(pipeline, week.date().isoformat())
+
+
+def _key_columns() -> list[sa.Column]:
+    return [
+        sa.Column("pipeline", sa.String(64), primary_key=True),
+        sa.Column("cutoff_week", sa.String(10), primary_key=True),
+    ]
+
+
+def _run_id() -> sa.Column:
+    return sa.Column("run_id", sa.String(128), nullable=False)
 
 
 def _created() -> sa.Column:
@@ -30,7 +76,7 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
         "stock_classes": sa.Table(
             "stock_classes",
             md,
-            sa.Column("run_id", sa.String(128), primary_key=True),
+            *_key_columns(),
             sa.Column("sku", sa.String(64), primary_key=True),
             sa.Column("n_weeks", sa.Integer),
             sa.Column("revenue", sa.Float),
@@ -45,12 +91,13 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             sa.Column("anomaly_score", sa.Float),
             sa.Column("is_anomaly", sa.Boolean),
             sa.Column("anomaly_reasons", sa.Text),
+            _run_id(),
             _created(),
         ),
         "stock_forecasts": sa.Table(
             "stock_forecasts",
             md,
-            sa.Column("run_id", sa.String(128), primary_key=True),
+            *_key_columns(),
             sa.Column("sku", sa.String(64), primary_key=True),
             sa.Column("ds", sa.Date, primary_key=True),
             sa.Column("step", sa.Integer),
@@ -63,18 +110,22 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             sa.Column("model_version", sa.String(64)),
             sa.Column("confidence", sa.Float),
             sa.Column("explanation", sa.Text),
+            _run_id(),
             _created(),
         ),
         "stock_quarantine": sa.Table(
             "stock_quarantine",
             md,
-            sa.Column("run_id", sa.String(128), nullable=False, index=True),
+            sa.Column("pipeline", sa.String(64), nullable=False),
+            sa.Column("cutoff_week", sa.String(10), nullable=False),
             sa.Column("source_table", sa.String(64)),
             sa.Column("reason", sa.String(128)),
             sa.Column("sku", sa.String(64)),
             sa.Column("date", sa.String(32)),
             sa.Column("payload", sa.Text),
+            _run_id(),
             _created(),
+            sa.Index("ix_stock_quarantine_key", "pipeline", "cutoff_week"),
         ),
     }
 
@@ -87,10 +138,12 @@ def check_output_table(table: str) -> None:
         raise ValueError(f"unknown output table {table!r}; expected one of {OUTPUT_TABLES}")
 
 
-def output_frame(table: str, df: pd.DataFrame, run_id: str, created_at: dt.datetime | None = None) -> pd.DataFrame:
-    """``df`` with the bookkeeping columns every output row carries (run_id, created_at)."""
+def output_frame(
+    table: str, df: pd.DataFrame, key: OutputKey, run_id: str, created_at: dt.datetime | None = None
+) -> pd.DataFrame:
+    """``df`` with the columns every output row carries: its key, the run that wrote it, when."""
     now = created_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    frame = df.assign(run_id=run_id, created_at=now)
+    frame = df.assign(pipeline=key.pipeline, cutoff_week=key.cutoff_week, run_id=run_id, created_at=now)
     if "ds" in frame.columns:
         frame["ds"] = pd.to_datetime(frame["ds"]).dt.date
     return frame
@@ -100,7 +153,7 @@ def output_frame(table: str, df: pd.DataFrame, run_id: str, created_at: dt.datet
 class OutputStore(Protocol):
     """Where pipeline outputs (and the demo source tables) are written."""
 
-    def write(self, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int: ...
+    def write(self, table: str, df: pd.DataFrame, key: OutputKey, run_id: str, schema: str | None = None) -> int: ...
 
     def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame: ...
 

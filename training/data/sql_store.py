@@ -1,12 +1,18 @@
 """Outputs and source tables in a SQL database through SQLAlchemy (SQLite, PostgreSQL, ...).
 
-A run's rows are deleted and the new ones inserted in one transaction, so a failure half-way
-leaves the previous rows in place.
+The rows of an output key (pipeline, data cut-off week) are deleted and the new ones inserted
+in one transaction, so a failure half-way leaves the previous rows in place and a re-run over
+the same data replaces them whatever its run id.
+
+A table of the old layout (``run_id`` in the key, no ``pipeline``/``cutoff_week``) is
+recreated on the first write: its rows are copied to ``<table>__runid_keyed`` first (they
+have no data cut-off to be keyed by), then the table is dropped and created with the new key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Iterable
 
@@ -14,7 +20,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from training.data.output_schema import check_output_table, output_frame, output_tables
+from training.data.output_schema import (
+    KEY_COLUMNS,
+    LEGACY_SUFFIX,
+    OutputKey,
+    check_output_table,
+    output_frame,
+    output_tables,
+)
+
+log = logging.getLogger(__name__)
 
 
 def _clean(value: object) -> object:
@@ -32,17 +47,64 @@ def _records(df: pd.DataFrame, columns: Iterable[str]) -> list[dict]:
     return [{c: _clean(v) for c, v in zip(cols, row, strict=True)} for row in df[cols].itertuples(index=False)]
 
 
+def _name(conn: sa.Connection, table: str, schema: str | None) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    return f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+
+
 def _add_missing_columns(conn: sa.Connection, t: sa.Table) -> None:
     """Additive schema migration: columns a newer release added (nullable) are added in place."""
     have = {c["name"] for c in sa.inspect(conn).get_columns(t.name, schema=t.schema)}
     for col in t.columns:
         if col.name not in have and col.nullable:
-            name = f"{t.schema}.{t.name}" if t.schema else t.name
+            name = _name(conn, t.name, t.schema)
             conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {col.name} {col.type.compile(conn.dialect)}"))
 
 
+def is_legacy_layout(conn: sa.Connection, t: sa.Table) -> bool:
+    """True when the table in the database is keyed the old way (by run id) rather than by ``t``'s key.
+
+    Old tables lack the key columns; a table whose primary key differs from ``t``'s (``run_id``
+    in it) is old as well, since delete-then-insert by output key would break its uniqueness.
+    """
+    inspector = sa.inspect(conn)
+    have = {c["name"] for c in inspector.get_columns(t.name, schema=t.schema)}
+    if not set(KEY_COLUMNS) <= have:
+        return True
+    pk = set(inspector.get_pk_constraint(t.name, schema=t.schema).get("constrained_columns") or [])
+    return pk != {c.name for c in t.primary_key.columns}
+
+
+def recreate_legacy_table(conn: sa.Connection, t: sa.Table) -> str:
+    """Copy an old-layout table to ``<table>__runid_keyed`` (``_2``, ``_3``... if taken), drop it.
+
+    Copy first, drop second: a failure between the two leaves both. Returns the copy's name.
+    """
+    inspector = sa.inspect(conn)
+    legacy, n = f"{t.name}{LEGACY_SUFFIX}", 1
+    while inspector.has_table(legacy, schema=t.schema):
+        n += 1
+        legacy = f"{t.name}{LEGACY_SUFFIX}_{n}"
+    old, copy = _name(conn, t.name, t.schema), _name(conn, legacy, t.schema)
+    conn.execute(sa.text(f"CREATE TABLE {copy} AS SELECT * FROM {old}"))
+    conn.execute(sa.text(f"DROP TABLE {old}"))
+    log.warning("output table %s was keyed by run_id: its rows were moved to %s and it was recreated", old, copy)
+    return legacy
+
+
+def ensure_output_table(conn: sa.Connection, t: sa.Table) -> None:
+    """Create the table, recreate it if it has the old key, or add the columns a newer release defines."""
+    if sa.inspect(conn).has_table(t.name, schema=t.schema):
+        if is_legacy_layout(conn, t):
+            recreate_legacy_table(conn, t)
+        else:
+            _add_missing_columns(conn, t)
+            return
+    t.create(conn)
+
+
 class SqlAlchemyStore:
-    """Outputs in a SQL database through SQLAlchemy: delete + insert per run id in one transaction."""
+    """Outputs in a SQL database through SQLAlchemy: delete + insert per output key in one transaction."""
 
     def __init__(self, engine: Engine, dispose: bool = False) -> None:
         self.engine = engine
@@ -52,14 +114,14 @@ class SqlAlchemyStore:
         if self._dispose:
             self.engine.dispose()
 
-    def write(self, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
+    def write(self, table: str, df: pd.DataFrame, key: OutputKey, run_id: str, schema: str | None = None) -> int:
+        """Replace the rows of ``key`` in ``table`` with ``df`` (written by ``run_id``); returns rows written."""
         check_output_table(table)
         t = output_tables(schema)[table]
-        rows = _records(output_frame(table, df, run_id), [c.name for c in t.columns])
+        rows = _records(output_frame(table, df, key, run_id), [c.name for c in t.columns])
         with self.engine.begin() as conn:
-            t.create(conn, checkfirst=True)
-            _add_missing_columns(conn, t)
-            conn.execute(t.delete().where(t.c.run_id == run_id))
+            ensure_output_table(conn, t)
+            conn.execute(t.delete().where(t.c.pipeline == key.pipeline, t.c.cutoff_week == key.cutoff_week))
             for i in range(0, len(rows), 5000):
                 conn.execute(t.insert(), rows[i : i + 5000])
         return len(rows)
@@ -69,7 +131,10 @@ class SqlAlchemyStore:
         q = sa.select(t)
         if run_id is not None:
             q = q.where(t.c.run_id == run_id)
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:
+            if sa.inspect(conn).has_table(t.name, schema=schema) and is_legacy_layout(conn, t):
+                recreate_legacy_table(conn, t)  # an old table has none of the new key's rows
+                t.create(conn)
             return pd.DataFrame(conn.execute(q).mappings().all())
 
     def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int:

@@ -1,16 +1,18 @@
-"""Write source tables and pipeline outputs, idempotently per run, to SQL databases or Hive.
+"""Write source tables and pipeline outputs, idempotently per output key, to SQL databases or Hive.
 
-Outputs carry ``run_id`` in their key: writing a run replaces that run's rows and never
-duplicates them, and a failure half-way leaves the previous rows in place.
+Outputs are keyed by what the run consumed (:class:`~training.data.output_schema.OutputKey`:
+the pipeline and the data cut-off week), not by the run id: writing replaces that key's rows
+and never duplicates them, however ops re-ran the pipeline, and a failure half-way leaves
+the previous rows in place. ``run_id`` is a plain column (which run wrote the rows).
 
 Two stores implement that contract (:class:`~training.data.output_schema.OutputStore`, over the
 table definitions of :mod:`training.data.output_schema`):
 
 - :class:`training.data.sql_store.SqlAlchemyStore` (SQLite, PostgreSQL, anything with a
-  SQLAlchemy engine): the run's rows are deleted and the new ones inserted in one transaction;
+  SQLAlchemy engine): the key's rows are deleted and the new ones inserted in one transaction;
 - :class:`training.data.hive_store.HiveStore` (HiveServer2: Hive, Spark's Thrift server):
-  Hive has no transactions, so every output table is partitioned by ``run_id`` and a run
-  is written with ``INSERT OVERWRITE ... PARTITION (run_id=...)``.
+  Hive has no transactions, so every output table is partitioned by the key and a write
+  is one ``INSERT OVERWRITE ... PARTITION (pipeline=..., cutoff_week=...)``.
 
 The module functions (``write_output``, ``read_output``, ``prune_quarantine``,
 ``write_source_tables``) take a *target*: a SQLAlchemy engine, an Airflow provider hook
@@ -29,12 +31,13 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from training.data.hive_store import HiveStore
-from training.data.output_schema import OUTPUT_TABLES, OutputStore, check_output_table, output_tables
+from training.data.output_schema import OUTPUT_TABLES, OutputKey, OutputStore, check_output_table, output_tables
 from training.data.sql_store import SqlAlchemyStore
 
 __all__ = [
     "OUTPUT_TABLES",
     "HiveStore",
+    "OutputKey",
     "OutputStore",
     "SqlAlchemyStore",
     "is_hive_hook",
@@ -76,15 +79,17 @@ def open_store(target: Any) -> Iterator[OutputStore]:
         raise TypeError(f"cannot write outputs to {type(target).__name__}: expected an engine, a hook or a store")
 
 
-def write_output(target: Any, table: str, df: pd.DataFrame, run_id: str, schema: str | None = None) -> int:
-    """Replace the rows of ``run_id`` in ``table`` with ``df``; returns rows written."""
+def write_output(
+    target: Any, table: str, df: pd.DataFrame, key: OutputKey, run_id: str, schema: str | None = None
+) -> int:
+    """Replace the rows of ``key`` in ``table`` with ``df``, written by ``run_id``; returns rows written."""
     check_output_table(table)
     with open_store(target) as store:
-        return store.write(table, df, run_id, schema)
+        return store.write(table, df, key, run_id, schema)
 
 
 def read_output(target: Any, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
-    """The rows of ``table`` (of one run when ``run_id`` is given)."""
+    """The rows of ``table`` (those a run wrote and that are still in place, when ``run_id`` is given)."""
     check_output_table(table)
     with open_store(target) as store:
         return store.read(table, run_id, schema)
