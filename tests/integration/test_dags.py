@@ -208,14 +208,16 @@ def test_monitoring_triggers_training_when_forecasts_degrade(dagbag, airflow_db,
 
     report = forecast_performance(get_settings(), threshold=1.5)
     assert report["status"] == "scored" and report["weeks"] == 8 and report["skus"] >= 25
-    assert 0 < report["mase"] < 10
+    # a router's 1..8-week MASE on this demo is around 1: a scale or join bug lands far outside
+    assert 0.2 < report["mase"] < 3, report["mase"]
 
-    monkeypatch.setenv("STOCKML_RETRAIN_MASE_THRESHOLD", str(report["mase"] * 0.5))
+    # fixed thresholds, not ones derived from the figure under test: far below and far above any sane MASE
+    monkeypatch.setenv("STOCKML_RETRAIN_MASE_THRESHOLD", "0.05")
     degraded = _test(dagbag, "stock_monitoring", 11)
     states = {ti.task_id: ti.state for ti in degraded.get_task_instances()}
     assert degraded.state == "success" and states["trigger_training"] == "success", states
 
-    monkeypatch.setenv("STOCKML_RETRAIN_MASE_THRESHOLD", str(report["mase"] * 2))
+    monkeypatch.setenv("STOCKML_RETRAIN_MASE_THRESHOLD", "50")
     healthy = _test(dagbag, "stock_monitoring", 12)
     states = {ti.task_id: ti.state for ti in healthy.get_task_instances()}
     assert healthy.state == "success" and states["trigger_training"] == "skipped", states
