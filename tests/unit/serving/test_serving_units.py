@@ -35,7 +35,7 @@ from serving.bentos.auth import (
 from serving.bentos.cache import LRUCache, RedisCache, cache_key, history_hash, make_cache
 from serving.bentos.errors import field_path, validation_body
 from serving.bentos.http import build_app
-from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ErrorShapeMiddleware
 from serving.bentos.schemas import ForecastRequest, Observation, ReloadRequest
 from serving.bentos.schemas_ops import FeedbackBody, RecommendOrderRequest
 
@@ -226,6 +226,27 @@ class _UnreachedEngine:
 
     def __getattr__(self, name):
         raise AssertionError(f"the engine was called ({name}) for a request that should have been refused")
+
+
+def test_error_shape_middleware_gives_plain_text_errors_the_error_body():
+    """Starlette's own 404/405 (plain text, as BentoML's routes answer) become ErrorBody JSON, status and
+    ``Allow`` kept; JSON errors and successes pass through byte for byte."""
+    from starlette.responses import PlainTextResponse
+
+    async def teapot(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("short and stout", status_code=418)
+
+    routes = [Route("/forecast", _echo, methods=["POST"]), Route("/tea", teapot, methods=["GET"])]
+    c = _Client(ErrorShapeMiddleware(Starlette(routes=routes)))
+    missing = c.post("/nope")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong = c.get("/forecast")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json() == {"error": "Method Not Allowed"}
+    assert int(wrong.headers["content-length"]) == len(wrong.content)
+    assert c.get("/tea").json() == {"error": "short and stout"} and c.get("/tea").status_code == 418
+    ok = c.post("/forecast", content=b"abc")
+    assert ok.status_code == 200 and ok.json()["len"] == 3
 
 
 def test_middleware_auth_roles_and_open_paths():
