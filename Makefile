@@ -7,17 +7,22 @@ SKUS   ?= 300
 WEEKS  ?= 156
 SEED   ?= 42
 
+# The MLflow tracking server every local component talks to (DAGs, CLI, service): UI included, a SQLite
+# backend store under .stockml, artifacts served by the server (clients never read the folder).
+MLFLOW_PORT ?= 5000
+MLFLOW_URI  := http://127.0.0.1:$(MLFLOW_PORT)
+
 AIRFLOW_PORT ?= 8080
 # The embedded Airflow: SQLite metadata DB under .stockml/airflow, this repository's DAGs and plugins.
 AIRFLOW := env PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.stockml/airflow" \
 	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__PLUGINS_FOLDER="$(CURDIR)/plugins" \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
-	AIRFLOW__API__PORT=$(AIRFLOW_PORT) STOCKML_HOME="$(CURDIR)/.stockml"
+	AIRFLOW__API__PORT=$(AIRFLOW_PORT) STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_MLFLOW_TRACKING_URI=$(MLFLOW_URI)
 
 SERVE_PORT ?= 3000
 KEYS := .stockml/api_keys
 
-.PHONY: install run pipeline airflow-up airflow-down serve-up serve-down bento test lint bench-m4 lock clean
+.PHONY: install run pipeline mlflow-up mlflow-down airflow-up airflow-down serve-up serve-down summary bento test lint bench-m4 lock clean
 
 install: $(STAMP)
 
@@ -34,9 +39,25 @@ $(STAMP): requirements.lock pyproject.toml
 # MLflow registration and promotion, forecasts), a summary, and the Airflow UI left running.
 run: install
 	$(BIN)/stockml demo-data --skus $(SKUS) --weeks $(WEEKS) --seed $(SEED)
-	$(MAKE) --no-print-directory pipeline airflow-up serve-up
+	$(MAKE) --no-print-directory mlflow-up pipeline airflow-up serve-up summary
 
-pipeline: install
+# `mlflow server` in the background (kept when it already answers /health; `make mlflow-down` stops it).
+mlflow-up: install
+	@mkdir -p .stockml
+	@if curl -sf $(MLFLOW_URI)/health >/dev/null; then echo "MLflow UI: $(MLFLOW_URI) (already up)"; else \
+		setsid nohup $(BIN)/mlflow server --backend-store-uri "sqlite:///$(CURDIR)/.stockml/mlflow-server.db" \
+			--serve-artifacts --artifacts-destination "$(CURDIR)/.stockml/mlflow-server-artifacts" \
+			--host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 > .stockml/mlflow-server.log 2>&1 & echo $$! > .stockml/mlflow.pid; \
+		for i in $$(seq 1 90); do curl -sf $(MLFLOW_URI)/health >/dev/null && break; sleep 2; done; \
+		curl -sf $(MLFLOW_URI)/health >/dev/null \
+			&& echo "MLflow UI: $(MLFLOW_URI)  (tracking and registry; stop with: make mlflow-down)" \
+			|| { echo "MLflow server did not come up; see .stockml/mlflow-server.log"; exit 1; }; fi
+
+mlflow-down:
+	@test -f .stockml/mlflow.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/mlflow.pid) | tr -d ' ') 2>/dev/null; \
+		rm -f .stockml/mlflow.pid; true
+
+pipeline: install mlflow-up
 	@echo "airflow db migrate (embedded metadata DB in .stockml/airflow)"
 	@$(AIRFLOW) $(BIN)/airflow db migrate >/dev/null
 	@echo "airflow dags test stock_ingest ..."
@@ -59,10 +80,11 @@ airflow-up: install
 		|| { echo "Airflow did not come up; see .stockml/airflow-standalone.log"; exit 1; }
 
 # The BentoML service on the registry's champion, in the background, with a local admin API key.
-serve-up: install
+serve-up: install mlflow-up
 	@$(MAKE) --no-print-directory serve-down >/dev/null 2>&1 || true
 	@test -s $(KEYS) || { umask 077; echo "$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))'):admin" > $(KEYS); }
-	@STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_AUTH__API_KEYS_FILE="$(CURDIR)/$(KEYS)" setsid nohup \
+	@STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_MLFLOW_TRACKING_URI=$(MLFLOW_URI) \
+		STOCKML_AUTH__API_KEYS_FILE="$(CURDIR)/$(KEYS)" setsid nohup \
 		$(BIN)/bentoml serve serving.bentos.service:StockForecaster --host 127.0.0.1 --port $(SERVE_PORT) \
 		> .stockml/serving.log 2>&1 & echo $$! > .stockml/serving.pid
 	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:$(SERVE_PORT)/readyz >/dev/null && break; sleep 2; done
@@ -71,6 +93,15 @@ serve-up: install
 	@echo "  curl -s -X POST http://127.0.0.1:$(SERVE_PORT)/forecast -H 'Content-Type: application/json' \\"
 	@echo "    -H \"Authorization: Bearer $$(cut -d: -f1 $(KEYS))\" \\"
 	@echo "    -d '{\"horizon\": 4, \"items\": [{\"sku\": \"SKU-1\", \"history\": [{\"ds\": \"2026-10-05\", \"y\": 3}, {\"ds\": \"2026-10-12\", \"y\": 0}, {\"ds\": \"2026-10-19\", \"y\": 5}, {\"ds\": \"2026-10-26\", \"y\": 2}]}]}'"
+
+# What runs where, once everything is up.
+summary:
+	@echo ""
+	@echo "MLflow UI:        $(MLFLOW_URI)   (runs, registered models, aliases champion/challenger)"
+	@echo "Airflow UI:       http://127.0.0.1:$(AIRFLOW_PORT)"
+	@echo "Forecast service: http://127.0.0.1:$(SERVE_PORT)"
+	@echo "The CLI on the same registry: export STOCKML_MLFLOW_TRACKING_URI=$(MLFLOW_URI)"
+	@echo "Stop them: make serve-down airflow-down mlflow-down"
 
 serve-down:
 	@test -f .stockml/serving.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/serving.pid) | tr -d ' ') 2>/dev/null; \

@@ -33,6 +33,26 @@ from stockml.layout import HomeLayout
 from stockml.settings import Settings
 
 
+def table(result: dict) -> str:
+    """The Markdown table RESULTS.md quotes (a unit test checks that it quotes exactly this)."""
+    t, a = result["targets"], result["automl"]
+    best = result["best_single"]
+    shares = ", ".join(f"{m} {v:.1%}" for m, v in list(result.get("best_method_share", {}).items())[:4])
+    rows = [
+        ("router holdout MASE / OWA", f"{t['router_mase']:.3f} / {t['router_owa']:.3f} ({result['mode']} mode)"),
+        (f"best single method ({best}, chosen on the earlier windows) MASE / OWA",
+         f"{t['best_single_mase']:.3f} / {t['best_single_owa']:.3f}"),
+        ("oracle (each SKU's best method in hindsight) MASE", f"{t['oracle_mase']:.3f}"),
+        ("SKUs within 10 % of their best method: holdout window / all windows",
+         f"{t['share_within_10pct_of_best']:.1%} / {t['share_within_10pct_of_best_all_windows']:.1%}"),
+        ("AutoML: CV objective with the defaults → tuned",
+         f"{a['baseline_value']:.4f} → {a['best_value']:.4f} ({a['n_trials']} trials, {a['n_pruned']} pruned)"),
+        ("share of SKUs each method is best for (backtest windows, top 4)", shares),
+        ("wall time, data to registered model", f"{result['total_training_s']:.0f} s"),
+    ]  # fmt: skip
+    return "\n".join(["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skus", type=int, default=1000)
@@ -90,9 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     other = "owa" if args.metric == "mase" else "mase"
     demand, _ = ingest.load_demand(run)
-    alt = train_router(
-        demand, bt_step.load_backtest(run), s.season_length, None, automl.get("best_params"), metric=other
-    )
+    backtest = bt_step.load_backtest(run)
+    alt = train_router(demand, backtest, s.season_length, None, automl.get("best_params"), metric=other)
+    # Which method is each SKU's best over the backtest windows (lowest mean MASE): the share per method.
+    best_share = backtest.best_method_per_sku().value_counts(normalize=True).round(4).to_dict()
 
     result = {
         "command": "python -m bench.router_demo " + shlex.join(sys.argv[1:] if argv is None else argv),
@@ -107,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mode_scores": routed["mode_scores"],
         "best_single": routed["best_single"],
         "targets": routed["targets"],
+        "best_method_share": best_share,
         "registered": f"{version.name} v{version.version}",
         "other_metric": {"metric": other, "mode": alt.policy.mode, "targets": alt.targets},
         "summary": routed["summary"],

@@ -70,9 +70,31 @@ def _debug() -> bool:
         return False
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """A stderr handler that writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    ``logging.basicConfig`` binds its handler to the stream of the moment. When the CLI runs inside a
+    host that swaps ``sys.stderr`` for a while (typer's ``CliRunner`` in tests, notebooks), that stream
+    is closed afterwards, and every later record (often from a background thread: MLflow, the joblib
+    pool) printed ``--- Logging error --- ValueError: I/O operation on closed file``."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # logging's own attribute, read at each emit
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # set by StreamHandler.__init__ and setStream: always the current one
+        pass
+
+
 def _logging(s: Settings) -> None:
     level = s.log_level
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])  # (does nothing when the root already has handlers)
     # Importing Airflow (lazily, on the first hook) installs its own INFO handlers, which would
     # otherwise print the pipeline's info logs into the CLI output whatever the log level says.
     logging.getLogger("stockml").setLevel(level)

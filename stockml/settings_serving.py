@@ -10,7 +10,7 @@ the environment itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -36,6 +36,15 @@ class ServingSettings(_Section):
     poll_s: float = Field(
         default=30.0, ge=0, description="Seconds between registry alias checks (0: only POST /admin/reload)."
     )
+    registry_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of one MLflow server request by the service (MLflow's own default, 7 with back-off, "
+        "holds a registry check for minutes while the server is down).",
+    )
+    registry_timeout_s: int = Field(
+        default=15, ge=1, description="Timeout of one MLflow server request by the service (MLflow's default: 120)."
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest JSON request body; larger ones get 413."
     )
@@ -45,13 +54,38 @@ class ServingSettings(_Section):
         default=None,
         description="Redis URL: forecast cache and per-key rate limits shared by all workers (unset: per worker).",
     )
+    redis_retry_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="After a Redis error, seconds a worker uses its in-process cache and rate limits before "
+        "trying Redis again.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Worker processes of the service; with more than one, set REDIS_URL so that they share "
+        "the cache and the rate limits.",
+    )
     db_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the outcome store (served forecasts, feedback; "
         "default sqlite:///$STOCKML_HOME/serving.db; Postgres works).",
     )
     record_flush_s: float = Field(
-        default=0.2, ge=0, description="Write-behind interval of served-forecast records (0: write synchronously)."
+        default=0.2,
+        ge=0,
+        description="How often served-forecast records are folded from the write-ahead log into the outcome "
+        "store (0: written to the store before each answer, no log).",
+    )
+    record_log_dir: Path | None = Field(
+        default=None,
+        description="Write-ahead log of served-forecast records, appended before each answer "
+        "(default $STOCKML_HOME/serving_records).",
+    )
+    record_fsync: bool = Field(
+        default=False,
+        description="fsync the write-ahead log before each answer: survives a power loss, not just a killed "
+        "process, at a disk flush per request.",
     )
 
     _blank = field_validator("model_name", "redis_url", "db_url", mode="before")(_blank_is_none)
@@ -73,6 +107,18 @@ class AuthSettings(_Section):
     oidc_audience: str | None = Field(default=None, description="Audience the tokens must carry.")
     oidc_jwks_url: str | None = Field(
         default=None, description="JWKS location: http(s):// or file:///path/to/jwks.json."
+    )
+    oidc_jwks_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a fetched JWKS is used before it is fetched again (a key removed from the JWKS "
+        "is refused after this at the latest).",
+    )
+    oidc_jwks_min_refresh_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Least seconds between two JWKS fetches that a token with an unknown kid triggers "
+        "(a key published under a new kid is accepted after this at the latest).",
     )
     oidc_roles_claim: str = Field(
         default="realm_access.roles", min_length=1, description="Dotted path of the roles claim (Keycloak)."
@@ -148,3 +194,22 @@ def renamed_variables(environ: Mapping[str, str] | None = None) -> dict[str, str
     that replaced it: they are not read any more, so the service warns about them at start-up."""
     env = os.environ if environ is None else environ
     return {old: new for old, new in RENAMED.items() if old in env}
+
+
+def apply_registry_http_policy(
+    serving: ServingSettings, environ: MutableMapping[str, str] | None = None
+) -> dict[str, str]:
+    """Set MLflow's HTTP retry and timeout variables of this process from ``serving`` (unless already set);
+    returns what is in effect.
+
+    MLflow reads them from the environment at each request, and with its defaults (7 retries, back-off
+    factor 2, 120 s timeout) one alias check against a dead ``mlflow server`` blocks for minutes: the service
+    would not report the outage in ``/model_info`` and ``/admin/reload`` would hang. An operator's explicit
+    ``MLFLOW_HTTP_REQUEST_*`` wins."""
+    env = os.environ if environ is None else environ
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(serving.registry_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(serving.registry_timeout_s),
+    }
+    return {k: env.setdefault(k, v) for k, v in wanted.items()}

@@ -7,10 +7,12 @@
 # Usage: infra/airflow/start-distributed.sh [--worker-only] [--no-triggerer] [--no-wait]
 #   --worker-only   start just `airflow celery worker` (an extra worker machine; see celery.env)
 #   --no-triggerer  skip the triggerer (only deferrable operators need it; stockml's DAGs do not)
-#   --no-wait       do not wait for /api/v2/monitor/health
+#   --no-wait       do not wait for /api/v2/monitor/health (else: exit 1 if the scheduler is not healthy
+#                   within STOCKML_AIRFLOW_WAIT_S seconds, default 180)
 # A second worker on this machine: STOCKML_WORKER_NAME=worker2 AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=8795 \
 #   infra/airflow/start-distributed.sh --worker-only
-# Needs: PostgreSQL and Redis reachable at the URLs in celery.env, the venv (make install) with
+# Needs: PostgreSQL and Redis reachable at the URLs in celery.env, the venv (make install; another one:
+# STOCKML_VENV=/path/to/venv) with
 # apache-airflow-providers-celery installed.
 set -euo pipefail
 
@@ -26,7 +28,7 @@ for arg in "$@"; do
     --worker-only) WORKER_ONLY=1 ;;
     --no-triggerer) TRIGGERER=0 ;;
     --no-wait) WAIT=0 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -117,10 +119,12 @@ WORKER_NAME="${STOCKML_WORKER_NAME:-celery-worker}"
 start "$WORKER_NAME" celery worker --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY" --celery-hostname "$WORKER_NAME@%h"
 
 if [[ $WORKER_ONLY == 0 && $WAIT == 1 ]]; then
-  echo -n "waiting for $AIRFLOW__API__BASE_URL/api/v2/monitor/health "
-  for _ in $(seq 1 90); do
+  WAIT_S="${STOCKML_AIRFLOW_WAIT_S:-180}"
+  echo -n "waiting for $AIRFLOW__API__BASE_URL/api/v2/monitor/health (up to ${WAIT_S}s) "
+  healthy=0
+  for _ in $(seq 1 $(( (WAIT_S + 1) / 2 ))); do
     if curl -fsS "$AIRFLOW__API__BASE_URL/api/v2/monitor/health" 2>/dev/null | grep -q '"scheduler": *{"status": *"healthy"'; then
-      echo " healthy"
+      echo " healthy"; healthy=1
       break
     fi
     if ! running api-server || ! running scheduler; then
@@ -128,6 +132,11 @@ if [[ $WORKER_ONLY == 0 && $WAIT == 1 ]]; then
     fi
     echo -n "."; sleep 2
   done
+  if [[ $healthy == 0 ]]; then
+    echo " the scheduler is not healthy after ${WAIT_S}s (the components keep running; logs in $RUN_DIR):"
+    tail -n 20 "$RUN_DIR/api-server.log" "$RUN_DIR/scheduler.log"
+    exit 1
+  fi
 fi
 
 if [[ $WORKER_ONLY == 1 ]]; then

@@ -13,8 +13,10 @@ Rate limits: per worker process (:class:`RateLimiter`, a token bucket: ``rate`` 
 of ``2 x rate``), or, when ``STOCKML_SERVING__REDIS_URL`` is set, shared by every worker and replica through
 Redis (:class:`RedisRateLimiter`: a fixed-window counter, ``INCR`` + ``PEXPIRE`` in one pipelined
 round trip, same long-run rate and same burst). A Redis that fails is logged and the worker falls
-back to its own bucket for ``retry_s`` seconds: limits then hold per worker, requests never fail
-because of it.
+back to its own bucket for ``retry_s`` seconds (``STOCKML_SERVING__REDIS_RETRY_S``): limits then hold
+per worker, requests never fail because of it. This is a deliberate fail-over, not fail-open: a
+Redis outage must neither take the service down nor lift every limit; the price is that N workers
+let up to N x the rate through until Redis is back.
 """
 
 from __future__ import annotations
@@ -254,12 +256,15 @@ class RedisRateLimiter:
         return max(0.001, ((slot + 1) * window_ms - now_ms) / 1000)
 
 
-def make_rate_limiter(default_rate: float, redis_url: str | None) -> RateLimiter | RedisRateLimiter:
-    """Redis-backed (shared by the workers) when ``redis_url`` is set, else per process."""
+def make_rate_limiter(
+    default_rate: float, redis_url: str | None, retry_s: float = 30.0
+) -> RateLimiter | RedisRateLimiter:
+    """Redis-backed (shared by the workers) when ``redis_url`` is set, else per process; after a Redis
+    error the Redis one counts per worker for ``retry_s`` seconds (fail over, never fail open)."""
     if not redis_url:
         return RateLimiter(default_rate)
     try:
-        return RedisRateLimiter(redis_url, default_rate)
+        return RedisRateLimiter(redis_url, default_rate, retry_s=retry_s)
     except ImportError:
         log.warning("STOCKML_SERVING__REDIS_URL is set but the `redis` package is missing; per-worker rate limits")
         return RateLimiter(default_rate)

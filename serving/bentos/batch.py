@@ -45,6 +45,7 @@ RESULT_COLUMNS = [
     "sku", "ds", "step", "yhat", "lo80", "hi80", "lo95", "hi95", "method", "pattern", "confidence", "model_version",
 ]  # fmt: skip
 STATES = ("queued", "running", "done", "failed")
+MAX_RESTARTS = 3  # a job running when the service died is resumed this many times, then fails with the reason
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,12 @@ class BatchRunner:
         for job in self.store.all():  # jobs interrupted by a restart are queued again
             if job.state in ("queued", "running"):
                 if job.state == "running":
+                    if job.restarts + 1 > MAX_RESTARTS:  # it keeps taking the service down with it: give up
+                        job.state, job.finished_at = "failed", _now()
+                        job.error = f"interrupted by {job.restarts + 1} service restarts while running; not retried"
+                        self.store.save(job)
+                        log.error("batch job %s failed: %s", job.job_id, job.error)
+                        continue
                     job.state, job.skus_done, job.restarts = "queued", 0, job.restarts + 1
                     self.store.save(job)
                 self.queue.put(job.job_id)

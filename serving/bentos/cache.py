@@ -121,12 +121,13 @@ class RedisCache:
         self.fallback.set_many(values)
 
 
-def make_cache(redis_url: str | None, max_entries: int, ttl_s: int) -> Cache:
+def make_cache(redis_url: str | None, max_entries: int, ttl_s: int, retry_s: float = 30.0) -> Cache:
+    """The Redis cache (shared by every worker) with the LRU as its fallback, or only the LRU without ``redis_url``."""
     lru = LRUCache(max_entries)
     if not redis_url:
         return lru
     try:
-        return RedisCache(redis_url, ttl_s, fallback=lru)
+        return RedisCache(redis_url, ttl_s, fallback=lru, retry_s=retry_s)
     except ImportError:
         log.warning("STOCKML_SERVING__REDIS_URL is set but the `redis` package is missing; using the in-process cache")
         return lru

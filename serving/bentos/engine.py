@@ -100,7 +100,7 @@ class Engine:
         return cls(
             settings,
             models,
-            make_cache(s.redis_url, s.cache_size, s.cache_ttl_s),
+            make_cache(s.redis_url, s.cache_size, s.cache_ttl_s, s.redis_retry_s),
             outcomes,
             bandit,
             JobStore(Path(settings.home) / "serving_jobs"),

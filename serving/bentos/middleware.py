@@ -138,14 +138,15 @@ class ApiKeyMiddleware:
         disabled: bool = False,
         oidc: OidcVerifier | None = None,
         redis_url: str | None = None,
+        redis_retry_s: float = 30.0,
     ) -> None:
         """``keys``: the accepted API keys (None: none); ``oidc``: a verifier of JWT bearers (None: off);
-        ``redis_url``: where the rate limits are shared between workers (None: per worker).
-        :func:`auth_options` builds these from the settings."""
+        ``redis_url``: where the rate limits are shared between workers (None: per worker), with per-worker
+        limits for ``redis_retry_s`` after a Redis error. :func:`auth_options` builds these from the settings."""
         self.app = app
         self.keys = keys if keys is not None else KeyStore()
         self.oidc = oidc
-        self.limiter: RateLimiter | RedisRateLimiter = make_rate_limiter(rate_limit_per_s, redis_url)
+        self.limiter: RateLimiter | RedisRateLimiter = make_rate_limiter(rate_limit_per_s, redis_url, redis_retry_s)
         self.disabled = disabled
         if not self.disabled:
             log.info("rate limits: %s", "shared through Redis" if self.limiter.backend == "redis" else "per worker")
@@ -215,11 +216,13 @@ def oidc_from_settings(auth: AuthSettings) -> OidcVerifier | None:
             roles_claim=auth.oidc_roles_claim,
             admin_role=auth.oidc_admin_role,
             user_role=auth.oidc_user_role,
+            jwks_ttl_s=auth.oidc_jwks_ttl_s,
+            jwks_min_refresh_s=auth.oidc_jwks_min_refresh_s,
         )
     )
 
 
-def auth_options(auth: AuthSettings, redis_url: str | None) -> dict[str, Any]:
+def auth_options(auth: AuthSettings, redis_url: str | None, redis_retry_s: float = 30.0) -> dict[str, Any]:
     """The keyword arguments of :class:`ApiKeyMiddleware` for these settings."""
     return {
         "keys": KeyStore.from_settings(auth),
@@ -227,6 +230,7 @@ def auth_options(auth: AuthSettings, redis_url: str | None) -> dict[str, Any]:
         "disabled": auth.disabled,
         "oidc": oidc_from_settings(auth),
         "redis_url": redis_url,
+        "redis_retry_s": redis_retry_s,
     }
 
 

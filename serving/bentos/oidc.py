@@ -2,8 +2,10 @@
 
 Enabled when ``STOCKML_AUTH__OIDC_ISSUER``, ``STOCKML_AUTH__OIDC_AUDIENCE`` and ``STOCKML_AUTH__OIDC_JWKS_URL`` are
 set (the ``auth`` section of :class:`stockml.settings.Settings`). A token is verified with the issuer's
-public keys (JWKS over http(s) through :class:`jwt.PyJWKClient`, which caches them and refetches
-on an unknown ``kid``, or a ``file://`` JWKS read from disk and re-read when it changes), RS256 or
+public keys (JWKS over http(s) through :class:`jwt.PyJWKClient`, which caches the key set for
+``STOCKML_AUTH__OIDC_JWKS_TTL_S`` and refetches it on an unknown ``kid``, at most once per
+``STOCKML_AUTH__OIDC_JWKS_MIN_REFRESH_S``: rotation by ``kid``, a removed key is refused once the set
+is refetched; or a ``file://`` JWKS read from disk and re-read when it changes), RS256 or
 ES256 only; signature, ``exp``, ``nbf``, ``iss`` and ``aud`` are checked, ``sub`` is required.
 The role comes from the roles claim (a dotted path, Keycloak's ``realm_access.roles`` by default):
 the admin role gives ``admin``, the user role ``user``, neither is a 403.
@@ -51,6 +53,8 @@ class OidcSettings:
     roles_claim: str = "realm_access.roles"
     admin_role: str = "stockml-admin"
     user_role: str = "stockml-user"
+    jwks_ttl_s: float = 300.0  # http(s): a fetched key set is used this long, then fetched again
+    jwks_min_refresh_s: float = 30.0  # http(s): least time between fetches forced by an unknown kid
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -129,7 +133,17 @@ class OidcVerifier:
         if url.scheme == "file":
             self._file = _FileJwks(Path(unquote(url.path)))
         elif url.scheme in ("http", "https"):
-            self._client = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, timeout=jwks_timeout_s)
+            # No per-kid LRU (cache_keys): it would keep accepting a kid the issuer has removed. The key
+            # set alone is cached; a token with an unknown kid refetches it (at most once per
+            # jwks_min_refresh_s, so random kids cannot hammer the issuer), and the refetched set
+            # replaces the old one: a new kid is accepted, a removed one refused.
+            self._client = jwt.PyJWKClient(
+                settings.jwks_url,
+                cache_keys=False,
+                lifespan=settings.jwks_ttl_s,
+                cooldown_duration=settings.jwks_min_refresh_s,
+                timeout=jwks_timeout_s,
+            )
         else:
             raise OidcConfigError("STOCKML_AUTH__OIDC_JWKS_URL must be an http(s):// URL or a file:// path")
 

@@ -5,166 +5,81 @@ SQLAlchemy Core over SQLite (``<STOCKML_HOME>/serving.db``, the default) or Post
 transaction, so a crash never leaves feedback counted without its posterior update (or the
 reverse), and the state survives restarts and is shared by all workers that use the same DB.
 
-Tables (created when missing):
+Tables (created when missing): :mod:`serving.bentos.outcome_tables`.
 
-- ``serving_forecasts``: one row per served SKU forecast (``forecast_id``, sku, model name,
-  version, alias, horizon, MASE scale of the history, the point forecasts as JSON, cached, when).
-- ``serving_feedback``: one row per scored (forecast_id, ds); the primary key makes feedback
-  idempotent: a second actual for the same week is not counted again.
-- ``serving_posteriors``: Beta(alpha, beta) and outcome count per (model name, version).
-- ``serving_bandit_decisions``: promote / promote_refused / stop decisions with their evidence.
+**Served forecasts: durable with the answer, written behind it.** ``/forecast`` does not wait for
+the database: :meth:`OutcomeStore.enqueue_forecasts` appends the rows to a write-ahead log
+(:mod:`serving.bentos.record_log`, one ``write`` per answer, before the answer is sent) and to an
+in-process queue; a background thread inserts the queue in batches (one transaction per batch) every
+``STOCKML_SERVING__RECORD_FLUSH_S`` seconds (default 0.2; 0: no log, written synchronously) and then
+drops the log segment it folded in. Semantics:
 
-**Write-behind of served forecasts.** ``/forecast`` does not write its ``serving_forecasts`` rows
-itself: :meth:`OutcomeStore.enqueue_forecasts` puts them on an in-process queue and a background
-thread inserts them in batches (one transaction per batch) every ``STOCKML_SERVING__RECORD_FLUSH_S``
-seconds (default 0.2; 0 writes synchronously, as before). Semantics:
-
+- an answered forecast's record survives the worker being killed (SIGKILL, OOM): the segment of a
+  dead process is folded in by the next store that starts on the same folder, or by a live worker's
+  writer (:meth:`recover`); a power loss too with ``STOCKML_SERVING__RECORD_FSYNC=true``;
 - a worker's own reads see its queued rows: :meth:`score` (``/feedback``) and :meth:`forecast` flush
-  the queue first, so feedback for a forecast just served by the same worker always finds it;
-- a graceful stop (BentoML's shutdown hook calls :meth:`close`, and an ``atexit`` hook) flushes it;
-- what is *not* guaranteed: rows of the last flush interval are lost if the process is killed
-  (SIGKILL, OOM, power loss), and with several workers on one database another worker sees a row
-  only after the serving worker's next flush (≤ the interval). Such forecast ids get "unknown
-  forecast_id" from ``/feedback``, exactly as when the store was down at serving time (that
-  failure was already logged and not turned into a failed forecast). A served forecast is a
-  record for scoring, not a transaction the client depends on, so the trade is taken;
-- a failed batch insert is logged and retried at the next flush (rows are kept, up to
-  ``max_pending``; beyond it the oldest are dropped with an error in the log).
+  the queue (and fold orphaned segments) first, so feedback for an answered forecast finds it;
+- with several workers on one database another worker sees a row only after the serving worker's
+  next flush (≤ the interval);
+- a failed batch insert is logged and retried at the next flush (rows are kept in memory up to
+  ``max_pending``, and in the log until they are in the database);
+- the insert ignores rows already there (``forecast_id`` is the key), so a replayed segment never
+  duplicates a record.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as dt
 import json
 import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    select,
-    update,
-)
+from sqlalchemy import Table, create_engine, event, select, update
 from sqlalchemy.engine import Engine
 
 from serving.bentos.bandit import PRIOR, Posterior, reward
+from serving.bentos.outcome_tables import (
+    ScoredItem,
+    ServedForecast,
+    decisions,
+    default_log_dir,
+    default_url,
+    feedback,
+    forecasts,
+    metadata,
+    posteriors,
+    utc_now,
+)
+from serving.bentos.record_log import RecordLog, read_segment
 from stockml.settings_serving import ServingSettings
 
 log = logging.getLogger("stockml.serving.outcomes")
 
-metadata = MetaData()
-
-forecasts = Table(
-    "serving_forecasts",
-    metadata,
-    Column("forecast_id", String(64), primary_key=True),
-    Column("sku", String(200), nullable=False),
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", String(32), nullable=False),
-    Column("alias", String(32), nullable=False),
-    Column("horizon", Integer, nullable=False),
-    Column("scale", Float, nullable=False),
-    Column("points", Text, nullable=False),  # JSON {"YYYY-MM-DD": yhat}
-    Column("cached", Boolean, nullable=False, default=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-feedback = Table(
-    "serving_feedback",
-    metadata,
-    Column("forecast_id", String(64), primary_key=True),
-    Column("ds", String(10), primary_key=True),
-    Column("y", Float, nullable=False),
-    Column("yhat", Float, nullable=True),
-    Column("reward", Float, nullable=False),
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-posteriors = Table(
-    "serving_posteriors",
-    metadata,
-    Column("model_name", String(200), primary_key=True),
-    Column("model_version", String(32), primary_key=True),
-    Column("alpha", Float, nullable=False),
-    Column("beta", Float, nullable=False),
-    Column("n", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-decisions = Table(
-    "serving_bandit_decisions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model_name", String(200), nullable=False),
-    Column("champion_version", String(32), nullable=False),
-    Column("challenger_version", String(32), nullable=False),
-    Column("action", String(32), nullable=False),  # promote | promote_refused | promote_failed | stop
-    Column("p_better", Float, nullable=True),
-    Column("challenger_n", Integer, nullable=False),
-    Column("details", Text, nullable=False),  # JSON
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def default_url(home: Path | str, url: str | None = None) -> str:
-    """``url`` (the ``serving.db_url`` setting) or ``sqlite:///<home>/serving.db``."""
-    if url:
-        return url
-    path = Path(home).expanduser().resolve() / "serving.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
-
-
-@dataclass(frozen=True)
-class ServedForecast:
-    forecast_id: str
-    sku: str
-    model_name: str
-    model_version: str
-    alias: str
-    horizon: int
-    scale: float
-    points: dict[str, float | None]  # ds (ISO week start) -> yhat
-    cached: bool = False
-
-
-@dataclass
-class ScoredItem:
-    forecast_id: str
-    model_version: str | None = None
-    reward: float | None = None  # mean reward of the points counted now
-    counted: int = 0
-    duplicates: int = 0
-    points: list[dict[str, Any]] | None = None
-    error: str | None = None
-
 
 class OutcomeStore:
-    def __init__(self, url: str, flush_s: float = 0.2, max_pending: int = 200_000) -> None:
+    RECOVER_EVERY_S = 10.0  # how often a live writer looks for the log segments of dead workers
+
+    def __init__(
+        self,
+        url: str,
+        flush_s: float = 0.2,
+        max_pending: int = 200_000,
+        log_dir: Path | str | None = None,
+        fsync: bool = False,
+    ) -> None:
         """``flush_s``: write-behind interval of :meth:`enqueue_forecasts` (the ``serving.record_flush_s``
-        setting; 0: write synchronously)."""
+        setting; 0: write synchronously). ``log_dir``: the write-ahead log's folder (None: no log, so a
+        killed process loses its queued rows; the service always passes one)."""
         self.url = url
         self.flush_s = max(0.0, flush_s)
         self.max_pending = max_pending
+        self.wal = RecordLog(log_dir, fsync=fsync) if log_dir is not None and self.flush_s > 0 else None
+        self._last_recover = 0.0
         self._pending: list[dict[str, Any]] = []
         self._pending_lock = threading.Lock()  # guards _pending
         self._write_lock = threading.Lock()  # one batch insert at a time (keeps flush() ordered)
@@ -180,10 +95,16 @@ class OutcomeStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         metadata.create_all(self.engine)
+        self._recover_quietly()
 
     @classmethod
     def from_settings(cls, home: Path | str, serving: ServingSettings) -> OutcomeStore:
-        return cls(default_url(home, serving.db_url), flush_s=serving.record_flush_s)
+        return cls(
+            default_url(home, serving.db_url),
+            flush_s=serving.record_flush_s,
+            log_dir=default_log_dir(home, serving.record_log_dir),
+            fsync=serving.record_fsync,
+        )
 
     def _insert(self, table: Table):
         if self.is_sqlite:
@@ -196,7 +117,7 @@ class OutcomeStore:
 
     @staticmethod
     def _rows(served: Iterable[ServedForecast]) -> list[dict[str, Any]]:
-        now = _now()
+        now = utc_now()
         return [
             {
                 "forecast_id": s.forecast_id,
@@ -229,6 +150,12 @@ class OutcomeStore:
             return 0
         with self._pending_lock:  # (close() sets _closed under this lock: a row is queued or written, never lost)
             queue_it = self.flush_s > 0 and not self._closed
+            if queue_it and self.wal is not None:
+                try:
+                    self.wal.append(rows)  # durable before the answer goes out
+                except OSError:
+                    log.exception("outcome store: the record log cannot be written; writing to the store now")
+                    queue_it = False
             if queue_it:
                 self._pending.extend(rows)
                 over = len(self._pending) - self.max_pending
@@ -253,6 +180,8 @@ class OutcomeStore:
             self._wake.clear()
             try:
                 self.flush()
+                if time.monotonic() - self._last_recover > self.RECOVER_EVERY_S:
+                    self.recover()
             except Exception:  # logged in flush; the rows stay queued for the next round
                 time.sleep(min(5.0, 10 * self.flush_s))
 
@@ -265,7 +194,12 @@ class OutcomeStore:
         with self._write_lock:
             with self._pending_lock:
                 rows, self._pending = self._pending, []
+                if self.wal is not None:
+                    self.wal.rotate()  # the closed segments hold exactly the rows taken (and any of a failed flush)
+                    segments = list(self.wal.closed_segments)
             if not rows:
+                if self.wal is not None:
+                    self.wal.drop(segments)
                 return 0
             try:
                 with self.engine.begin() as conn:
@@ -277,7 +211,38 @@ class OutcomeStore:
                 with self._pending_lock:
                     self._pending[:0] = rows
                 raise
+            if self.wal is not None:
+                self.wal.drop(segments)
             return len(rows)
+
+    def recover(self) -> int:
+        """Fold in the log segments of dead processes (their answered forecasts); returns the rows read.
+
+        Safe to run from several workers at once: the insert ignores rows already in the store."""
+        self._last_recover = time.monotonic()
+        if self.wal is None:
+            return 0
+        total = 0
+        for path in self.wal.orphans():
+            rows, torn = read_segment(path)
+            if rows:
+                with self.engine.begin() as conn:
+                    conn.execute(self._insert(forecasts).on_conflict_do_nothing(), rows)
+            path.unlink(missing_ok=True)
+            total += len(rows)
+            log.info(
+                "outcome store: folded in %d served-forecast record(s) of a stopped worker from %s%s",
+                len(rows),
+                path.name,
+                f" ({torn} torn line(s) skipped: answers never sent)" if torn else "",
+            )
+        return total
+
+    def _recover_quietly(self) -> None:
+        try:
+            self.recover()
+        except Exception:
+            log.exception("outcome store: folding in the record log failed; retrying later")
 
     def close(self) -> None:
         """Flush what is queued and stop the writer (later enqueues write synchronously)."""
@@ -290,7 +255,12 @@ class OutcomeStore:
         try:
             self.flush()
         except Exception:
-            log.error("outcome store: %d served-forecast row(s) could not be written at shutdown", self.pending())
+            log.error(
+                "outcome store: %d served-forecast row(s) could not be written at shutdown (kept in the record log)",
+                self.pending(),
+            )
+        if self.wal is not None:
+            self.wal.close()
 
     def forecast(self, forecast_id: str) -> dict[str, Any] | None:
         self._flush_quietly()
@@ -309,7 +279,7 @@ class OutcomeStore:
         self._flush_quietly()  # this worker's queued served forecasts must be visible to the scoring
         out: list[ScoredItem] = []
         deltas: dict[tuple[str, str], list[float]] = {}
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             ids = list({fid for fid, _ in items})
             known = {
@@ -366,11 +336,13 @@ class OutcomeStore:
         if self._pending:
             with contextlib.suppress(Exception):  # logged in flush; the rows already written are still right
                 self.flush()
+        if self.wal is not None:
+            self._recover_quietly()  # forecasts answered by a worker that has since died
 
     def _ensure(self, conn, name: str, version: str) -> None:
         conn.execute(
             self._insert(posteriors)
-            .values(model_name=name, model_version=version, alpha=PRIOR[0], beta=PRIOR[1], n=0, updated_at=_now())
+            .values(model_name=name, model_version=version, alpha=PRIOR[0], beta=PRIOR[1], n=0, updated_at=utc_now())
             .on_conflict_do_nothing()
         )
 
@@ -401,7 +373,8 @@ class OutcomeStore:
             conn.execute(
                 decisions.insert().values(
                     model_name=name, champion_version=str(champion), challenger_version=str(challenger), action=action,
-                    p_better=p_better, challenger_n=int(n), details=json.dumps(details, default=str), created_at=_now(),
+                    p_better=p_better, challenger_n=int(n), details=json.dumps(details, default=str),
+                    created_at=utc_now(),
                 )
             )  # fmt: skip
 

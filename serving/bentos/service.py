@@ -47,7 +47,8 @@ Configuration: one :class:`stockml.settings.Settings`, built once when this modu
 server process and passed down as values: ``STOCKML_HOME`` / ``STOCKML_MLFLOW_TRACKING_URI`` (the
 registry) and its ``serving``, ``auth``, ``bandit`` and ``batch`` sections (``STOCKML_SERVING__*``,
 ``STOCKML_AUTH__*``, ``STOCKML_BANDIT__*``, ``STOCKML_BATCH__*``; README's settings table). Caches and
-rate limits are per worker process unless ``STOCKML_SERVING__REDIS_URL`` is set.
+rate limits are per worker process unless ``STOCKML_SERVING__REDIS_URL`` is set; ``STOCKML_SERVING__WORKERS``
+sets the number of worker processes (each answer names its worker in ``X-Stockml-Worker``).
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ from serving.bentos.middleware import (
     auth_options,
 )
 from serving.bentos.models import redact
+from serving.bentos.worker import WorkerHeaderMiddleware
 from stockml.settings import Settings, get_settings
-from stockml.settings_serving import renamed_variables
+from stockml.settings_serving import apply_registry_http_policy, renamed_variables
 
 log = logging.getLogger("stockml.serving")
 
@@ -88,7 +90,7 @@ _engines: list[Engine] = []  # the engine of this process's service instance, on
 app = build_app(lambda: _engines[0] if _engines else None)
 
 
-@bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=THREADS)
+@bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=THREADS, workers=SETTINGS.serving.workers)
 @bentoml.asgi_app(app, path="/")
 class StockForecaster:
     """The router from ``models:/stockml-router@champion`` (and ``@challenger``), following alias moves."""
@@ -99,6 +101,7 @@ class StockForecaster:
         for old, new in renamed_variables().items():
             log.warning("%s is set but no longer read: use %s", old, new)
         uri = self.settings.tracking_uri
+        apply_registry_http_policy(self.settings.serving)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         self.engine = Engine.from_settings(self.settings)
@@ -120,10 +123,13 @@ class StockForecaster:
         self.engine.stop()
 
 
-# outermost first: every error answer in the ErrorBody shape, auth and rate limits, then the body limits;
-# BentoML's metrics middleware wraps them all
+# outermost first: every error answer in the ErrorBody shape, the worker header, auth and rate limits, then
+# the body limits; BentoML's metrics middleware wraps them all
 StockForecaster.add_asgi_middleware(ErrorShapeMiddleware)
-StockForecaster.add_asgi_middleware(ApiKeyMiddleware, **auth_options(SETTINGS.auth, SETTINGS.serving.redis_url))
+StockForecaster.add_asgi_middleware(WorkerHeaderMiddleware)
+StockForecaster.add_asgi_middleware(
+    ApiKeyMiddleware, **auth_options(SETTINGS.auth, SETTINGS.serving.redis_url, SETTINGS.serving.redis_retry_s)
+)
 StockForecaster.add_asgi_middleware(
     BodyLimitMiddleware, paths=JSON_PATHS, max_body_bytes=SETTINGS.serving.max_body_bytes
 )

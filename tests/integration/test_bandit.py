@@ -133,8 +133,10 @@ def test_simulation_with_bernoulli_rewards_is_reported():
 # ---------------------------------------------------------------- outcome store
 
 
-def _served(version: str, points: dict[str, float], scale: float = 2.0, sku: str = "A") -> ServedForecast:
-    return ServedForecast(str(uuid.uuid4()), sku, "m", version, "champion", len(points), scale, points)
+def _served(
+    version: str, points: dict[str, float], scale: float = 2.0, sku: str = "A", model: str = "m"
+) -> ServedForecast:
+    return ServedForecast(str(uuid.uuid4()), sku, model, version, "champion", len(points), scale, points)
 
 
 WEEKS = {"2024-01-01": 10.0, "2024-01-08": 20.0}
@@ -208,7 +210,38 @@ def test_feedback_request_validation_names_the_field():
         FeedbackRequest.model_validate_json(json.dumps(twice))
 
 
-# ---------------------------------------------------------------- controller (fake models, fake promote)
+# ---------------------------------------------------------------- controller (real registry, stand-in watcher)
+
+REGISTRY_NAME = "stockml-router-controller-test"
+
+
+@pytest.fixture(scope="module")
+def controller_registry(router_data, tmp_path_factory):
+    """A real (embedded SQLite) registry: v1 the trained router (champion), v2 the same router pulled 30 %
+    towards CrostonSBA (challenger), which is a few per cent worse on their shared holdout."""
+    import dataclasses
+
+    import mlflow
+
+    from training.registry import mlflow_registry as reg
+    from training.router.predict import RouterModel
+    from training.router.train import train_router
+
+    tmp = tmp_path_factory.mktemp("controller-registry")
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    t = train_router(router_data["demand"], router_data["backtest"], season_length=52)
+    good = RouterModel.from_training(t)
+    slight = dataclasses.replace(good, policy=dataclasses.replace(good.policy, anchor="CrostonSBA", shrink=0.3))
+    skus = list(t.holdout_forecasts["unique_id"].unique())[:10]
+    holdout = reg.split_holdout(router_data["demand"], t.holdout_cutoff, 8, skus)
+    reg.configure(f"sqlite:///{tmp / 'mlflow.db'}", "stockml-controller-test", tmp / "artifacts")
+    for label, model in (("good", good), ("slight", slight)):
+        reg.log_router(model, params={}, metrics={}, tags={"label": label}, holdout=holdout, name=REGISTRY_NAME)
+        if label == "good":
+            assert reg.promote(REGISTRY_NAME, version="1").promoted
+    yield reg
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
 
 
 @dataclass(frozen=True)
@@ -218,69 +251,80 @@ class _Loaded:
 
 
 class _Watcher:
-    name = "m"
+    """Stands in for the service's ModelWatcher, which loads and warms up the pyfuncs: the controller only
+    reads the loaded versions' names and numbers and asks for a refresh after a promotion. The real watcher
+    is exercised over HTTP in tests/system (test_serving*.py)."""
 
-    def __init__(self, champion: str, challenger: str | None) -> None:
+    def __init__(self, champion: str, challenger: str | None, name: str = "m") -> None:
+        self.name = name
         self.aliases = {"champion": champion, "challenger": challenger}
         self.refreshed = 0
 
     def get(self, alias: str):
         v = self.aliases.get(alias)
-        return _Loaded("m", v) if v else None
+        return _Loaded(self.name, v) if v else None
 
     def refresh(self, force: bool = False):
         self.refreshed += 1
         return {}
 
 
-def _feed(store: OutcomeStore, version: str, rewards_y: list[float], n: int) -> None:
+def _feed(store: OutcomeStore, version: str, rewards_y: list[float], n: int, model: str = "m") -> None:
     """n forecasts of yhat=10 (scale 1) by ``version``, each with one actual from rewards_y (cycled)."""
-    served = [_served(version, {"2024-01-01": 10.0}, scale=1.0) for _ in range(n)]
+    served = [_served(version, {"2024-01-01": 10.0}, scale=1.0, model=model) for _ in range(n)]
     store.record_forecasts(served)
-    store.score("m", [(s.forecast_id, [("2024-01-01", rewards_y[k % len(rewards_y)])]) for k, s in enumerate(served)])
+    store.score(model, [(s.forecast_id, [("2024-01-01", rewards_y[k % len(rewards_y)])]) for k, s in enumerate(served)])
 
 
-def test_controller_promotes_through_the_guardrails_once(tmp_path, monkeypatch):
-    import training.registry.mlflow_registry as reg
+def test_controller_promotes_through_the_real_guardrails_once(tmp_path, controller_registry):
+    """The bandit asks; the real guardrail (the registry's holdout scores) refuses v2 at tolerance 0 and
+    the refusal is not retried on every request; with a tolerance above v2's gap it promotes."""
+    import dataclasses
 
-    calls = []
-    verdict = {"promoted": False}
+    from mlflow import MlflowClient
 
-    def fake_promote(name, version, tolerance, force, who):
-        calls.append((name, version, tolerance, force, who))
-        return type("D", (), {"promoted": verdict["promoted"], "reason": "holdout says so"})()
-
-    monkeypatch.setattr(reg, "promote", fake_promote)
+    reg, name = controller_registry, REGISTRY_NAME
     store = OutcomeStore(f"sqlite:///{tmp_path / 's.db'}")
-    watcher = _Watcher("1", "2")
-    bandit = Bandit(store, watcher, BanditConfig(min_outcomes=40, tolerance=0.1), seed=0)
-    monkeypatch.setattr(bandit, "_tag", lambda *a: None)
-    _feed(store, "1", [13.0], 40)  # reward 0.25
-    _feed(store, "2", [10.0], 40)  # reward 1
+    watcher = _Watcher("1", "2", name)
+    bandit = Bandit(store, watcher, BanditConfig(min_outcomes=40, tolerance=0.0), seed=0)
+    _feed(store, "1", [13.0], 40, name)  # reward 0.25
+    _feed(store, "2", [10.0], 40, name)  # reward 1: the live evidence favours v2
     first = bandit.evaluate()
-    assert first["action"] == "promote_refused" and calls == [("m", "2", 0.1, False, "bandit")]
-    assert bandit.evaluate() is None and len(calls) == 1  # refused: not retried on every request
-    _feed(store, "2", [10.0], 40)
-    verdict["promoted"] = True
+    assert first["action"] == "promote_refused" and "beyond tolerance 0.0%" in first["guardrail"]["reason"], first
+    tags = MlflowClient().get_model_version(name, "2").tags
+    assert tags["promotion.promoted"] == "False" and tags["promotion.actor"] == "bandit"
+    gap = float(tags["promotion.candidate_score"]) / float(tags["promotion.champion_score"]) - 1
+    assert 0 < gap < 0.1, tags  # v2 really is (slightly) worse on the holdout
+    assert bandit.evaluate() is None  # refused: not retried on every request
+    assert str(MlflowClient().get_model_version_by_alias(name, reg.CHAMPION).version) == "1"
+
+    _feed(store, "2", [10.0], 40, name)
+    bandit.config = dataclasses.replace(bandit.config, tolerance=0.1)
     second = bandit.evaluate()
-    assert second["action"] == "promote" and len(calls) == 2 and watcher.refreshed == 1
-    assert [d["action"] for d in store.decisions("m")] == ["promote_refused", "promote"]
+    assert second["action"] == "promote" and watcher.refreshed == 1, second
+    assert [d["action"] for d in store.decisions(name)] == ["promote_refused", "promote"]
+    assert str(MlflowClient().get_model_version_by_alias(name, reg.CHAMPION).version) == "2"
+    tags = MlflowClient().get_model_version(name, "2").tags
+    assert tags["promotion.promoted"] == "True" and "within tolerance 10.0%" in tags["promotion.reason"]
+    assert tags["bandit.decision"] == "promoted" and tags["bandit.n"] == "80"
     state = bandit.state()
     assert state["p_challenger_better"] > 0.95 and state["posteriors"]["2"]["n"] == 80
 
 
-def test_controller_stops_a_worse_challenger(tmp_path):
+def test_controller_stops_a_worse_challenger(tmp_path, controller_registry):
+    from mlflow import MlflowClient
+
     store = OutcomeStore(f"sqlite:///{tmp_path / 's.db'}")
-    bandit = Bandit(store, _Watcher("1", "2"), BanditConfig(min_outcomes=200), seed=0)
-    bandit._tag = lambda *a: None
-    _feed(store, "1", [10.0, 11.0], 100)
-    _feed(store, "2", [14.0, 20.0], 50)
+    bandit = Bandit(store, _Watcher("1", "2", REGISTRY_NAME), BanditConfig(min_outcomes=200), seed=0)
+    _feed(store, "1", [10.0, 11.0], 100, REGISTRY_NAME)
+    _feed(store, "2", [14.0, 20.0], 50, REGISTRY_NAME)
     assert bandit.route()[1] in {"champion", "challenger"}
     assert bandit.evaluate()["action"] == "stop"
     assert bandit.evaluate() is None  # recorded once
     assert {bandit.route()[1] for _ in range(50)} == {"champion"}
     state = bandit.state()
     assert state["stopped"] and state["traffic_shares"]["challenger"] == 0.0
+    assert MlflowClient().get_model_version(REGISTRY_NAME, "2").tags["bandit.decision"] == "stopped"
 
 
 def test_thompson_routing_follows_the_posteriors(tmp_path):

@@ -1,14 +1,11 @@
 """The MLflow registry workflow on a real registry: log → register → load by alias → predict,
 promotion guardrails, force, rollback; once on an embedded SQLite store and once through a
-real ``mlflow server`` process on a free port.
+real ``mlflow server`` process on a free port (``tests/support/mlflow_server.py``; the Postgres-backed
+server in front of the service is in tests/system/test_serving_mlflow_server.py).
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -16,6 +13,7 @@ import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
+from mlflow_server import MlflowServer
 
 from training.registry import mlflow_registry as reg
 from training.router.model import ForecastRouter
@@ -110,43 +108,13 @@ def test_registry_workflow_on_embedded_sqlite(models, tmp_path):
     _workflow(models, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real `mlflow server` process (SQLite backend, proxied artifacts) on a free port."""
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "server-artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("mlflow server did not start in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    """A real `mlflow server` process (SQLite backend, artifacts served by the server) on a free port."""
+    server = MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts", tmp_path / "server.log")
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.mark.slow

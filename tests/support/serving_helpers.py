@@ -24,6 +24,7 @@ __all__ = [
     "assert_xlsx_matches_csv",
     "auth",
     "bentoml_serve",
+    "demand_csv",
     "forecast_items",
     "register",
     "service_env",
@@ -44,6 +45,14 @@ def forecast_items(demand: pd.DataFrame, n: int) -> list[dict]:
         {"sku": str(sku), "history": [{"ds": str(d.date()), "y": float(y)} for d, y in zip(g.ds, g.y, strict=True)]}
         for sku, g in list(demand.groupby("unique_id"))[:n]
     ]
+
+
+def demand_csv(demand: pd.DataFrame, n: int) -> bytes:
+    """A ``/batch`` upload (CSV sku, ds, y) of the first ``n`` SKUs of ``demand``."""
+    skus = list(demand["unique_id"].drop_duplicates())[:n]
+    part = demand[demand["unique_id"].isin(skus)]
+    out = pd.DataFrame({"sku": part["unique_id"], "ds": part["ds"].dt.strftime("%Y-%m-%d"), "y": part["y"]})
+    return out.to_csv(index=False).encode()
 
 
 def register(model: RouterModel, holdout, label: str) -> reg.RegisteredVersion:

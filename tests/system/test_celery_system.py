@@ -1,16 +1,22 @@
-"""System test of the distributed set-up: Airflow 3 with the CeleryExecutor, PostgreSQL and Redis.
+"""System test of the distributed set-up: Airflow 3 with the CeleryExecutor, PostgreSQL and Redis,
+started and stopped by the scripts users run, ``infra/airflow/start-distributed.sh`` and
+``infra/airflow/stop-distributed.sh``.
 
-The module starts, as separate processes, ``airflow api-server``, ``airflow scheduler``,
-``airflow dag-processor`` and ``airflow celery worker`` (as infra/airflow/start-distributed.sh
-does) against a throw-away PostgreSQL metadata database and a Redis broker DB, then drives them
-only through the REST API v2 (JWT from ``POST /auth/token``): unpause ``stock_ingest``, trigger a
-run, wait for it. It checks that the task went through Celery (Celery task id on the task
-instance, its result SUCCESS in the result backend, the worker's log) and that the outputs landed
-in the source database. Everything is torn down and the database dropped at the end.
+The module runs ``start-distributed.sh`` (which creates the metadata database, migrates it,
+generates the secrets into ``$AIRFLOW_HOME/secrets.env`` and starts api-server, scheduler,
+dag-processor, triggerer and a Celery worker as separate processes with PID and log files in
+``$AIRFLOW_HOME/run/``) with its documented overrides pointing everything at throw-away places: a
+temporary ``AIRFLOW_HOME``, a new PostgreSQL database on the test server, a ``redis-server`` of its
+own on a free port as the broker, free ports for the API and the log servers, and a queue of its
+own. Then it drives the stack only through the REST API v2 (JWT from ``POST /auth/token`` with the
+admin password the script generated): unpause ``stock_ingest``, trigger a run, wait for it. It
+checks that the task went through Celery (Celery task id on the task instance, its result SUCCESS
+in the result backend, the worker's log) and that the outputs landed in the source database. At
+the end ``stop-distributed.sh`` stops the components (the test then checks none is left) and the
+database is dropped.
 
-Needs PostgreSQL at 127.0.0.1:5432 (STOCKML_TEST_PG_URI) and Redis (STOCKML_TEST_REDIS_URL, DB 7 by
-default, flushed before and after); skipped with the reason when either is unreachable or the
-Celery provider is not installed. About a minute on 2 cores.
+Needs PostgreSQL at 127.0.0.1:5432 (STOCKML_TEST_PG_URI), ``redis-server`` on PATH and the Celery
+provider; it fails with the reason when one is missing. About two minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -30,7 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from cryptography.fernet import Fernet
+from redis_server import ThrowawayRedis
 from services import PG_URI, postgres_unreachable
 
 from stockml.connections import sqlite_conn_json
@@ -40,32 +45,17 @@ from training.data.store import read_output, write_source_tables
 pytestmark = [pytest.mark.slow, pytest.mark.celery]
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("STOCKML_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+START_SCRIPT = REPO / "infra" / "airflow" / "start-distributed.sh"
+STOP_SCRIPT = REPO / "infra" / "airflow" / "stop-distributed.sh"
 RUN_TIMEOUT_S = float(os.environ.get("STOCKML_TEST_CELERY_TIMEOUT_S", "300"))
 START_TIMEOUT_S = 240.0
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "celery-worker")
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery-worker")
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _redis_unreachable(url: str) -> str | None:
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-    except Exception as exc:
-        return f"Redis not reachable at {url}: {type(exc).__name__}: {str(exc).strip()[:200]}"
-    return None
-
-
-def _flush_redis(url: str) -> None:
-    import redis
-
-    redis.Redis.from_url(url, socket_connect_timeout=3).flushdb()
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -77,7 +67,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _pids_with_env(marker: str) -> list[int]:
-    """Processes whose environment holds ``marker`` (our unique AIRFLOW_HOME): leftovers to kill."""
+    """Processes whose environment holds ``marker`` (our unique AIRFLOW_HOME): what is still running of the stack."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -90,48 +80,62 @@ def _pids_with_env(marker: str) -> list[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is gone for our purposes (its parent, the script's shell, has exited)
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def _script(path: Path, env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(path), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
 class Stack:
-    """The running Airflow components, their logs, and a REST client."""
+    """The components start-distributed.sh started (its PID and log files), and a REST client."""
 
-    def __init__(self, root: Path, env: dict[str, str], db_url: str, base_url: str, password: str, queue: str):
-        self.root, self.env, self.db_url, self.base_url, self.queue = root, env, db_url, base_url, queue
-        self.password = password
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.logs: dict[str, Path] = {}
+    def __init__(self, env: dict[str, str], db_url: str, queue: str):
+        self.env, self.db_url, self.queue = env, db_url, queue
+        self.home = Path(env["AIRFLOW_HOME"])
+        self.run_dir = self.home / "run"
+        self.base_url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
+        self.logs = {name: self.run_dir / f"{name}.log" for name in COMPONENTS}
         self._token: str | None = None
-        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.http = httpx.Client(base_url=self.base_url, timeout=30)
 
-    def start(self, name: str, *args: str) -> None:
-        log = self.root / "logs" / f"{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.logs[name] = log
-        with log.open("wb") as fh:  # the child keeps its own handle
-            # `python -m airflow` rather than .venv/bin/airflow: same program, and the command line does
-            # not match `pkill -f .venv/bin/airflow` clean-ups of other stacks running on the machine.
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", *args],
-                env=self.env,
-                cwd=self.root,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # own process group: torn down as a whole
-            )
+    def pids(self) -> dict[str, int]:
+        """Component -> PID, from the PID files the script wrote (and stop-distributed.sh removes)."""
+        return {f.stem: int(f.read_text().strip()) for f in sorted(self.run_dir.glob("*.pid"))}
+
+    def password(self) -> str:
+        """The admin password start-distributed.sh generated into secrets.env."""
+        for line in (self.home / "secrets.env").read_text().splitlines():
+            if line.startswith("STOCKML_AIRFLOW_ADMIN_PASSWORD="):
+                return line.split("=", 1)[1].strip()
+        raise AssertionError("secrets.env has no STOCKML_AIRFLOW_ADMIN_PASSWORD")
 
     def diagnostics(self, names: tuple[str, ...] = COMPONENTS, lines: int = 40) -> str:
-        status = ", ".join(
-            f"{n}: {'running' if p.poll() is None else f'exited {p.returncode}'}" for n, p in self.procs.items()
-        )
+        pids = self.pids()
+        status = ", ".join(f"{n}: {'running' if _alive(p) else 'exited'}" for n, p in pids.items())
         return f"\n[{status}]\n" + "\n".join(_tail(self.logs[n], lines) for n in names if n in self.logs)
 
     def check_alive(self) -> None:
-        dead = [n for n, p in self.procs.items() if p.poll() is not None]
+        dead = [n for n, p in self.pids().items() if not _alive(p)]
         if dead:
             pytest.fail(f"Airflow component(s) exited: {dead}" + self.diagnostics(tuple(dead), 80))
 
     def token(self) -> str:
         if self._token is None:
-            r = self.http.post("/auth/token", json={"username": "admin", "password": self.password})
+            r = self.http.post("/auth/token", json={"username": "admin", "password": self.password()})
             assert r.status_code == 201, f"POST /auth/token: {r.status_code} {r.text[:500]}"
             self._token = r.json()["access_token"]
         return self._token
@@ -140,25 +144,16 @@ class Stack:
         headers = {"Authorization": f"Bearer {self.token()}"}
         return self.http.request(method, f"/api/v2{path}", headers=headers, **kwargs)
 
-    def stop(self) -> None:
+    def stop(self) -> list[int]:
+        """stop-distributed.sh, then SIGKILL to whatever of the stack is still running; returns those PIDs."""
         self.http.close()
-        # Worker first (stops taking tasks), then the rest: SIGTERM to each process group.
-        for name in ("celery-worker", "dag-processor", "scheduler", "api-server"):
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 45
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            # The group may outlive its leader (task runners, log servers).
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        for pid in _pids_with_env(f"AIRFLOW_HOME={self.env['AIRFLOW_HOME']}\0"):
+        stopped = _script(STOP_SCRIPT, self.env, "--timeout", "45", timeout=180)
+        leftovers = [p for p in _pids_with_env(f"AIRFLOW_HOME={self.env['AIRFLOW_HOME']}\0") if _alive(p)]
+        for pid in leftovers:  # never leave a stack behind on a shared machine, even when the script failed
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        return leftovers
 
 
 def _wait(what: str, stack: Stack, timeout: float, probe, interval: float = 2.0):
@@ -178,10 +173,13 @@ def _wait(what: str, stack: Stack, timeout: float, probe, interval: float = 2.0)
 
 @pytest.fixture(scope="module")
 def celery_stack(tmp_path_factory):
-    pytest.importorskip("airflow.providers.celery", reason="apache-airflow-providers-celery is not installed")
-    for reason in (postgres_unreachable(), _redis_unreachable(REDIS_URL)):
-        if reason:
-            pytest.skip(reason)
+    try:
+        import airflow.providers.celery  # noqa: F401
+    except ImportError as exc:  # a failure, not a skip: the lock installs the provider
+        pytest.fail(f"apache-airflow-providers-celery is not installed: {exc}")
+    reason = postgres_unreachable()
+    if reason:
+        pytest.fail(reason)
 
     root = tmp_path_factory.mktemp("celery")
     db_name = f"stockml_airflow_{uuid.uuid4().hex[:10]}"
@@ -196,42 +194,22 @@ def celery_stack(tmp_path_factory):
     cat = generate_catalogue(20, 80, seed=11, dirty_rows=True)
     write_source_tables(engine, cat.products, cat.movements)
 
-    api_port = _free_port()
-    password = secrets.token_urlsafe(12)
-    airflow_home = root / "airflow"
-    airflow_home.mkdir()
-    passwords_file = airflow_home / "passwords.json"
-    passwords_file.write_text(json.dumps({"admin": password}))
-    queue = f"stockml_test_{uuid.uuid4().hex[:8]}"  # isolates this run from other workers on the broker
-    base_url = f"http://127.0.0.1:{api_port}"
-    venv_bin = str(Path(sys.executable).parent)
+    broker = ThrowawayRedis(root)
+    queue = f"stockml_test_{uuid.uuid4().hex[:8]}"
+    # Only the overrides celery.env documents; the rest are the script's defaults. The caller's own
+    # AIRFLOW_*/STOCKML_* variables are dropped, so the stack is built from these alone.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "STOCKML_"))}
     env.update(
         {
-            "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",  # components spawn `airflow` via PATH
+            "STOCKML_VENV": str(Path(sys.executable).parent.parent),  # the venv running this test
             "PYTHONUNBUFFERED": "1",
-            "AIRFLOW_HOME": str(airflow_home),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
-            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+            "AIRFLOW_HOME": str(root / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,  # created by the script
+            "AIRFLOW__CELERY__BROKER_URL": broker.url,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db_url}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__BASE_URL": base_url,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+            "AIRFLOW__API__PORT": str(_free_port()),
             # Free ports instead of 8793/8794, which another Airflow on the machine may hold.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
@@ -241,51 +219,43 @@ def celery_stack(tmp_path_factory):
             "STOCKML_N_JOBS": "1",
         }
     )
-    stack = Stack(root, env, db_url, base_url, password, queue)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
+    stack = Stack(env, db_url, queue)
+    started = None
     try:
-        _flush_redis(REDIS_URL)
-        migrate = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"],
-            env=env,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        broker.start()
+        started = _script(START_SCRIPT, env)
+        assert started.returncode == 0, (
+            f"start-distributed.sh exited {started.returncode}:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}"
+            + stack.diagnostics()
         )
-        assert migrate.returncode == 0, (migrate.stdout + migrate.stderr)[-4000:]
-        stack.start("api-server", "api-server")
-        stack.start("scheduler", "scheduler")
-        stack.start("dag-processor", "dag-processor")
-        stack.start("celery-worker", "celery", "worker", "--concurrency", "1")
+        assert set(stack.pids()) == set(COMPONENTS), stack.pids()
+        assert f"created database {db_name}" in started.stdout, started.stdout[-2000:]
 
         def healthy():
             health = stack.http.get("/api/v2/monitor/health").json()
-            ok = all(
-                health.get(c, {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor")
-            )
+            components = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+            ok = all(health.get(c, {}).get("status") == "healthy" for c in components)
             return health if ok else None
 
-        _wait(
-            "/api/v2/monitor/health (metadatabase, scheduler, dag_processor healthy)", stack, START_TIMEOUT_S, healthy
-        )
+        _wait("/api/v2/monitor/health (every component healthy)", stack, START_TIMEOUT_S, healthy)
         _wait(
             "the Celery worker to be ready",
             stack,
             START_TIMEOUT_S,
             lambda: " ready." in stack.logs["celery-worker"].read_text(errors="replace"),
         )
-        yield {"stack": stack, "engine": engine, "source_db": source_db}
+        yield {"stack": stack, "engine": engine, "source_db": source_db, "start_output": started.stdout}
     finally:
-        stack.stop()
-        engine.dispose()
         try:
-            _flush_redis(REDIS_URL)
+            leftovers = stack.stop()
         finally:
+            engine.dispose()
+            broker.kill()
             with admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
             admin.dispose()
+        if started is not None and started.returncode == 0:
+            assert not leftovers, f"stop-distributed.sh left processes running: {leftovers}"
 
 
 def test_stock_ingest_runs_on_the_celery_worker(celery_stack):

@@ -1,10 +1,11 @@
 """System test of the champion/challenger bandit over real HTTP (``bentoml serve`` as a subprocess).
 
 v1 (champion) and v2 (challenger) are the same small router registered twice, so the holdout
-guardrail sees a tie; the feedback is what makes v2 "better": actuals equal to v2's forecasts
-(reward 1), far off v1's. ``STOCKML_PROMOTION_TOLERANCE=1.0`` lets the guardrail agree even if
-scoring the same model twice were not bit-identical: the test is about the bandit's path through
-``promote(force=False, who="bandit")``, not about the guardrail's figures (tested in test_registry).
+guardrail, at its default tolerance 0, sees an exact tie (the same model scores the same) and agrees;
+the feedback is what makes v2 "better": actuals equal to v2's forecasts (reward 1), far off v1's. The
+test is about the bandit's path through ``promote(force=False, who="bandit")``; the guardrail agreeing
+with a genuinely better challenger and refusing a worse one, on an ``mlflow server``, is
+test_serving_bandit_registry.py.
 ``STOCKML_SERVING__POLL_S=0``: no background poll, so the switch to v2 proves the service reloaded
 by itself after promoting.
 """
@@ -52,10 +53,10 @@ def service(router_data, tmp_path_factory):
             "STOCKML_AUTH__API_KEYS_FILE",
             "STOCKML_AUTH__DISABLED",
             "STOCKML_SERVING__DB_URL",
+            "STOCKML_PROMOTION_TOLERANCE",
         ),
         STOCKML_SERVING__POLL_S="0",
         STOCKML_BANDIT__MIN_OUTCOMES=str(MIN_OUTCOMES),
-        STOCKML_PROMOTION_TOLERANCE="1.0",
     )
     log_path = tmp / "bentoml-serve.log"
     with bentoml_serve(env, log_path, port_flag="-p") as (proc, url):
@@ -96,7 +97,7 @@ def _feedback_for(body: dict) -> dict:
 def test_bandit_state_before_any_feedback(client):
     state = client.post("/bandit").json()
     assert state["champion"] == "1" and state["challenger"] == "2" and not state["stopped"]
-    assert state["config"]["min_outcomes"] == MIN_OUTCOMES and state["config"]["promotion_tolerance"] == 1.0
+    assert state["config"]["min_outcomes"] == MIN_OUTCOMES and state["config"]["promotion_tolerance"] == 0.0
     assert 0.4 < state["p_challenger_better"] < 0.6  # Beta(1, 1) vs Beta(1, 1)
     assert sum(state["traffic_shares"].values()) == pytest.approx(1.0)
 
@@ -156,6 +157,7 @@ def test_bandit_promotes_the_better_challenger(client, service):
     decision = promoted["decision"]
     assert decision["p_better"] > 0.95 and decision["challenger"]["n"] >= MIN_OUTCOMES
     assert decision["guardrail"]["promoted"] and decision["challenger"]["version"] == "2"
+    assert "within tolerance 0.0%" in decision["guardrail"]["reason"]  # the tie, at the default tolerance
 
     # MLflow: champion -> v2, by the bandit, with the evidence as tags
     reg.configure(service["uri"], EXPERIMENT)

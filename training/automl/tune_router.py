@@ -122,6 +122,7 @@ def tune_router(
     mlflow_tracking_uri: str | None = None,
     mlflow_experiment: str | None = None,
     n_threads: int | None = 1,
+    baseline: dict[str, Any] | None = None,
 ) -> TuneResult:
     """Tune ForecastRouter on backtest rows; ``features`` and ``errors`` (row × method) share one index.
 
@@ -133,7 +134,8 @@ def tune_router(
     With ``mlflow_tracking_uri``, one parent run holds a nested run per trial (params, ``cv_mase``),
     in ``mlflow_experiment`` (default: the study name). ``n_threads`` caps XGBoost's OpenMP threads
     per fit while tuning (``None``: as the router sets them, all cores); one thread is as fast
-    on small problems and does not collapse when other jobs share the cores.
+    on small problems and does not collapse when other jobs share the cores. ``baseline`` is the
+    first trial's hyper-parameters (default: ForecastRouter's defaults, :func:`router_defaults`).
     """
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} or None (tune it), not {mode!r}")
@@ -173,7 +175,7 @@ def tune_router(
             pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
         )
         check_fingerprint(study, fingerprint)
-        enqueue_baseline(study, router_defaults(mode))
+        enqueue_baseline(study, router_defaults(mode) if baseline is None else baseline)
         with mlflow_tracking(mlflow_tracking_uri, mlflow_experiment or study_name, run_name=study_name) as tracking:
             with omp_threads(n_threads):
                 study.optimize(objective, n_trials=n_trials, timeout=timeout_s, callbacks=[log, *tracking.callbacks])

@@ -10,6 +10,7 @@ import pytest
 from serving_helpers import assert_xlsx_matches_csv
 
 from serving.bentos.batch import (
+    MAX_RESTARTS,
     RESULT_COLUMNS,
     BatchLimits,
     BatchRunner,
@@ -114,6 +115,16 @@ def test_job_runs_in_chunks_and_survives_a_restart(tmp_path):
     redone = store.load(stale.job_id)
     assert redone.state == "done" and redone.restarts == 1 and redone.model_version == "4"
     assert store.load(job.job_id).state == "done"
+
+    # one that was running at each of MAX_RESTARTS crashes already (it may be what kills the service) ends failed
+    doomed = store.create(frame, horizon=2)
+    doomed.state, doomed.restarts = "running", MAX_RESTARTS
+    store.save(doomed)
+    last = BatchRunner(JobStore(tmp_path), lambda: ("m", "4", _fake_forecast), BatchLimits(chunk_skus=5))
+    last.start()
+    last.stop()
+    failed = store.load(doomed.job_id)
+    assert failed.state == "failed" and f"{MAX_RESTARTS + 1} service restarts" in failed.error
 
 
 def test_failed_job_reports_the_error(tmp_path):

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from serving.bentos.auth import KeyStore
 from serving.bentos.middleware import ApiKeyMiddleware, oidc_from_settings
-from serving.bentos.oidc import OidcConfigError, OidcSettings, OidcVerifier, looks_like_jwt, roles_of
+from serving.bentos.oidc import OidcConfigError, OidcSettings, OidcVerifier, TokenRejected, looks_like_jwt, roles_of
 from stockml.settings import Settings
 
 ISS = "https://sso.example.test/realms/stockml"
@@ -189,3 +189,41 @@ def test_helpers():
     assert roles_of({"realm_access": {"roles": ["x", 1]}}, "realm_access.roles") == {"x"}
     assert roles_of({"scope": "openid stockml-user"}, "scope") == {"openid", "stockml-user"}
     assert roles_of({"realm_access": "nope"}, "realm_access.roles") == set()
+
+
+def test_http_jwks_rotation_by_kid_refuses_a_withdrawn_key(keys):
+    """The verifier against a JWKS served over HTTP (a local server thread): a new kid is fetched once the
+    least refresh interval has passed, and the refetched set replaces the old one, so a withdrawn kid is
+    refused (PyJWKClient's per-kid LRU, which kept it, is not used)."""
+    from jwks_server import JwksServer
+
+    server = JwksServer()
+    try:
+        server.publish("k1", keys["good"], "RS256")
+        verifier = OidcVerifier(OidcSettings(ISS, AUD, server.jwks_url, jwks_min_refresh_s=0.2))
+        assert verifier.fetches_over_network
+        old = _token(keys["good"], kid="k1")
+        assert verifier.verify(old).role == "user"
+        assert server.fetches == 1
+        assert verifier.verify(old).role == "user" and server.fetches == 1  # the set is cached
+
+        server.publish("k2", keys["other"], "RS256")
+        server.withdraw("k1")
+        time.sleep(0.3)
+        assert verifier.verify(_token(keys["other"], kid="k2")).role == "user"
+        assert server.fetches == 2
+        with pytest.raises(TokenRejected) as rejected:
+            verifier.verify(old)
+        assert (rejected.value.status, rejected.value.reason) == (401, "invalid token: unknown signing key")
+        # a burst of unknown kids within the interval costs the issuer no more fetches
+        for n in range(5):
+            with pytest.raises(TokenRejected):
+                verifier.verify(_token(keys["other"], kid=f"random-{n}"))
+        assert server.fetches <= 3
+    finally:
+        server.stop()
+    time.sleep(0.3)
+    with pytest.raises(TokenRejected) as down:  # unknown kid, provider gone: 503, not the caller's fault
+        verifier.verify(_token(keys["other"], kid="k3"))
+    assert down.value.status == 503
+    assert verifier.verify(_token(keys["other"], kid="k2")).role == "user"  # cached keys still verify

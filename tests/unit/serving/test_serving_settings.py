@@ -71,3 +71,21 @@ def test_renamed_variables_are_reported():
     }
     table = settings_table()
     assert all(f"`{new}`" in table for new in RENAMED.values())  # every old name maps to a real setting
+
+
+def test_registry_http_policy_is_short_unless_the_operator_set_mlflows_own():
+    """The service's MLflow requests give up fast when the server is down (the fault test in
+    tests/system/test_serving_mlflow_server.py relies on it); an explicit MLFLOW_HTTP_REQUEST_* wins."""
+    from stockml.settings_serving import ServingSettings, apply_registry_http_policy
+
+    env: dict[str, str] = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+    got = apply_registry_http_policy(ServingSettings(registry_retries=1, registry_timeout_s=5), env)
+    assert (
+        got
+        == env
+        == {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        }
+    )

@@ -10,12 +10,9 @@ import os
 import socket
 import time
 import uuid
-from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 from asgi_client import ASGIClient
-from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -374,74 +371,7 @@ def test_redis_down_falls_back_to_memory():
 # ---------------------------------------------------------------- model watcher
 
 
-class _FakeClient:
-    def __init__(self) -> None:
-        self.aliases: dict[str, str] = {}
-
-    def get_model_version_by_alias(self, name: str, alias: str):
-        if alias not in self.aliases:
-            raise MlflowException(f"Registered model alias {alias} not found.")
-        return SimpleNamespace(version=self.aliases[alias], run_id=f"run-{self.aliases[alias]}")
-
-
-class _FakePyfunc:
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        if uri.endswith("/3"):
-            raise OSError("artifact missing")
-
-    def predict(self, history: pd.DataFrame, params: dict) -> pd.DataFrame:
-        return history
-
-    def unwrap_python_model(self):
-        return SimpleNamespace(model=None)
-
-
-def test_watcher_loads_swaps_and_keeps_serving_on_failure(monkeypatch):
-    monkeypatch.setattr(watcher_mod.mlflow.pyfunc, "load_model", _FakePyfunc)
-    client = _FakeClient()
-    w = watcher_mod.ModelWatcher("m", poll_s=0, client=client)
-    assert w.refresh()["champion"]["changed"] is False and w.champion is None and "no 'champion'" in w.last_error
-
-    client.aliases = {"champion": "1", "challenger": "2"}
-    report = w.refresh()
-    assert report["champion"] == {"from": None, "to": "1", "changed": True}
-    assert w.versions() == {"champion": "1", "challenger": "2"} and w.last_error is None
-    held = w.champion  # a request in flight keeps its reference through a swap
-
-    client.aliases = {"champion": "2"}  # challenger promoted
-    report = w.refresh()
-    assert report["champion"]["changed"] and w.versions() == {"champion": "2", "challenger": None}
-    assert held.version == "1" and w.champion.version == "2"
-
-    client.aliases = {"champion": "3"}  # broken version: not swapped in, error reported
-    report = w.refresh()
-    assert not report["champion"]["changed"] and "artifact missing" in report["champion"]["error"]
-    assert w.champion.version == "2" and "v3" in w.last_error
-
-    client.aliases = {}  # alias deleted: keep serving what is loaded
-    w.refresh()
-    assert w.champion.version == "2"
-    assert w.refresh(force=False)["champion"]["to"] == "2"
-
-
-def test_watcher_polls_in_the_background(monkeypatch):
-    monkeypatch.setattr(watcher_mod.mlflow.pyfunc, "load_model", _FakePyfunc)
-    client = _FakeClient()
-    client.aliases = {"champion": "1"}
-    w = watcher_mod.ModelWatcher("m", poll_s=0.05, client=client)
-    w.start()
-    try:
-        deadline = time.time() + 10
-        while w.champion is None and time.time() < deadline:
-            time.sleep(0.01)
-        assert w.champion.version == "1"
-        client.aliases = {"champion": "2"}
-        while w.champion.version != "2" and time.time() < deadline:
-            time.sleep(0.01)
-        assert w.champion.version == "2"
-    finally:
-        w.stop()
+# the watcher's loads, swaps and polling run on a real registry: tests/integration/test_model_watcher.py
 
 
 def test_credentials_are_redacted_from_registry_errors():
