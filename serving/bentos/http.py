@@ -22,7 +22,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Body, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
@@ -245,6 +245,25 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     app.include_router(api)
+
+    @app.get(
+        "/readyz",
+        response_class=PlainTextResponse,
+        tags=["Infrastructure"],
+        responses={
+            503: {
+                "description": "Not ready: no champion model is loaded yet.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+            }
+        },
+    )
+    async def readyz() -> PlainTextResponse:
+        """Readiness: 200 once a champion is loaded, 503 until then. BentoML's own ``/readyz`` answers it (its
+        route comes first, asking ``__is_ready__``: the same question); this route puts the 503 in the API docs."""
+        e = get_engine()
+        if e is None or not e.ready:
+            raise NotReady()
+        return PlainTextResponse("\n")
 
     @app.exception_handler(ServingError)
     async def serving_error(_request: Request, exc: ServingError) -> JSONResponse:

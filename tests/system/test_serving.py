@@ -76,7 +76,9 @@ def server(registry):
                         break
                 except httpx.TransportError:
                     time.sleep(0.5)
-            observed["readyz_without_champion"] = c.get("/readyz").status_code
+            not_ready = c.get("/readyz")
+            observed["readyz_without_champion"] = not_ready.status_code
+            observed["readyz_body"] = not_ready.json()  # the documented ErrorBody, not BentoML's plain text
             r = c.post("/forecast", json={"items": forecast_items(registry["demand"], 1)}, headers=auth(USER))
             observed["forecast_without_champion"] = (r.status_code, r.json())
             assert reg.promote(version="1").promoted
@@ -123,7 +125,7 @@ def _check_forecast(body: dict, skus: list[str], horizon: int, version: str) -> 
 
 def test_not_ready_and_503_until_a_champion_is_loaded(server):
     obs = server["observed"]
-    assert obs["readyz_without_champion"] == 503
+    assert obs["readyz_without_champion"] == 503 and "not ready" in obs["readyz_body"]["error"]
     status, body = obs["forecast_without_champion"]
     assert status == 503 and "no champion" in body["error"]
 
