@@ -30,10 +30,16 @@ Load set-up (the same for the echo ceiling and for our service):
   With ``--url`` nothing is pinned but the client (the server is not ours to pin);
 - each level opens its connections first (one request per client), then runs ``--seconds``.
 
+- ``--load-seconds S`` adds a load run (:mod:`bench.serving_load`): ``--load-clients`` closed-loop
+  clients on ``/forecast`` for S seconds, a ``--load-fresh`` share of them with a history never sent
+  before (computed by the model), the rest answered from the cache; status counts (5xx), p50/p99,
+  throughput, and the RSS of the service's processes before and after (JSON key ``load_run``).
+
 Example::
 
     python -m bench.serving --seconds 10 --batch-skus 10000 --out /tmp/serving_bench.json
     python -m bench.serving --seconds 10 --skip-batch                     # latency/throughput only
+    python -m bench.serving --skip-levels --skip-batch --load-seconds 60  # the load run only
 """
 
 from __future__ import annotations
@@ -244,6 +250,26 @@ def _run_levels(url: str, headers: dict[str, str], body: bytes, args: argparse.N
         os.sched_setaffinity(0, before)
 
 
+def _run_load(url: str, headers: dict[str, str], args: argparse.Namespace, client_cpus, pid: int | None) -> dict:
+    """The load run (:mod:`bench.serving_load`), with this process on ``client_cpus`` meanwhile."""
+    from bench.serving_load import load_run
+
+    before = os.sched_getaffinity(0)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+    try:
+        return load_run(
+            url,
+            headers,
+            clients=args.load_clients,
+            seconds=args.load_seconds,
+            fresh_share=args.load_fresh,
+            server_pid=pid,
+        )
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def _batch_csv(n: int, weeks: int, seed: int) -> bytes:
     """``n`` SKUs of weekly demand, a mix of smooth and intermittent series."""
     import pandas as pd
@@ -336,6 +362,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--horizon", type=int, default=13)
     ap.add_argument("--no-ceiling", action="store_true", help="do not start the echo service")
     ap.add_argument("--echo", choices=("sync", "async"), default="sync", help="the ceiling's API: sync or async")
+    ap.add_argument("--skip-levels", action="store_true", help="no latency runs at --concurrency (nor the echo)")
+    ap.add_argument("--load-seconds", type=float, default=0.0, help="a load run of this length (0: none)")
+    ap.add_argument("--load-clients", type=int, default=64, help="concurrent clients of the load run")
+    ap.add_argument("--load-fresh", type=float, default=0.1, help="share of load-run requests with a new history")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.skip_batch:
@@ -382,13 +412,16 @@ def main(argv: list[str] | None = None) -> dict:
         body = payload.encode()
         if procs:
             pin_tree(procs[0].pid, server_cpus)
-        ours = _run_levels(url, headers, body, args, client_cpus)
+        ours = [] if args.skip_levels else _run_levels(url, headers, body, args, client_cpus)
+        if args.load_seconds:
+            result["load_run"] = _run_load(url, headers, args, client_cpus, procs[0].pid if procs else None)
         if procs:
             pin_tree(procs[0].pid, None)  # the batch job may use every CPU
-        result["stockml"] = ours
+        if ours:
+            result["stockml"] = ours
         ceiling: list[dict] = []
         result["echo_api"] = args.echo
-        if not args.no_ceiling:
+        if ours and not args.no_ceiling:
             target = "bench.serving:EchoAsync" if args.echo == "async" else "bench.serving:Echo"
             eproc, eurl = _serve(target, env, tmp / "echo.log")
             procs.append(eproc)
@@ -409,8 +442,10 @@ def main(argv: list[str] | None = None) -> dict:
             stop(p)
     if ceiling:
         print(_table(ours, ceiling))
-    else:
-        print(json.dumps(result.get("stockml"), indent=1))
+    elif ours:
+        print(json.dumps(ours, indent=1))
+    if "load_run" in result:
+        print("load run:", json.dumps({k: v for k, v in result["load_run"].items() if k not in ("cached", "fresh")}))
     if "batch" in result:
         print("batch:", json.dumps(result["batch"]))
     if args.out:

@@ -192,6 +192,24 @@ class JobStore:
         self.save(job)
         return job
 
+    def create_failed(self, reason: str, horizon: int, submitted_by: str | None = None) -> Job:
+        """A job whose upload could not be used: ``failed`` at once with ``reason`` (nothing to run)."""
+        now = _now()
+        job = Job(
+            job_id=uuid.uuid4().hex,
+            state="failed",
+            horizon=horizon,
+            skus_total=0,
+            rows=0,
+            created_at=now,
+            finished_at=now,
+            error=reason[:500],
+            submitted_by=submitted_by,
+        )
+        self.dir(job.job_id).mkdir()
+        self.save(job)
+        return job
+
     def save(self, job: Job) -> None:
         d = self.dir(job.job_id)
         tmp = d / f"job.json.{threading.get_ident()}.tmp"

@@ -248,7 +248,7 @@ class Engine:
         if router is not None:
             source = f"{champ.name} v{champ.version}"
         try:
-            hist = regularise(frame(req.items))
+            hist = regularise(frame(req.items), min_weeks=1)  # one week is enough for the classes
         except HistoryError as exc:
             raise _history_error(exc) from exc
         feats = router_features(hist, season, rule)
@@ -275,7 +275,7 @@ class Engine:
         champ = self._champion()
         items = req.items
         horizon = max(i.lead_time_weeks + i.review_period_weeks for i in items)  # one forecast call, one cache key
-        keys, hits, fresh, _ = self._forecast_values(champ, items, horizon)
+        keys, hits, fresh, _ = self._forecast_values(champ, req.series(), horizon)  # one per sku
         out = []
         for item in items:
             value = self._value(item.sku, keys[item.sku], hits, fresh)
@@ -349,10 +349,14 @@ class Engine:
         return None if champ is None else (champ.name, champ.version, champ.predict)
 
     def batch_submit(self, raw: bytes, horizon: int = 13) -> JobOut:
+        """A job for the uploaded CSV. A CSV that cannot be used (its content is not something the
+        schema can state) gives a job that is ``failed`` from the start, ``error`` saying why."""
         try:
             table = parse_csv(raw, self.batch_limits)
         except CsvError as exc:
-            raise InvalidInput(str(exc), field="file") from exc
+            job = self.jobs.create_failed(f"the CSV cannot be used: {exc}", horizon)
+            log.info("batch job %s refused its CSV: %s", job.job_id, exc)
+            return JobOut(**job.public())
         job = self.jobs.create(table, horizon)
         self.batch.submit(job)
         log.info("batch job %s queued: %d SKUs, %d rows, horizon %d", job.job_id, job.skus_total, job.rows, horizon)

@@ -20,11 +20,12 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Body, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Body, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.bentos.batch import XLSX_MEDIA_TYPE
@@ -44,27 +45,28 @@ from serving.bentos.schemas_ops import (
     BatchResultRequest,
     BatchStatusRequest,
     FeedbackAnswer,
+    FeedbackBody,
     JobOut,
     ModelInfo,
     RecommendOrderRequest,
     RecommendOrderResponse,
     ReloadAnswer,
 )
-from serving.bentos.traffic import FeedbackRequest
 
 THREADS = 4  # blocking work (a model call, a Redis or database round trip) runs in at most this many threads
 
 _WHY = {
     401: "No bearer token, or an unknown or invalid one (`WWW-Authenticate: Bearer`).",
-    403: "The key's role may not call this endpoint (admin only), or the token has no stockml role.",
+    403: "The key's role may not call this endpoint (admin only), or the OIDC token has no stockml role.",
     404: "An id in the request is not known (`detail` names the field).",
     409: "The batch job is not done yet (`state`, `progress`).",
     413: "The body is larger than the limit (`max_body_bytes`).",
     415: "The content type is not application/json.",
     422: "The body does not match the schema, or cannot be used (`detail`: each field and why).",
     429: "The key's rate limit is spent (`Retry-After`, `retry_after_s`).",
-    500: "The model answered without a forecast for a SKU.",
-    503: "No champion model is loaded yet (`Retry-After`; `registry_error`).",
+    500: "An internal error (the model answered without a forecast for a SKU, or an unexpected failure): "
+    "`error` names its kind, never a traceback.",
+    503: "The service is starting, or no champion model is loaded yet (`Retry-After`; `registry_error`).",
 }
 
 
@@ -73,12 +75,18 @@ def _errors(*codes: int, **why: str) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": why.get(f"e{code}", _WHY[code])} for code in codes}
 
 
-JSON_ERRORS = (401, 413, 415, 422, 429)  # every JSON POST: auth, rate limit, body limits, validation
+# every route: auth (403: an OIDC token without a stockml role), rate limit, an internal error, not started yet
+ANY_ROUTE = (401, 403, 429, 500, 503)
+JSON_ERRORS = (*ANY_ROUTE, 413, 415, 422)  # every JSON POST: the above, the body limits, validation
 
 
 def _body_model(endpoint: Callable[..., Any]) -> type[BaseModel] | None:
-    """The pydantic model of the endpoint's JSON body parameter, if it has one."""
-    for name, hint in typing.get_type_hints(endpoint).items():
+    """The pydantic model of the endpoint's JSON body parameter, if it has one (a form model is not one)."""
+    for name, hint in typing.get_type_hints(endpoint, include_extras=True).items():
+        if typing.get_origin(hint) is Annotated:
+            if any(isinstance(m, params.Form) for m in hint.__metadata__):
+                continue
+            hint = typing.get_args(hint)[0]
         if name != "return" and isinstance(hint, type) and issubclass(hint, BaseModel):
             return hint
     return None
@@ -115,6 +123,25 @@ class JsonModelRoute(APIRoute):
         return validate_then_handle
 
 
+# The /batch form as published. The form is read by the route itself (checked before that by
+# :class:`~serving.bentos.middleware.UploadMiddleware`): ``file`` is one part, sent as a file or as a plain
+# field, whose bytes are the CSV, so its schema gives it no JSON type (whatever a client meant a part to be,
+# it arrives as bytes) and only says it is one value, not several; the CSV's content is not a schema matter.
+BATCH_FORM = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["file"],
+    "properties": {
+        "file": {
+            "not": {"type": "array"},
+            "format": "binary",
+            "description": "CSV with columns sku, ds, y (a header first; one part).",
+        },
+        "horizon": {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON, "default": 13},
+    },
+}
+
+
 def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -> FastAPI:
     """The API over the engine that ``get_engine`` returns (None until the service has built it: 503)."""
     app = FastAPI(
@@ -140,7 +167,7 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
             limiter.append(anyio.CapacityLimiter(threads))
         return await anyio.to_thread.run_sync(func, *args, limiter=limiter[0])
 
-    @api.post("/forecast", responses=_errors(*JSON_ERRORS, 500, 503))
+    @api.post("/forecast", responses=_errors(*JSON_ERRORS))
     async def forecast(body: ForecastRequest) -> ForecastResponse:
         """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history."""
         e = engine()
@@ -152,7 +179,7 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         """Demand pattern (Syntetos-Boylan), ADI, CV², CV and XYZ of each series; no ABC (see note)."""
         return await off_loop(engine().classify, body)
 
-    @api.post("/recommend_order", responses=_errors(*JSON_ERRORS, 500, 503))
+    @api.post("/recommend_order", responses=_errors(*JSON_ERRORS))
     async def recommend_order(body: RecommendOrderRequest) -> RecommendOrderResponse:
         """Order quantity per SKU from the champion's forecast and a base-stock (order-up-to) policy."""
         return await off_loop(engine().recommend_order, body)
@@ -162,15 +189,15 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         """What is loaded, per alias, and the state of the registry watch (the body may be empty)."""
         return engine().model_info()
 
-    @api.post("/admin/reload", response_model=ReloadAnswer, responses=_errors(401, 403, 413, 415, 422, 429, 503))
+    @api.post("/admin/reload", response_model=ReloadAnswer, responses=_errors(*JSON_ERRORS))
     async def admin_reload(body: Annotated[ReloadRequest, Body(default_factory=ReloadRequest)]) -> dict[str, Any]:
         """Check the registry now; load and swap in the aliases that moved (admin key)."""
         return await off_loop(engine().reload, body.force)
 
     @api.post("/feedback", response_model=FeedbackAnswer, responses=_errors(*JSON_ERRORS, 404))
-    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+    async def feedback(body: FeedbackBody) -> dict[str, Any]:
         """Actuals for served forecasts: reward per forecast, Beta posteriors per version, bandit decision."""
-        return await off_loop(engine().feedback, body)
+        return await off_loop(engine().feedback, body.request())
 
     @api.post("/bandit", response_model=BanditState, responses=_errors(*JSON_ERRORS))
     async def bandit(body: Annotated[EmptyRequest, Body(default_factory=EmptyRequest)]) -> dict[str, Any]:
@@ -180,23 +207,22 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
     @api.post(
         "/batch",
         responses=_errors(
-            401,
+            *ANY_ROUTE,
             415,
             422,
-            429,
             e415="The content type is not multipart/form-data.",
-            e422="No single `file` part, an unknown form field, a bad `horizon`, an upload over the limit "
-            "(`detail` names `file`), or a CSV that cannot be used (`detail`: the reason).",
+            e422="No single `file` part, an unknown form field, a bad `horizon`, or an upload over the limit "
+            "(`detail` names the field).",
         ),
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": BATCH_FORM}}}},
     )
-    async def batch(
-        file: Annotated[UploadFile, File(description="CSV with columns sku, ds, y.")],
-        horizon: Annotated[int, Form(ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")] = 13,
-    ) -> JobOut:
-        """Upload a CSV (multipart field ``file``) for a background forecast job; an upload over the
-        limit is a 422 naming ``file``."""
-        raw = await file.read()
-        return await off_loop(engine().batch_submit, raw, horizon)
+    async def batch(request: Request) -> JobOut:
+        """Upload a CSV (multipart field ``file``) for a background forecast job. A CSV whose content cannot
+        be used gives a job that is ``failed`` from the start, its ``error`` saying why."""
+        async with request.form() as form:
+            part, horizon = form.getlist("file")[0], form.get("horizon")
+            raw = await part.read() if isinstance(part, UploadFile) else str(part).encode()
+        return await off_loop(engine().batch_submit, raw, int(horizon) if isinstance(horizon, str) else 13)
 
     @api.post("/batch_status", responses=_errors(*JSON_ERRORS, 404))
     async def batch_status(body: BatchStatusRequest) -> JobOut:
@@ -219,6 +245,25 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     app.include_router(api)
+
+    @app.get(
+        "/readyz",
+        response_class=PlainTextResponse,
+        tags=["Infrastructure"],
+        responses={
+            503: {
+                "description": "Not ready: no champion model is loaded yet.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+            }
+        },
+    )
+    async def readyz() -> PlainTextResponse:
+        """Readiness: 200 once a champion is loaded, 503 until then. BentoML's own ``/readyz`` answers it (its
+        route comes first, asking ``__is_ready__``: the same question); this route puts the 503 in the API docs."""
+        e = get_engine()
+        if e is None or not e.ready:
+            raise NotReady()
+        return PlainTextResponse("\n")
 
     @app.exception_handler(ServingError)
     async def serving_error(_request: Request, exc: ServingError) -> JSONResponse:

@@ -3,6 +3,8 @@ auth and rate limiting, then the size and content-type limits of request bodies.
 
 Order (outermost first, as added in :mod:`serving.bentos.service`):
 
+0. :class:`ErrorShapeMiddleware`: any 4xx/5xx answer that is not JSON (the server's own 404 for an
+   unknown path, 405 for a wrong method) is given the :class:`~serving.bentos.errors.ErrorBody` shape.
 1. :class:`ApiKeyMiddleware`: 401 without or with an unknown bearer key, 403 for a ``user``
    key on ``/admin/*``, 429 (with ``Retry-After``) when the key's rate limit is spent (per worker,
    or shared by all workers through Redis when ``STOCKML_SERVING__REDIS_URL`` is set: see
@@ -28,9 +30,9 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import Any
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -318,10 +320,12 @@ async def _check_form(scope: Scope, receive: Receive) -> tuple[str, str] | None:
         unknown = sorted(set(form.keys()) - {"file", "horizon"})
         if unknown:
             return f"unknown form field(s) {unknown}; send 'file' and optionally 'horizon'", unknown[0]
-        files = form.getlist("file")
-        if len(files) != 1 or not isinstance(files[0], UploadFile):
+        if len(form.getlist("file")) != 1:  # a file part or a plain field: its bytes are the CSV
             return "send exactly one CSV file in the form field 'file'", "file"
-        horizon = form.get("horizon")
+        horizons = form.getlist("horizon")
+        if len(horizons) > 1:
+            return "send horizon at most once", "horizon"
+        horizon = horizons[0] if horizons else None
         if horizon is not None:
             text = horizon if isinstance(horizon, str) else ""
             if not (text.strip().isdigit() and 1 <= int(text) <= MAX_HORIZON):
@@ -329,3 +333,49 @@ async def _check_form(scope: Scope, receive: Receive) -> tuple[str, str] | None:
         return None
     finally:
         await form.close()
+
+
+class ErrorShapeMiddleware:
+    """Every error answer in the documented :class:`~serving.bentos.errors.ErrorBody` shape: a 4xx/5xx that
+    is not JSON (the server's own 404 for an unknown path, 405 for a wrong method) is answered with the same
+    status and headers (``Allow`` kept) and ``{"error": <its text>}`` instead of plain text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def reshape(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                ctype = dict(message.get("headers", [])).get(b"content-type", b"").split(b";")[0].strip()
+                if message["status"] >= 400 and ctype != b"application/json":
+                    start = message  # hold it: the body is replaced
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                text = b"".join(chunks).decode("utf-8", "replace").strip()[:200]
+                status = start["status"]
+                keep = {
+                    k.decode("latin-1"): v.decode("latin-1")
+                    for k, v in start.get("headers", [])
+                    if k.lower() not in (b"content-type", b"content-length")
+                }
+                try:
+                    phrase = HTTPStatus(status).phrase
+                except ValueError:
+                    phrase = "error"
+                response = JSONResponse(error_body(text or phrase), status_code=status, headers=keep)
+                await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+                await send({"type": "http.response.body", "body": response.body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, reshape)

@@ -18,9 +18,14 @@ from training.data.weekly import week_number
 MAX_ITEMS = 1000
 MAX_HORIZON = 104
 MAX_POINTS = 10_000  # observations per SKU (daily data is fine: it is summed into weeks)
-MAX_WEEKS = 1040  # span of one history, first to last week (20 years)
+MAX_WEEKS = 1040  # weeks of one history used, up to its latest week (20 years); older ones are ignored
 MAX_Y = 1e12  # weekly demand beyond this is a unit error, and overflows interval arithmetic
 MIN_DATE, MAX_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)  # pandas' nanosecond range ends in 2262
+
+
+# the date range as a pattern, so the published schema states it (pydantic's ge/le on a date are not
+# written into the JSON schema): years 1900..2200, months 01..12, days 01..31 (the calendar check is format: date)
+DATE_PATTERN = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 
 class Observation(BaseModel):
@@ -31,7 +36,13 @@ class Observation(BaseModel):
     ds: Annotated[
         dt.date,
         # bounds checked by pydantic-core itself (no Python validator per observation: hot path)
-        Field(strict=True, ge=MIN_DATE, le=MAX_DATE, description="ISO date, YYYY-MM-DD (1900-01-01 .. 2200-12-31)."),
+        Field(
+            strict=True,
+            ge=MIN_DATE,
+            le=MAX_DATE,
+            description="ISO date, YYYY-MM-DD (1900-01-01 .. 2200-12-31).",
+            json_schema_extra={"pattern": DATE_PATTERN},
+        ),
     ]
     y: Annotated[
         float,
@@ -48,30 +59,41 @@ class SeriesIn(BaseModel):
     history: Annotated[
         list[Observation],
         Field(
-            min_length=2,
+            min_length=1,
             max_length=MAX_POINTS,
-            description=f"2..{MAX_POINTS} observations covering at least 2 different Monday-to-Sunday weeks and "
-            f"spanning at most {MAX_WEEKS} weeks from the first to the last.",
+            description=f"1..{MAX_POINTS} observations. Only the last {MAX_WEEKS} weeks (up to the latest "
+            "observation's week) are used; older observations are ignored. A history covering a single "
+            "Monday-to-Sunday week is answered with that week's demand repeated (Naive), without intervals.",
         ),
     ]
 
     @field_validator("history")
     @classmethod
-    def _weeks(cls, v: list[Observation]) -> list[Observation]:
-        # W-MON week numbers (the library's): at least 2 distinct weeks <=> the first and last week differ
-        first, last = week_number(min(o.ds for o in v)), week_number(max(o.ds for o in v))
-        if first == last:
-            raise ValueError("history must cover at least 2 different weeks")
-        span = last - first + 1
-        if span > MAX_WEEKS:
-            raise ValueError(f"history spans {span} weeks; at most {MAX_WEEKS} are accepted")
+    def _last_weeks(cls, v: list[Observation]) -> list[Observation]:
+        return last_weeks(v)
+
+
+def last_weeks(v: list[Observation]) -> list[Observation]:
+    """The observations of the last ``MAX_WEEKS`` W-MON weeks (the library's week numbers) up to the latest."""
+    first = week_number(max(o.ds for o in v)) - MAX_WEEKS + 1
+    if week_number(min(o.ds for o in v)) >= first:
         return v
+    return [o for o in v if week_number(o.ds) >= first]
 
 
-Items = Annotated[
-    list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs, each sku at most once.")
-]
-Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")]
+def pool_by_sku(items: list[SeriesIn]) -> list[SeriesIn]:
+    """``items`` with one entry per sku, in order of first appearance: the histories of items naming the
+    same sku are one series (their observations pooled, as several observations in one week are summed)."""
+    first: dict[str, int] = {}
+    pooled: list[SeriesIn] = []
+    for item in items:
+        i = first.setdefault(item.sku, len(pooled))
+        if i == len(pooled):
+            pooled.append(item)
+        else:
+            merged = [*pooled[i].history, *item.history]
+            pooled[i] = type(pooled[i]).model_construct(sku=item.sku, history=last_weeks(merged))
+    return pooled
 
 
 def unique_by(items: list, field: str = "sku") -> list:
@@ -85,8 +107,13 @@ def unique_by(items: list, field: str = "sku") -> list:
     return items
 
 
+SAME_SKU = "items naming the same sku are one series: their histories are pooled and answered once"
+Items = Annotated[list[SeriesIn], Field(min_length=1, max_length=MAX_ITEMS, description=f"1..1000 SKUs; {SAME_SKU}.")]
+Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_HORIZON, description="Weeks ahead, 1..104.")]
+
+
 class ClassifyRequest(BaseModel):
-    """Series to classify, each SKU at most once."""
+    """Series to classify."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,8 +121,8 @@ class ClassifyRequest(BaseModel):
 
     @field_validator("items")
     @classmethod
-    def _skus(cls, v: list[SeriesIn]) -> list[SeriesIn]:
-        return unique_by(v)
+    def _pool(cls, v: list[SeriesIn]) -> list[SeriesIn]:
+        return pool_by_sku(v)
 
 
 class ForecastRequest(ClassifyRequest):
@@ -107,7 +134,7 @@ class ForecastRequest(ClassifyRequest):
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    force: bool = False
+    force: Annotated[bool, Field(strict=True, description="Reload even when the version did not change.")] = False
 
 
 class EmptyRequest(BaseModel):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, MAX_Y, SeriesIn, unique_by
+from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, MAX_Y, SeriesIn, pool_by_sku
+from serving.bentos.traffic import FeedbackItem, FeedbackRequest
 
 MAX_LEAD_WEEKS = 52
 MAX_REVIEW_WEEKS = MAX_HORIZON - MAX_LEAD_WEEKS  # lead time + review period <= the forecast horizon limit
@@ -48,13 +49,40 @@ class RecommendOrderRequest(BaseModel):
 
     items: Annotated[
         list[OrderItem],
-        Field(min_length=1, max_length=MAX_ITEMS, description="1..1000 SKUs, each sku at most once."),
+        Field(
+            min_length=1,
+            max_length=MAX_ITEMS,
+            description="1..1000 items, each answered with its own stock situation; items naming the same sku "
+            "share one forecast, from their pooled histories.",
+        ),
     ]
 
-    @field_validator("items")
-    @classmethod
-    def _skus(cls, v: list[OrderItem]) -> list[OrderItem]:
-        return unique_by(v)
+    def series(self) -> list[SeriesIn]:
+        """One series per sku (histories of items naming the same sku pooled): what is forecast."""
+        return pool_by_sku(list(self.items))
+
+
+class FeedbackBody(BaseModel):
+    """The ``/feedback`` body: items naming the same forecast_id are one item (their actuals pooled, as
+    several actuals in one week are summed); :meth:`request` is what the engine scores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[
+        list[FeedbackItem],
+        Field(
+            min_length=1,
+            max_length=MAX_ITEMS,
+            description="1..1000 items; items naming the same forecast_id are pooled into one.",
+        ),
+    ]
+
+    def request(self) -> FeedbackRequest:
+        pooled: dict[str, list] = {}
+        for item in self.items:
+            pooled.setdefault(item.forecast_id, []).extend(item.actuals)
+        items = [FeedbackItem.model_construct(forecast_id=k, actuals=v) for k, v in pooled.items()]
+        return FeedbackRequest.model_construct(items=items)  # validated above; pooling keeps it valid but long
 
 
 class OrderRecommendationOut(BaseModel):

@@ -32,8 +32,11 @@ Endpoints (all POST + JSON, bearer key needed; health, readiness, metrics and do
   ``GET /docs.json`` (the OpenAPI: the FastAPI app's routes, merged by BentoML; ``GET /openapi.json`` is
   the same routes labelled OpenAPI 3.1) and ``GET /`` (Swagger UI).
 
-Errors: 401/403 (key, role), 413 (body too large), 415 (not JSON), 422 (validation: the body
-names each failing field), 429 (rate limit), 503 (no champion loaded). Never a traceback.
+Errors: 401/403 (key, role), 404 (unknown path or id), 405 (wrong method, ``Allow``), 409 (job not
+done), 413 (body too large), 415 (not JSON), 422 (validation: the body names each failing field),
+429 (rate limit), 503 (no champion loaded); every one with the ``ErrorBody`` of ``/docs.json``
+(:class:`~serving.bentos.middleware.ErrorShapeMiddleware` reshapes the server's own plain-text
+404/405). Never a traceback.
 
 Layers: this module only wires them. :mod:`serving.bentos.http` is the FastAPI app (routes, request
 and response models, error mapping), mounted here with ``@bentoml.asgi_app``; the middlewares
@@ -57,7 +60,13 @@ import mlflow
 
 from serving.bentos.engine import Engine
 from serving.bentos.http import JSON_PATHS, THREADS, build_app
-from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware, UploadMiddleware, auth_options
+from serving.bentos.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    ErrorShapeMiddleware,
+    UploadMiddleware,
+    auth_options,
+)
 from serving.bentos.models import redact
 from serving.bentos.worker import WorkerHeaderMiddleware
 from stockml.settings import Settings, get_settings
@@ -114,8 +123,9 @@ class StockForecaster:
         self.engine.stop()
 
 
-# outermost first: the worker header, auth and rate limits, then the body limits; BentoML's metrics
-# middleware wraps them all
+# outermost first: every error answer in the ErrorBody shape, the worker header, auth and rate limits, then
+# the body limits; BentoML's metrics middleware wraps them all
+StockForecaster.add_asgi_middleware(ErrorShapeMiddleware)
 StockForecaster.add_asgi_middleware(WorkerHeaderMiddleware)
 StockForecaster.add_asgi_middleware(
     ApiKeyMiddleware, **auth_options(SETTINGS.auth, SETTINGS.serving.redis_url, SETTINGS.serving.redis_retry_s)

@@ -76,7 +76,9 @@ def server(registry):
                         break
                 except httpx.TransportError:
                     time.sleep(0.5)
-            observed["readyz_without_champion"] = c.get("/readyz").status_code
+            not_ready = c.get("/readyz")
+            observed["readyz_without_champion"] = not_ready.status_code
+            observed["readyz_body"] = not_ready.json()  # the documented ErrorBody, not BentoML's plain text
             r = c.post("/forecast", json={"items": forecast_items(registry["demand"], 1)}, headers=auth(USER))
             observed["forecast_without_champion"] = (r.status_code, r.json())
             assert reg.promote(version="1").promoted
@@ -123,7 +125,7 @@ def _check_forecast(body: dict, skus: list[str], horizon: int, version: str) -> 
 
 def test_not_ready_and_503_until_a_champion_is_loaded(server):
     obs = server["observed"]
-    assert obs["readyz_without_champion"] == 503
+    assert obs["readyz_without_champion"] == 503 and "not ready" in obs["readyz_body"]["error"]
     status, body = obs["forecast_without_champion"]
     assert status == 503 and "no champion" in body["error"]
 
@@ -255,7 +257,6 @@ INVALID = [
     ("non-numeric y", {"items": [_series(ys=(1.0, "lots"))]}, "items[0].history[1].y"),
     ("boolean y", {"items": [_series(ys=(True, 1.0))]}, "items[0].history[0].y"),
     ("empty history", {"items": [{"sku": "A", "history": []}]}, "items[0].history"),
-    ("one week only", _dated("2024-01-01", "2024-01-03"), "items[0].history"),
     ("horizon 0", {"items": [_series()], "horizon": 0}, "horizon"),
     ("horizon 105", {"items": [_series()], "horizon": 105}, "horizon"),
     ("horizon text", {"items": [_series()], "horizon": "13"}, "horizon"),
@@ -264,7 +265,6 @@ INVALID = [
     ("bad date", _dated("2024-02-30", "2024-03-04"), "items[0].history[0].ds"),
     ("not a date", _dated("yesterday", "2024-03-04"), "items[0].history[0].ds"),
     ("date out of range", _dated("2300-01-01", "2300-01-09"), "items[0].history[0].ds"),
-    ("duplicate sku", {"items": [_series("A"), _series("A")]}, "items"),
     ("unknown field", {"items": [_series()], "horizn": 4}, "horizn"),
     ("missing items", {"horizon": 4}, "items"),
     ("missing sku", {"items": [{"history": _series()["history"]}]}, "items[0].sku"),
@@ -279,6 +279,25 @@ def test_invalid_forecast_input_is_422_naming_the_field(client, case, payload, f
     assert field in {d["field"] for d in body["detail"]}, body
     assert field in body["error"] or any(field == d["field"] for d in body["detail"])
     assert "Traceback" not in r.text
+
+
+def test_what_the_schema_allows_is_answered(client):
+    """Bodies the schema allows but the service once refused: one week of history (Naive, no interval), the
+    same sku twice (one series, answered once), a history longer than 1040 weeks (its last 1040 used)."""
+    one_week = client.post("/forecast", json={**_dated("2024-01-01", "2024-01-03"), "horizon": 2})
+    assert one_week.status_code == 200, one_week.text[:300]
+    (item,) = one_week.json()["items"]
+    assert item["method"] == "Naive" and [p["yhat"] for p in item["forecasts"]] == [2.0, 2.0]
+    assert item["forecasts"][0]["hi80"] is None and item["confidence"] is None
+    twice = client.post("/forecast", json={"items": [_series("A", (1.0, 2.0)), _series("A", (3.0, 4.0))]})
+    assert twice.status_code == 200 and [i["sku"] for i in twice.json()["items"]] == ["A"], twice.text[:300]
+    pooled = client.post("/forecast", json={"items": [_series("A", (4.0, 6.0))]}).json()["items"][0]
+    assert [p["yhat"] for p in twice.json()["items"][0]["forecasts"]] == [p["yhat"] for p in pooled["forecasts"]]
+    long = _dated("1990-01-01", "2024-01-01", "2024-01-08")
+    r = client.post("/forecast", json=long)
+    assert r.status_code == 200, r.text[:300]
+    recent = client.post("/forecast", json=_dated("2024-01-01", "2024-01-08")).json()["items"][0]
+    assert r.json()["items"][0]["forecasts"] == recent["forecasts"]
 
 
 def test_non_json_bodies(client):

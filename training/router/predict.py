@@ -35,8 +35,10 @@ class HistoryError(ValueError):
     """The history given to the router cannot be forecast; the message names the problem."""
 
 
-def regularise(history: pd.DataFrame) -> pd.DataFrame:
-    """Validate a (unique_id, ds, y) frame and put it on the weekly W-MON grid, gaps as zero weeks."""
+def regularise(history: pd.DataFrame, min_weeks: int = 2) -> pd.DataFrame:
+    """Validate a (unique_id, ds, y) frame and put it on the weekly W-MON grid, gaps as zero weeks.
+
+    ``min_weeks``: the fewest weeks a series may cover (the members need 2; features and classes 1)."""
     missing = [c for c in ("unique_id", "ds", "y") if c not in history.columns]
     if missing:
         raise HistoryError(f"history is missing column(s) {missing}; expected unique_id, ds, y")
@@ -55,10 +57,40 @@ def regularise(history: pd.DataFrame) -> pd.DataFrame:
     span = weekly.reset_index().groupby("unique_id")["ds"]
     out = fill_weeks(weekly, span.min(), span.max())
     short = out.groupby("unique_id").size()
-    short = short[short < 2]
+    short = short[short < min_weeks]
     if len(short):
-        raise HistoryError(f"SKU(s) {list(short.index[:5])} have fewer than 2 weeks of history")
+        raise HistoryError(f"SKU(s) {list(short.index[:5])} have fewer than {min_weeks} weeks of history")
     return out
+
+
+ONE_WEEK_EXPLANATION = (
+    "the history covers one week: too short for the router and its members (2 weeks or more), "
+    "so that week's demand is repeated (Naive), without intervals"
+)
+
+
+def one_week_forecast(hist: pd.DataFrame, h: int, rule: PatternRule) -> pd.DataFrame:
+    """Forecasts of series that cover a single week (``hist`` regularised): that week's demand for every
+    step (Naive: the only estimate one value gives) and no interval, which one value cannot support."""
+    feats = router_features(hist, 1, rule)
+    patterns = rule.patterns(feats)
+    last = hist.groupby("unique_id", sort=False).last()
+    rows = len(last) * h
+    weeks_ahead = np.tile(np.arange(1, h + 1), len(last)) * np.timedelta64(7, "D")
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat(last.index.to_numpy(), h),
+            "ds": np.repeat(last["ds"].to_numpy(), h) + weeks_ahead,
+            "step": np.tile(np.arange(1, h + 1), len(last)),
+            "yhat": np.repeat(last["y"].to_numpy(dtype=float), h),
+            **{c: np.full(rows, np.nan) for c in ("lo80", "hi80", "lo95", "hi95")},
+            "method": "Naive",
+            "weights": json.dumps({"Naive": 1.0}),
+            "confidence": np.nan,
+            "pattern": np.repeat(patterns.reindex(last.index).to_numpy(), h),
+            "explanation": ONE_WEEK_EXPLANATION,
+        }
+    )[OUTPUT_COLUMNS]
 
 
 @dataclass
@@ -94,11 +126,17 @@ class RouterModel:
         return feats, weights, why
 
     def predict(self, history: pd.DataFrame, horizon: int | None = None, n_jobs: int | None = None) -> pd.DataFrame:
-        """Forecasts for every SKU in ``history``: point, 80/95 % intervals, method, confidence, why."""
+        """Forecasts for every SKU in ``history``: point, 80/95 % intervals, method, confidence, why (a series
+        covering a single week: :func:`one_week_forecast`)."""
         h = int(horizon or self.horizon)
         if not 1 <= h <= 104:
             raise HistoryError(f"horizon must be between 1 and 104 weeks, got {h}")
-        hist = regularise(history)
+        hist = regularise(history, min_weeks=1)
+        weeks = hist.groupby("unique_id")["ds"].transform("size")
+        single = one_week_forecast(hist[weeks == 1], h, self.rule) if (weeks == 1).any() else None
+        hist = hist[weeks > 1]
+        if hist.empty:
+            return single.sort_values(["unique_id", "step"]).reset_index(drop=True)
         feats, weights, why = self.route(hist)
         jobs = n_jobs if n_jobs is not None else (1 if len(feats) < 200 else -1)
         frames = []
@@ -121,7 +159,8 @@ class RouterModel:
         fc["pattern"] = fc["unique_id"].map(patterns)
         fc["explanation"] = fc["unique_id"].map(_with_anchor(why["explanation"], self.policy))
         fc["ds"] = pd.to_datetime(fc["ds"])
-        return fc[OUTPUT_COLUMNS].sort_values(["unique_id", "step"]).reset_index(drop=True)
+        fc = fc[OUTPUT_COLUMNS] if single is None else pd.concat([fc[OUTPUT_COLUMNS], single], ignore_index=True)
+        return fc.sort_values(["unique_id", "step"]).reset_index(drop=True)
 
     def describe(self) -> dict:
         return {

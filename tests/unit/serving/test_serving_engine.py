@@ -215,8 +215,10 @@ def test_feedback_for_unknown_forecasts_is_404_with_the_state(tmp_path):
 
 def test_batch_jobs_and_their_errors(tmp_path):
     engine = _engine(tmp_path, FakeModel())
-    err = _raises(422, InvalidInput, engine.batch_submit, b"sku,y\nA,1\n", 4)
-    assert err.body()["detail"][0]["field"] == "file"
+    refused = engine.batch_submit(b"sku,y\nA,1\n", 4)  # a CSV that cannot be used: a job failed from the start
+    assert refused.state == "failed" and "missing column(s) ['ds']" in refused.error and refused.skus_total == 0
+    assert engine.batch_status(refused.job_id) == refused
+    _raises(409, Conflict, engine.batch_result, refused.job_id, "csv")
     _raises(404, NotFound, engine.batch_status, "0" * 32)
     _raises(404, NotFound, engine.batch_result, "0" * 32, "csv")
     csv = (

@@ -32,8 +32,9 @@ from serving.bentos.auth import (
 from serving.bentos.cache import LRUCache, RedisCache, cache_key, history_hash, make_cache
 from serving.bentos.errors import field_path, validation_body
 from serving.bentos.http import build_app
-from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware
-from serving.bentos.schemas import ForecastRequest
+from serving.bentos.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ErrorShapeMiddleware
+from serving.bentos.schemas import ForecastRequest, Observation, ReloadRequest
+from serving.bentos.schemas_ops import FeedbackBody, RecommendOrderRequest
 
 
 def _redis_up() -> bool:
@@ -67,8 +68,9 @@ def test_valid_request_and_defaults():
          "items[0].history[0].ds", "date_type"),
         ('{"items": [{"sku": "A", "history": [{"ds": "2024-01-01", "y": 1e13}, {"ds": "2024-01-08", "y": 1}]}]}',
          "items[0].history[0].y", "less_than_equal"),
-        ('{"items": [{"sku": "A", "history": [{"ds": "1990-01-01", "y": 1}, {"ds": "2024-01-08", "y": 1}]}]}',
-         "items[0].history", "value_error"),
+        ('{"items": [{"sku": "A", "history": [{"ds": "1899-12-31", "y": 1}, {"ds": "2024-01-08", "y": 1}]}]}',
+         "items[0].history[0].ds", "greater_than_equal"),
+        ('{"items": [{"sku": "A", "history": []}]}', "items[0].history", "too_short"),
         ("{", "body", "json_invalid"),
     ],
 )  # fmt: skip
@@ -78,6 +80,68 @@ def test_validation_errors_name_the_field(raw, field, kind):
     body = validation_body(info.value)
     assert (field, kind) in {(d["field"], d["type"]) for d in body["detail"]}
     assert body["error"].startswith("invalid request: ")
+
+
+def test_a_long_history_keeps_its_last_weeks_and_one_week_is_accepted():
+    old, recent = {"ds": "1990-01-01", "y": 1}, [{"ds": "2024-01-08", "y": 2}, {"ds": "2024-01-10", "y": 3}]
+    r = ForecastRequest.model_validate_json(json.dumps({"items": [{"sku": "A", "history": [old, *recent]}]}))
+    assert [str(o.ds) for o in r.items[0].history] == ["2024-01-08", "2024-01-10"]  # 1990 is > 1040 weeks back
+    edge, before = {"ds": "2004-02-09", "y": 1}, {"ds": "2004-02-08", "y": 1}  # 1039 weeks before 2024-01-08
+    r = ForecastRequest.model_validate_json(json.dumps({"items": [{"sku": "A", "history": [before, edge, *recent]}]}))
+    assert [str(o.ds) for o in r.items[0].history] == ["2004-02-09", "2024-01-08", "2024-01-10"]  # 1040 weeks kept
+
+
+def test_items_naming_the_same_sku_are_one_series():
+    a1 = {"sku": "A", "history": [{"ds": "2024-01-01", "y": 1}]}
+    b = {"sku": "B", "history": [{"ds": "2024-01-01", "y": 4}]}
+    a2 = {"sku": "A", "history": [{"ds": "2024-01-08", "y": 2}]}
+    r = ForecastRequest.model_validate_json(json.dumps({"items": [a1, b, a2]}))
+    assert [i.sku for i in r.items] == ["A", "B"]
+    assert [(str(o.ds), o.y) for o in r.items[0].history] == [("2024-01-01", 1.0), ("2024-01-08", 2.0)]
+    order = {"on_hand": 1, "lead_time_weeks": 1}
+    two = {"items": [{**a1, **order}, {**a2, **order, "on_hand": 5}]}
+    o = RecommendOrderRequest.model_validate_json(json.dumps(two))
+    assert [i.on_hand for i in o.items] == [1.0, 5.0]  # each item keeps its stock situation
+    assert [(s.sku, len(s.history)) for s in o.series()] == [("A", 2)]  # one forecast for the sku
+
+
+def test_feedback_items_naming_the_same_forecast_id_are_pooled():
+    body = {"items": [{"forecast_id": "f", "actuals": [{"ds": "2024-01-01", "y": 1}]},
+                      {"forecast_id": "g", "actuals": [{"ds": "2024-01-01", "y": 3}]},
+                      {"forecast_id": "f", "actuals": [{"ds": "2024-01-08", "y": 2}]}]}  # fmt: skip
+    req = FeedbackBody.model_validate_json(json.dumps(body)).request()
+    assert [(i.forecast_id, [o.y for o in i.actuals]) for i in req.items] == [("f", [1.0, 2.0]), ("g", [3.0])]
+
+
+@pytest.mark.parametrize(
+    "ds",
+    ["1899-12-31", "1900-01-01", "1999-02-28", "2000-02-29", "2001-02-29", "2024-13-01", "2024-00-10",
+     "2024-01-32", "2200-12-31", "2201-01-01", "24-01-01", "2024-1-01", "2024-01-01T00:00:00", "02024-01-01"],
+)  # fmt: skip
+def test_the_published_date_pattern_and_format_are_what_is_accepted(ds):
+    """The schema's ds (pattern + format date) accepts exactly the dates the service accepts."""
+    import datetime as dt
+    import re
+
+    schema = ForecastRequest.model_json_schema()["$defs"]["Observation"]["properties"]["ds"]
+    try:
+        dt.date.fromisoformat(ds)
+        calendar = len(ds) == 10
+    except ValueError:
+        calendar = False
+    published = bool(re.fullmatch(schema["pattern"].strip("^$"), ds)) and calendar
+    try:
+        Observation.model_validate_json(json.dumps({"ds": ds, "y": 1}))
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert published == accepted, (ds, published, accepted)
+
+
+def test_reload_force_is_a_json_boolean():
+    assert ReloadRequest.model_validate_json('{"force": true}').force is True
+    with pytest.raises(ValidationError):
+        ReloadRequest.model_validate_json('{"force": 0}')
 
 
 def test_field_path():
@@ -159,6 +223,27 @@ class _UnreachedEngine:
 
     def __getattr__(self, name):
         raise AssertionError(f"the engine was called ({name}) for a request that should have been refused")
+
+
+def test_error_shape_middleware_gives_plain_text_errors_the_error_body():
+    """Starlette's own 404/405 (plain text, as BentoML's routes answer) become ErrorBody JSON, status and
+    ``Allow`` kept; JSON errors and successes pass through byte for byte."""
+    from starlette.responses import PlainTextResponse
+
+    async def teapot(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("short and stout", status_code=418)
+
+    routes = [Route("/forecast", _echo, methods=["POST"]), Route("/tea", teapot, methods=["GET"])]
+    c = _Client(ErrorShapeMiddleware(Starlette(routes=routes)))
+    missing = c.post("/nope")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong = c.get("/forecast")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json() == {"error": "Method Not Allowed"}
+    assert int(wrong.headers["content-length"]) == len(wrong.content)
+    assert c.get("/tea").json() == {"error": "short and stout"} and c.get("/tea").status_code == 418
+    ok = c.post("/forecast", content=b"abc")
+    assert ok.status_code == 200 and ok.json()["len"] == 3
 
 
 def test_middleware_auth_roles_and_open_paths():

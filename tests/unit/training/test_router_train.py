@@ -163,3 +163,25 @@ def test_regularise_fills_gaps_and_rejects_bad_history():
         regularise(h.drop(columns="y"))
     with pytest.raises(HistoryError, match="finite"):
         regularise(h.assign(y=[1, "x", 3]))
+    one_week = h.iloc[:2]
+    with pytest.raises(HistoryError, match="fewer than 2 weeks"):
+        regularise(one_week)  # the members need two weeks
+    assert regularise(one_week, min_weeks=1)["y"].tolist() == [3.0]  # features and classes do with one
+
+
+def test_a_series_of_one_week_gets_naive_without_intervals(trained, router_data):
+    """A history covering a single week (two sales in it here) is answered, not refused: that week's
+    total for every step, no interval; the other series of the same call go through the router as before."""
+    model = RouterModel.from_training(trained)
+    demand = router_data["demand"]
+    sku = demand["unique_id"].iloc[0]
+    full = demand[demand["unique_id"] == sku]
+    short = pd.DataFrame({"unique_id": ["new", "new"], "ds": pd.to_datetime(["2026-03-04", "2026-03-08"]), "y": [2, 5]})
+    fc = model.predict(pd.concat([full, short], ignore_index=True), horizon=4)
+    alone = model.predict(full, horizon=4)
+    new = fc[fc["unique_id"] == "new"]
+    assert new["yhat"].tolist() == [7.0] * 4 and new[["lo80", "hi80", "lo95", "hi95"]].isna().all().all()
+    assert new["ds"].tolist() == list(pd.date_range("2026-03-09", periods=4, freq="W-MON"))  # after the week of 03-02
+    assert new["method"].eq("Naive").all() and new["confidence"].isna().all() and new["step"].tolist() == [1, 2, 3, 4]
+    assert "one week" in new["explanation"].iloc[0]
+    pd.testing.assert_frame_equal(fc[fc["unique_id"] == sku].reset_index(drop=True), alone)
