@@ -57,5 +57,7 @@ def test_demo_pipeline_forecasts_match_the_golden_file(tmp_path: Path) -> None:
     golden = pd.read_csv(GOLDEN)
     assert list(fc["sku"]) == list(golden["sku"]) and list(fc["ds"]) == list(golden["ds"])
     assert list(fc["method"]) == list(golden["method"])
+    # 1e-4: the same code on another CPU of this kind of machine (other SIMD kernels in numpy's and
+    # XGBoost's sums) moved 5 of 520 values by up to 4.3e-6 relative; a behaviour change moves far more
     for col in ("yhat", "lo80", "hi80", "lo95", "hi95"):
-        np.testing.assert_allclose(fc[col].to_numpy(float), golden[col].to_numpy(float), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(fc[col].to_numpy(float), golden[col].to_numpy(float), rtol=1e-4, atol=1e-4)
