@@ -48,6 +48,9 @@ def test_make_mlflow_up_serves_tracking_ui_and_artifacts_and_down_stops_it(tmp_p
         assert ui.status_code == 200 and "<html" in ui.text.lower()
 
         mlflow.set_tracking_uri(url)
+        # an experiment of this server: the fluent API may still hold the active experiment id of an
+        # earlier test's store (order-dependent "No Experiment with id=1 exists")
+        mlflow.set_experiment("make-mlflow-up")
         note = tmp_path / "note.txt"
         note.write_text("through the server")
         with mlflow.start_run() as run:
