@@ -24,6 +24,7 @@ __all__ = [
     "assert_xlsx_matches_csv",
     "auth",
     "bentoml_serve",
+    "champion_registry",
     "demand_csv",
     "forecast_items",
     "register",
@@ -78,6 +79,24 @@ def train_and_configure(router_data: dict, tmp: Path, experiment: str) -> tuple[
     holdout = reg.split_holdout(router_data["demand"], t.holdout_cutoff, t.horizon, skus)
     reg.configure(uri, experiment, tmp / "artifacts")
     return uri, model, holdout
+
+
+@contextmanager
+def champion_registry(router_data: dict, tmp: Path, experiment: str) -> Iterator[str]:
+    """A fresh SQLite registry under ``tmp`` whose ``stockml-router`` v1 (a router trained on
+    ``router_data``) is the champion; yields its tracking URI. This process's MLflow URIs are put back
+    on exit (the service under test reads the registry itself, through its settings)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        uri, model, holdout = train_and_configure(router_data, tmp, experiment)
+        assert register(model, holdout, "v1").version == "1"
+        assert reg.promote(version="1").promoted
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
 
 
 def service_env(tmp: Path, uri: str, api_keys: str, *, isolate: tuple[str, ...] = ISOLATE_VARS, **extra: str) -> dict:

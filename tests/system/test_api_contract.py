@@ -27,11 +27,14 @@ import sys
 from pathlib import Path
 
 import httpx
-import mlflow
 import pytest
-from serving_helpers import START_TIMEOUT_S, bentoml_serve, register, service_env, train_and_configure, wait_ready
-
-from training.registry import mlflow_registry as reg
+from serving_helpers import (
+    START_TIMEOUT_S,
+    bentoml_serve,
+    champion_registry,
+    service_env,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,19 +56,12 @@ def _schemathesis() -> list[str]:
 def service(router_data, tmp_path_factory):
     """The real service with a champion loaded; its URL and the temporary folder."""
     tmp = tmp_path_factory.mktemp("contract")
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    uri, model, holdout = train_and_configure(router_data, tmp, EXPERIMENT)
-    v1 = register(model, holdout, "v1")
-    assert reg.promote(version=v1.version).promoted
-    env = service_env(tmp, uri, f"{ADMIN}:admin", STOCKML_SERVING__POLL_S="0")
-    log = tmp / "bentoml-serve.log"
-    try:
+    with champion_registry(router_data, tmp, EXPERIMENT) as uri:
+        env = service_env(tmp, uri, f"{ADMIN}:admin", STOCKML_SERVING__POLL_S="0")
+        log = tmp / "bentoml-serve.log"
         with bentoml_serve(env, log) as (proc, url):
             wait_ready(url, proc, log, timeout=START_TIMEOUT_S)
             yield {"url": url, "tmp": tmp, "log": log}
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
 
 
 def test_schemathesis_all_checks_both_phases_find_nothing(service):

@@ -27,9 +27,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwks_server import JwksServer
-from serving_helpers import START_TIMEOUT_S, bentoml_serve, register, service_env, train_and_configure, wait_ready
-
-from training.registry import mlflow_registry as reg
+from serving_helpers import (
+    START_TIMEOUT_S,
+    bentoml_serve,
+    champion_registry,
+    service_env,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,9 +59,12 @@ def idp():
 @pytest.fixture(scope="module")
 def service(router_data, tmp_path_factory, idp):
     tmp = tmp_path_factory.mktemp("oidc-serving")
-    uri, model, holdout = train_and_configure(router_data, tmp, EXPERIMENT)
-    register(model, holdout, "v1")
-    assert reg.promote(version="1").promoted
+    with champion_registry(router_data, tmp, EXPERIMENT) as uri:
+        yield from _serve(tmp, uri, idp)
+
+
+def _serve(tmp, uri: str, idp: dict):
+    """`bentoml serve` on the registry `uri`, taking only tokens from the test's identity provider."""
     env = service_env(
         tmp,
         uri,

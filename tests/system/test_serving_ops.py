@@ -11,7 +11,6 @@ import json
 import time
 
 import httpx
-import mlflow
 import pandas as pd
 import pytest
 from serving_helpers import (
@@ -19,14 +18,11 @@ from serving_helpers import (
     assert_xlsx_matches_csv,
     auth,
     bentoml_serve,
+    champion_registry,
     forecast_items,
-    register,
     service_env,
-    train_and_configure,
     wait_ready,
 )
-
-from training.registry import mlflow_registry as reg
 
 pytestmark = pytest.mark.slow
 
@@ -38,26 +34,19 @@ MAX_UPLOAD = 200_000
 @pytest.fixture(scope="module")
 def ops_server(router_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving-ops")
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    uri, model, holdout = train_and_configure(router_data, tmp, EXPERIMENT + "-ops")
-    assert register(model, holdout, "v1").version == "1"
-    assert reg.promote(version="1").promoted
-    env = service_env(
-        tmp,
-        uri,
-        f"{USER}:user",
-        STOCKML_SERVING__POLL_S="0",
-        STOCKML_BATCH__MAX_BYTES=str(MAX_UPLOAD),
-        STOCKML_BATCH__CHUNK_SKUS="10",
-    )
-    log_path = tmp / "bentoml-serve.log"
-    try:
+    with champion_registry(router_data, tmp, EXPERIMENT + "-ops") as uri:
+        env = service_env(
+            tmp,
+            uri,
+            f"{USER}:user",
+            STOCKML_SERVING__POLL_S="0",
+            STOCKML_BATCH__MAX_BYTES=str(MAX_UPLOAD),
+            STOCKML_BATCH__CHUNK_SKUS="10",
+        )
+        log_path = tmp / "bentoml-serve.log"
         with bentoml_serve(env, log_path) as (proc, url):
             wait_ready(url, proc, log_path, timeout=START_TIMEOUT_S)
             yield {"url": url, "log": log_path, "demand": router_data["demand"], "home": tmp / "home"}
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
 
 
 @pytest.fixture(scope="module")

@@ -31,16 +31,14 @@ from serving_helpers import (
     START_TIMEOUT_S,
     auth,
     bentoml_serve,
+    champion_registry,
     forecast_items,
-    register,
     service_env,
-    train_and_configure,
     wait_ready,
 )
 
 from bench.serving_stack import ISOLATE_VARS
 from serving.bentos.auth import RedisRateLimiter
-from training.registry import mlflow_registry as reg
 
 pytestmark = pytest.mark.slow
 
@@ -59,9 +57,12 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def service(router_data, tmp_path_factory, redis_server):
     tmp = tmp_path_factory.mktemp("redis-serving")
-    uri, model, holdout = train_and_configure(router_data, tmp, EXPERIMENT)
-    register(model, holdout, "v1")
-    assert reg.promote(version="1").promoted
+    with champion_registry(router_data, tmp, EXPERIMENT) as uri:
+        yield from _serve(tmp, uri, redis_server, router_data["demand"])
+
+
+def _serve(tmp, uri: str, redis_server, demand):
+    """`bentoml serve` with two workers on the registry `uri` and the throw-away Redis; both answering."""
     env = service_env(
         tmp,
         uri,
@@ -83,7 +84,7 @@ def service(router_data, tmp_path_factory, redis_server):
             r = httpx.get(f"{url}/readyz", timeout=10)
             if r.status_code == 200:
                 seen.add(r.headers["x-stockml-worker"])
-        yield {"url": url, "log": log_path, "demand": router_data["demand"], "proc": proc}
+        yield {"url": url, "log": log_path, "demand": demand, "proc": proc}
 
 
 def _post(url: str, path: str, key: str, json: dict) -> httpx.Response:
