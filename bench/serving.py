@@ -59,6 +59,7 @@ import bentoml
 import numpy as np
 import psutil
 
+from bench.serving_load import series
 from bench.serving_stack import ISOLATE_VARS, SERVICE, serve, stop, wait_ready
 
 KEY = "bench-key"
@@ -119,15 +120,6 @@ def _register_router(home: Path) -> str:
 
 
 # ---------------------------------------------------------------- load
-
-
-def _series(sku: str, weeks: int, rng: np.random.Generator) -> dict[str, Any]:
-    start = np.datetime64("2022-01-03")
-    ys = rng.poisson(5.0, weeks).astype(float)
-    return {
-        "sku": sku,
-        "history": [{"ds": str(start + np.timedelta64(7 * i, "D")), "y": float(y)} for i, y in enumerate(ys)],
-    }
 
 
 def cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
@@ -408,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
             wait_ready(url, proc, tmp / "stockml.log")
             key = KEY
         headers = {"Authorization": f"Bearer {key}"}
-        payload = json.dumps({"items": [_series("BENCH-1", 104, np.random.default_rng(3))], "horizon": args.horizon})
+        payload = json.dumps({"items": [series("BENCH-1", 104, np.random.default_rng(3))], "horizon": args.horizon})
         body = payload.encode()
         if procs:
             pin_tree(procs[0].pid, server_cpus)

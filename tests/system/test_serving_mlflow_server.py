@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from mlflow import MlflowClient
 from mlflow_server import postgres_mlflow_server
-from serving_helpers import START_TIMEOUT_S, auth, bentoml_serve, forecast_items, register, service_env
+from serving_helpers import START_TIMEOUT_S, auth, bentoml_serve, forecast_items, register, service_env, wait_ready
 
 from training.registry import mlflow_registry as reg
 from training.router.predict import RouterModel
@@ -53,16 +53,7 @@ def stack(router_data, tmp_path_factory):
         env = service_env(tmp, server.url, f"{USER}:user,{ADMIN}:admin", STOCKML_SERVING__POLL_S="2")
         log_path = tmp / "bentoml-serve.log"
         with bentoml_serve(env, log_path) as (proc, url):
-            deadline = time.time() + START_TIMEOUT_S
-            while True:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"service did not become ready: {log_path.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.5)
+            wait_ready(url, proc, log_path, timeout=START_TIMEOUT_S)
             yield {"server": server, "url": url, "log": log_path, "demand": router_data["demand"], "tmp": tmp}
     mlflow.set_tracking_uri(previous[0])
     mlflow.set_registry_uri(previous[1])
