@@ -126,7 +126,7 @@ bench-m4: install
 
 # Re-resolve the lock from requirements.in (needs uv: pip install uv).
 lock:
-	uv pip compile requirements.in --python-version 3.11 -o requirements.lock
+	uv pip compile requirements.in --python-version 3.11 --find-links /opt/wheels -o requirements.lock
 
 clean:
 	rm -rf .stockml .pytest_cache .ruff_cache

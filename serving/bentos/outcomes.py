@@ -33,6 +33,7 @@ import atexit
 import contextlib
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -399,6 +400,29 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # failing with "database is locked" on a lock upgrade.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    _enable_wal(cur)
     cur.close()
+
+
+def _enable_wal(cur, wait_s: float = 30.0) -> None:
+    """Switch the file to WAL once; retry while another worker holds the lock.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers SQLITE_BUSY at once
+    (without calling the busy handler) when another connection is opening the same file: two
+    service workers starting together failed here with "database is locked" (seen in CI).
+    The mode is persistent, so a file already in WAL needs no change and no lock.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -58,6 +58,9 @@ class MethodSpec:
     family: str
     params: tuple[str, ...] = ()
     defaults: Mapping[str, object] = field(default_factory=dict)  # default values of ``params``
+    # In the default set (what a zoo runs when no methods are named)? Costly members (deep,
+    # foundation) are registered but opt-in: ``STOCKML_METHODS`` or ``ModelZoo(methods=[...])``.
+    in_default: bool = True
 
     def member(self, setup: Setup | None = None, **params: object) -> Forecaster:
         member = self.build(setup or Setup(), **params)
@@ -155,13 +158,13 @@ def method_registry() -> dict[str, MethodSpec]:
 
 
 def default_methods() -> tuple[str, ...]:
-    """Every registered method: the built-ins and any installed plugin's members."""
-    return tuple(method_registry())
+    """The default set: registered methods (built-ins and installed plugins' members) not marked opt-in."""
+    return tuple(name for name, spec in method_registry().items() if spec.in_default)
 
 
 def resolve_methods(names: list[str] | tuple[str, ...] | None) -> list[str]:
     registry = method_registry()
-    names = list(names or registry)
+    names = list(names or default_methods())
     unknown = [n for n in names if n not in registry]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(registry)}")
