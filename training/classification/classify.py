@@ -1,4 +1,4 @@
-"""One record per SKU for ``stock_classes``: ABC, XYZ, demand pattern, clusters, anomalies."""
+"""One record per SKU for ``stock_classes``: ABC, XYZ, demand pattern, clusters, yearly shape, anomalies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pandas as pd
 
 from training.classification.anomalies import anomaly_scores
 from training.classification.classes import abc_classes, demand_patterns, xyz_classes
-from training.classification.clustering import cluster_matrix, dbscan_clusters, kmeans_clusters
+from training.classification.clustering import (
+    cluster_matrix,
+    dbscan_clusters,
+    gmm_clusters,
+    hdbscan_clusters,
+    kmeans_clusters,
+)
+from training.classification.seasonal import seasonal_clusters
 from training.classification.series_stats import series_stats
 
 
@@ -40,6 +47,10 @@ def classify(demand: pd.DataFrame, products: pd.DataFrame, config: ClassifyConfi
     x = cluster_matrix(stats)
     out["kmeans_cluster"] = kmeans_clusters(x, seed=cfg.seed)
     out["dbscan_cluster"] = dbscan_clusters(x)
+    out["hdbscan_cluster"] = hdbscan_clusters(x)
+    out["gmm_cluster"], out["gmm_probability"] = gmm_clusters(x, seed=cfg.seed)
+    season = seasonal_clusters(demand, seed=cfg.seed).labels.reindex(out.index)
+    out = out.join(season[["season_strength", "season_cluster", "season_profile"]])
     out = out.join(anomaly_scores(stats, cfg.anomaly_contamination, cfg.seed))
     out.index.name = "sku"
     return out

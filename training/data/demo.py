@@ -4,7 +4,8 @@ Why synthetic: tests and benchmarks need data whose truth is known (each SKU's g
 demand pattern, the anomalies injected) and that anyone can regenerate from a seed.
 
 What it models, per SKU and week:
-- a yearly crop-season curve (fungicides peak in the wet growing season), a trend;
+- a yearly crop-season curve of one of four shapes (``SEASON_SHAPES``: the category's main
+  season, e.g. fungicides in the wet growing season, the other crop season, both, or none), a trend;
 - a demand pattern: smooth and erratic products sell almost every week, intermittent and
   lumpy ones in a minority of weeks; erratic and lumpy ones with very variable sizes
   (Syntetos-Boylan's four classes; about half the catalogue is intermittent or lumpy);
@@ -40,8 +41,14 @@ CATEGORIES = {
     "Seed treatment": ("Thiamethoxam", "Fludioxonil", "Metalaxyl", "Carbendazim", "Thiram"),
     "Adjuvants": ("Mineral oil", "Silicone surfactant", "Ammonium sulfate", "Drift reducer", "Buffer"),
 }
-# Peak week of the crop season per category (southern-hemisphere soy calendar).
-SEASON_PEAK_WEEK = {"Fungicides": 50, "Herbicides": 40, "Insecticides": 2, "Seed treatment": 38, "Adjuvants": 45}
+# Peak week of the main crop season per category (southern-hemisphere soy calendar: seed treatment
+# and herbicides at planting, fungicides and insecticides a month or so later). Weeks count from the
+# start of the history. Within a few weeks of each other: a buyer's "spring season".
+SEASON_PEAK_WEEK = {"Fungicides": 46, "Herbicides": 44, "Insecticides": 47, "Seed treatment": 43, "Adjuvants": 45}
+# Yearly shapes of demand: the category's main (spring-summer) crop season, the other (autumn) crop
+# season half a year later, both seasons (two peaks a year), or none (sells the same all year).
+SEASON_SHAPES = ("spring", "autumn", "double", "none")
+SEASON_SHAPE_SHARES = (0.35, 0.25, 0.2, 0.2)
 PACKS = ("1 L", "5 L", "20 L", "1 kg", "10 kg")
 ANOMALY_SHARE = 0.04
 
@@ -59,6 +66,7 @@ class SkuTruth:
     stockout_weeks: list[int] = field(default_factory=list)
     promo_weeks: list[int] = field(default_factory=list)
     anomaly_weeks: list[int] = field(default_factory=list)
+    season_shape: str = "spring"  # one of SEASON_SHAPES
 
 
 @dataclass
@@ -92,12 +100,21 @@ def load_truth(path: Path) -> pd.DataFrame:
     return pd.DataFrame(payload["skus"]).set_index("sku")
 
 
-def _weekly_demand(rng: np.random.Generator, pattern: str, weeks: int, category: str) -> tuple[np.ndarray, list[int]]:
+def season_shape(seed: int, index: int) -> str:
+    """The planted yearly shape of SKU ``index``, from its own random stream (the other draws keep theirs)."""
+    return SEASON_SHAPES[int(np.random.default_rng([seed, index, 7]).choice(len(SEASON_SHAPES), p=SEASON_SHAPE_SHARES))]
+
+
+def _weekly_demand(
+    rng: np.random.Generator, pattern: str, weeks: int, category: str, shape: str = "spring"
+) -> tuple[np.ndarray, list[int]]:
     """Uncensored weekly demand for one SKU, plus its promotion weeks."""
     t = np.arange(weeks)
-    amplitude = rng.uniform(0.2, 0.75)
-    peak = SEASON_PEAK_WEEK[category] + rng.integers(-3, 4)
-    season = 1.0 + amplitude * np.cos(2 * np.pi * (t - peak) / 52.0)
+    # Strong enough (0.5-0.9 of the level) to be seen through an erratic product's noise.
+    amplitude = 0.5 + (rng.uniform(0.2, 0.75) - 0.2) / 0.55 * 0.4
+    peak = SEASON_PEAK_WEEK[category] + rng.integers(-3, 4) // 3 + (26 if shape == "autumn" else 0)
+    cycles = {"spring": 1, "autumn": 1, "double": 2, "none": 0}[shape]
+    season = 1.0 + amplitude * np.cos(2 * np.pi * cycles * (t - peak) / 52.0)
     trend = 1.0 + rng.uniform(-0.3, 0.5) * t / max(weeks - 1, 1)
     stable_sizes = pattern in ("smooth", "intermittent")
     size_cv2 = rng.uniform(0.03, 0.2) if stable_sizes else rng.uniform(0.9, 2.0)
@@ -256,7 +273,8 @@ def generate_catalogue(
         if discontinued is not None and discontinued - launch < 26:
             discontinued = None
         active = slice(launch, discontinued if discontinued is not None else weeks)
-        demand, promos = _weekly_demand(srng, pattern, weeks, category)
+        shape = season_shape(seed, i)
+        demand, promos = _weekly_demand(srng, pattern, weeks, category, shape)
         demand[: active.start] = 0
         demand[active.stop :] = 0
         anomaly = (("extreme_spike", "level_shift")[int(srng.integers(2))]) if i in anomalous else None
@@ -290,6 +308,7 @@ def generate_catalogue(
                 [w for w in stockouts if w not in anomaly_weeks],
                 [w for w in promos if w < weeks],
                 anomaly_weeks,
+                season_shape=shape,
             )
         )
     products = pd.DataFrame(

@@ -62,6 +62,15 @@ def router_features(demand: pd.DataFrame, season_length: int = 52, rule: Pattern
     Only what one SKU's history tells: catalogue-relative classes (ABC, clusters, the anomaly
     forest) cannot be computed for a single product in a serving request, and a feature that
     is present in training but missing in serving silently changes the router's decisions.
+
+    Of the clusters, K-means, DBSCAN, HDBSCAN and the Gaussian mixture label a product by where
+    the others lie, so they stay out. The yearly-shape cluster (``season_cluster``) could be
+    computed for one product by nearest centroid if the centroids travelled with the model (as
+    JSON in its saved state); it is left out all the same: what it could tell the router about
+    the choice of method, how strong the yearly cycle is, is already here from the product's own
+    history (``seasonal_strength``, ``acf_seasonal``); *which* season (the phase) does not make one
+    method suit better than another; and the cluster numbers change whenever the catalogue is
+    re-clustered, so a router trained on one numbering would misread the next.
     """
     rule = rule or PatternRule()
     f = series_features(demand, season_length)

@@ -65,6 +65,7 @@ def test_classification_table_is_the_json_it_quotes():
     # Bug caught: as above, for the classification percentages and the feature time.
     report = _quoted(r"python -m bench\.classification [^`]*--out bench/results/(classification_[\w\-]+\.json)")
     assert classification.table(report) in RESULTS
+    assert classification.cluster_table(report) in RESULTS  # the clusters' ARI against the planted truth
 
 
 def test_router_demo_table_is_the_json_it_quotes():

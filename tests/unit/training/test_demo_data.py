@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from training.data.demo import generate_catalogue, load_truth
+from training.data.demo import SEASON_SHAPES, generate_catalogue, load_truth
 from training.data.source import MOVEMENT_COLUMNS, PRODUCT_COLUMNS
 
 
@@ -41,8 +41,17 @@ def test_catalogue_looks_like_a_distributor(tmp_path):
         "duplicate_day",
         "future_date",
     }
-    # Crop seasonality: fungicide sales peak in the southern summer, not in winter.
-    fung = truth[truth["category"] == "Fungicides"].index
-    m = cat.movements[cat.movements["sku"].isin(fung)]
-    month = pd.to_datetime(m["date"]).dt.month
-    assert m[month.isin([11, 12, 1])]["qty_sold"].sum() > 1.5 * m[month.isin([5, 6, 7])]["qty_sold"].sum()
+    # Crop seasonality, by planted yearly shape: the main (spring) season sells in the southern spring
+    # (Sep-Nov), the other season in autumn (Mar-May), "double" in both, "none" the same all year.
+    assert set(truth["season_shape"]) == set(SEASON_SHAPES)
+    assert load_truth(path)["season_shape"].equals(truth["season_shape"])
+    m = cat.movements.merge(truth[["season_shape"]], left_on="sku", right_index=True)
+    by_month = m.pivot_table(
+        index=pd.to_datetime(m["date"]).dt.month, columns="season_shape", values="qty_sold", aggfunc="sum"
+    )
+    share = by_month / by_month.mean()  # 1 = an average month
+    spring, autumn = [9, 10, 11], [3, 4, 5]
+    assert share.loc[spring, "spring"].sum() > 2 * share.loc[autumn, "spring"].sum()
+    assert share.loc[autumn, "autumn"].sum() > 2 * share.loc[spring, "autumn"].sum()
+    assert share.loc[[4, 10], "double"].min() > 1.5 * share.loc[[1, 7], "double"].max()
+    assert share["none"].between(0.85, 1.15).all()
