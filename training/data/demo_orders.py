@@ -144,7 +144,7 @@ def generate_order_lines(
     seed: int,
     end: pd.Timestamp | str,
     n_rules: int | None = None,
-    dirty_rows: bool = True,
+    dirty_rows: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """The ``order_lines`` table and its truth (the planted rules, counts, dirty rows)."""
     rng = np.random.default_rng([seed, STREAM])
