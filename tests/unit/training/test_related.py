@@ -132,7 +132,9 @@ def test_cooccurrence_counts_give_what_mlxtend_fpgrowth_and_apriori_give():
     lines = pd.DataFrame(rows)
     config = RelatedConfig(min_support=0.02, min_confidence=0.1, min_lift=1.0)
     ours = related_products(lines, config)
-    assert len(ours) > 10 and {("S00", "S11"), ("S11", "S00")} <= set(zip(ours["sku"], ours["related_sku"]))
+    assert len(ours) > 10 and {("S00", "S11"), ("S11", "S00")} <= set(
+        zip(ours["sku"], ours["related_sku"], strict=True)
+    )
     for method in ("fpgrowth", "apriori"):
         pd.testing.assert_frame_equal(ours, related_products(lines, config, method=method))
     from training.classification.related import basket_matrix
@@ -147,7 +149,8 @@ def test_the_demo_dirty_order_lines_are_quarantined(demo):
     cat, _, _ = demo
     lines, truth = generate_order_lines(cat.products, cat.movements, cat.seed, cat.end, dirty_rows=True)
     res = validate_order_lines(lines, set(cat.products["sku"]), TODAY)
-    kinds = {"unknown sku": "unknown_sku", "non-positive qty": "non_positive_qty", "missing order_id": "missing_order_id"}
+    kinds = {"unknown sku": "unknown_sku", "non-positive qty": "non_positive_qty"}
+    kinds["missing order_id"] = "missing_order_id"
     assert {kinds[r] for r in res.quarantine["reason"]} == {d["kind"] for d in truth["dirty_rows"]}
     assert len(res.quarantine) == 3 and len(res.lines) == len(lines) - 3
 
