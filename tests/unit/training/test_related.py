@@ -160,3 +160,48 @@ def test_no_rules_and_no_lines_give_an_empty_frame():
     lines = pd.DataFrame({"order_id": ["O1", "O2"], "sku": ["A", "B"]})
     out = related_products(lines)
     assert out.empty and list(out.columns) == ["sku", "related_sku", "support", "confidence", "lift"]
+
+
+class FakeHive:
+    """Records statements; knows the tables it was told of or created (column lists from the schema)."""
+
+    conn_type = "hiveserver2"
+
+    def __init__(self, existing: set[str] = frozenset()) -> None:
+        self.statements: list[str] = []
+        self.existing = set(existing)
+        self.log_sql = True
+
+    def run(self, sql, *args, **kwargs):
+        for s in [sql] if isinstance(sql, str) else sql:
+            self.statements.append(s)
+            if s.startswith("CREATE TABLE IF NOT EXISTS"):
+                self.existing.add(s.split("`")[1])
+
+    def get_df(self, sql, *args, **kwargs):
+        from training.data.output_schema import output_tables
+
+        self.statements.append(sql)
+        if sql.startswith("SHOW TABLES"):
+            return pd.DataFrame({"tab_name": [t for t in self.existing if f"'{t}'" in sql]})
+        if sql.startswith("SHOW COLUMNS"):
+            return pd.DataFrame({"field": [c.name for c in output_tables()["stock_related"].columns]})
+        if "FROM order_lines" in sql:
+            return pd.DataFrame([{"order_id": "O1", "date": "2026-11-02", "customer_id": "C", "sku": "A", "qty": 1}])
+        raise AssertionError(f"unexpected query {sql}")
+
+
+def test_hive_order_lines_absent_or_read_and_stock_related_overwrites_its_partition():
+    hive = FakeHive()
+    assert read_order_lines(hive) is None
+    assert hive.statements == ["SHOW TABLES LIKE 'order_lines'"]  # asked the catalogue, no failed query
+    assert len(read_order_lines(FakeHive({"order_lines"}))) == 1
+    from training.data.store import OutputKey, write_output
+
+    rules = pd.DataFrame({"sku": ["A"], "related_sku": ["B"], "support": [0.1], "confidence": [0.5], "lift": [4.0]})
+    assert write_output(hive, "stock_related", rules, OutputKey("stock_ingest", "2026-11-16"), "r1") == 1
+    create = next(s for s in hive.statements if s.startswith("CREATE TABLE IF NOT EXISTS `stock_related`"))
+    assert "PARTITIONED BY (`pipeline` STRING, `cutoff_week` STRING)" in create and "`related_sku` STRING" in create
+    assert hive.statements[-1].startswith(
+        "INSERT OVERWRITE TABLE `stock_related` PARTITION (`pipeline`='stock_ingest', `cutoff_week`='2026-11-16')"
+    )
