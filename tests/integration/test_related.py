@@ -173,3 +173,36 @@ def test_demo_data_writes_order_lines_and_the_planted_rules(tmp_path, monkeypatc
     assert len(truth["order_lines"]["planted_rules"]) == 1 and truth["skus"]
     lines = read_order_lines(get_hook(str(db)))
     assert lines is not None and len(lines) == truth["order_lines"]["lines"]
+
+
+def test_stock_ingest_dag_writes_one_set_of_related_products_whatever_the_rerun(
+    dagbag, airflow_db, tmp_path, monkeypatch
+):
+    import pendulum
+    import sqlalchemy as sa
+    from airflow_runs import FAST_TRAINING, clear_and_rerun, one_set
+
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "source.db"
+    monkeypatch.setenv("STOCKML_HOME", str(home))
+    monkeypatch.setenv("AIRFLOW_CONN_STOCKML_SOURCE", sqlite_conn_json(db))
+    for k, v in FAST_TRAINING.items():
+        monkeypatch.setenv(k, v)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    cat = generate_catalogue(30, 110, seed=5)
+    write_source_tables(engine, cat.products, cat.movements)
+    lines, _ = generate_order_lines(cat.products, cat.movements, cat.seed, cat.end)
+    write_order_lines(engine, lines)
+    dag = dagbag.dags["stock_ingest"]
+    first = dag.test(logical_date=pendulum.datetime(2026, 11, 23, tz="UTC"))
+    assert first.state == "success"
+    n = len(read_output(engine, "stock_related"))
+    assert n > 0
+    one_set(engine, "stock_related", None, "stock_ingest", n, f"stock_ingest__{first.run_id}")
+    assert clear_and_rerun(dag, first.run_id, ["ingest"]).state == "success"
+    one_set(engine, "stock_related", None, "stock_ingest", n, f"stock_ingest__{first.run_id}")
+    again = dag.test(logical_date=pendulum.datetime(2026, 11, 23, tz="UTC"))
+    assert again.state == "success" and again.run_id != first.run_id
+    one_set(engine, "stock_related", None, "stock_ingest", n, f"stock_ingest__{again.run_id}")
+    engine.dispose()
