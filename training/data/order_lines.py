@@ -144,7 +144,7 @@ def write_order_lines(target: Any, lines: pd.DataFrame, schema: str | None = Non
                 schema=schema,
                 if_exists="replace",
                 index=False,
-                chunksize=20000,
+                chunksize=10000,  # 50,000 parameters per INSERT: under the PostgreSQL protocol limit (65,535)
                 method="multi" if engine.dialect.name == "postgresql" else None,
             )
     finally:
