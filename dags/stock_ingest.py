@@ -3,8 +3,9 @@
 The source is the Airflow connection ``stockml_source`` (SQLite by default; Postgres or
 HiveServer2 by setting ``AIRFLOW_CONN_STOCKML_SOURCE``). Bad rows go to ``stock_quarantine`` with
 their reason and the run still succeeds; a source with no valid row fails without retrying
-(retrying cannot fix data). On success the Asset ``stockml_weekly_demand`` is updated, which
-schedules ``stock_training``.
+(retrying cannot fix data). When the source has an ``order_lines`` table the task also writes
+the related products (``stock_related``); without one that part is skipped. On success the
+Asset ``stockml_weekly_demand`` is updated, which schedules ``stock_training``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def stock_ingest():
             raise AirflowFailException(str(exc)) from exc
         context["outlet_events"][WEEKLY_DEMAND].extra = {"run_id": run.run_id, "dir": str(run.dir.resolve())}
         keys = ("skus", "weeks", "movements_read", "movements_valid", "quarantined", "first_week", "last_week")
-        return {"run_id": run.run_id, **{k: report[k] for k in keys}}
+        return {"run_id": run.run_id, **{k: report[k] for k in keys}, "related": report["related"]["status"]}
 
     ingest()
 

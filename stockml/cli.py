@@ -124,9 +124,10 @@ def demo_data(
     truth: Annotated[Path | None, typer.Option(help="Where to write the ground truth JSON.")] = None,
     clean: Annotated[bool, typer.Option(help="Leave out the few dirty rows meant for the validator.")] = False,
 ) -> None:
-    """Write a realistic agro-inputs catalogue (products, stock_movements) into a database."""
+    """Write a realistic agro-inputs catalogue (products, stock_movements, order_lines) into a database."""
     from stockml.connections import ensure_default_source, get_hook
     from training.data.demo import generate_catalogue
+    from training.data.demo_orders import write_demo_orders
     from training.data.store import write_source_tables
 
     s = get_settings(source_schema=schema)
@@ -138,11 +139,13 @@ def demo_data(
         write_source_tables(get_hook(target), cat.products, cat.movements, s.source_schema)
     truth_path = truth or s.ground_truth_path
     cat.write_truth(truth_path)
+    orders = write_demo_orders(get_hook(target), cat, s.source_schema, truth_path)  # order_lines + planted rules
     counts = cat.truth_frame()["pattern"].value_counts().to_dict()
     console.print(
         f"[green]wrote[/] {len(cat.products)} products and {len(cat.movements):,} movements "
         f"to [bold]{target}[/] ({cat.start.date()} → {cat.end.date()}); patterns {counts}; "
-        f"ground truth in {truth_path}"
+        f"{orders['lines']:,} order lines in {orders['orders']:,} orders ({len(orders['planted_rules'])} planted "
+        f"product associations); ground truth in {truth_path}"
     )
 
 
@@ -330,6 +333,9 @@ def status() -> None:
         f"latest forecasts: {fc['sku'].nunique()} SKUs x {fc['step'].max()} weeks from {fc['ds'].min():%Y-%m-%d} "
         f"in stock_forecasts (run folder {served.root}; report {served.router_report.html})"
     )
+    from stockml.steps.related import status_line
+
+    console.print(status_line(served.read_json(served.ingest_report) if served.ingest_report.exists() else None))
 
 
 @app.command()
@@ -368,7 +374,7 @@ def prune(
 @app.command()
 @_guard
 def show(
-    table: Annotated[str, typer.Argument(help="stock_classes | stock_forecasts | stock_quarantine")],
+    table: Annotated[str, typer.Argument(help="stock_classes | stock_forecasts | stock_related | stock_quarantine")],
     run_id: Annotated[str | None, typer.Option(help="Only this run.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
@@ -381,6 +387,56 @@ def show(
     df = read_output(r.hook(), table, run_id, r.settings.source_schema)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(df.head(limit).to_string() if not df.empty else f"{table} is empty")
+
+
+@app.command()
+@_guard
+def related(
+    sku: Annotated[str, typer.Argument(help="The SKU whose related products to print.")],
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most related products to print.")] = 20,
+) -> None:
+    """Products bought together with SKU (stock_related, the latest data cut-off), strongest first."""
+    from stockml.run import Run
+    from training.data.related_store import latest_related
+
+    r = Run(get_settings(source_conn_id=source))
+    hook = r.hook()
+    rules = latest_related(hook, r.settings.source_schema)
+    if rules is None:
+        _fail(
+            "stock_related is empty: the source has no order_lines table, or no ingest has run "
+            "(`stockml validate`, the stock_ingest DAG or `stockml run`)"
+        )
+    mine = rules[rules["sku"] == sku]
+    names = _product_names(hook, r.settings)
+    if mine.empty:
+        if names and sku not in names:
+            _fail(f"unknown SKU {sku!r}: it is not in the products table")
+        console.print(
+            f"{sku} has no related products (no pair passed the thresholds over the data cut-off "
+            f"{rules['cutoff_week'].iloc[0]})"
+        )
+        return
+    t = Table(title=f"Bought with {sku} {names.get(sku, '')} · cut-off {mine['cutoff_week'].iloc[0]}")
+    for col in ("related sku", "name", "confidence", "lift", "support"):
+        t.add_column(col, justify="left" if col in ("related sku", "name") else "right")
+    for row in mine.sort_values(["confidence", "lift"], ascending=False).head(limit).itertuples():
+        name = names.get(row.related_sku, "")
+        t.add_row(row.related_sku, name, f"{row.confidence:.2f}", f"{row.lift:.1f}", f"{row.support:.4f}")
+    console.print(t)
+
+
+def _product_names(hook, s: Settings) -> dict[str, str]:
+    """{sku: name} from the products query (empty when it cannot be read: the rules print without names)."""
+    from training.data.source import PRODUCT_COLUMNS, SourceQueries, _get_df, _require
+
+    sql = SourceQueries.default(s.source_schema, s.products_query).products
+    try:
+        products = _require(_get_df(hook, sql), PRODUCT_COLUMNS, "products", sql)
+    except Exception:
+        return {}
+    return dict(zip(products["sku"].astype(str), products["name"].astype(str), strict=True))
 
 
 @app.command("settings")

@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     retrain_mase_threshold: float = Field(
         default=1.5, gt=0, description="Monitoring triggers stock_training when live MASE exceeds this."
     )
+    order_lines_query: str | None = Field(
+        default=None,
+        description="SQL returning the optional order_lines contract; default: table `order_lines` if it exists.",
+    )
+    related_min_support: float = Field(
+        default=0.001, gt=0, le=1, description="Related products: least share of orders holding both SKUs."
+    )
+    related_min_confidence: float = Field(
+        default=0.2, ge=0, le=1, description="Related products: least share of a SKU's orders that hold the other."
+    )
+    related_min_lift: float = Field(
+        default=3.0, ge=0, description="Related products: least lift (confidence over the other SKU's own support)."
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking/registry URI (default: sqlite:///<home>/mlflow.db)."
     )

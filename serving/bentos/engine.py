@@ -25,11 +25,13 @@ from serving.bentos.forecasts import ORDER_FORMULA, frame, json_num, per_sku, ru
 from serving.bentos.models import ModelWatcher
 from serving.bentos.orders import POLICY, OrderInput, recommend
 from serving.bentos.outcomes import OutcomeStore
+from serving.bentos.related import RelatedLookup
 from serving.bentos.schemas import (
     ClassifyRequest,
     ClassifyResponse,
     ForecastRequest,
     ForecastResponse,
+    RelatedProduct,
     SeriesIn,
     SkuClass,
     SkuForecast,
@@ -81,6 +83,7 @@ class Engine:
         bandit: Bandit,
         jobs: JobStore,
         batch_limits: BatchLimits,
+        related: RelatedLookup | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -89,6 +92,7 @@ class Engine:
         self.bandit = bandit
         self.jobs = jobs
         self.batch_limits = batch_limits
+        self.related = related
         self.batch = BatchRunner(jobs, self._batch_champion, batch_limits)
 
     @classmethod
@@ -105,6 +109,7 @@ class Engine:
             bandit,
             JobStore(Path(settings.home) / "serving_jobs"),
             BatchLimits.from_settings(settings.batch),
+            RelatedLookup.from_settings(settings),
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -255,6 +260,7 @@ class Engine:
         patterns = demand_patterns(feats["adi"], feats["cv2"], rule.adi_cutoff, rule.cv2_cutoff)
         xyz = xyz_classes(feats["cv"], tuple(rule.xyz_cutoffs))
         weeks = hist.groupby("unique_id").size()
+        related = self.related.get() if self.related is not None else {}
         out = [
             SkuClass(
                 sku=item.sku,
@@ -264,6 +270,7 @@ class Engine:
                 cv=json_num(feats.at[item.sku, "cv"]),
                 xyz=xyz[item.sku],
                 weeks=int(weeks[item.sku]),
+                related=[RelatedProduct(**r) for r in related.get(item.sku, [])],
             )
             for item in req.items
         ]

@@ -174,6 +174,12 @@ class ForecastResponse(BaseModel):
     items: list[SkuForecast]
 
 
+class RelatedProduct(BaseModel):
+    sku: str = Field(description="A product often bought in the same order.")
+    confidence: float = Field(description="Share of the orders holding the SKU that also hold this product.")
+    lift: float = Field(description="Confidence over this product's own share of orders (1: no association).")
+
+
 class SkuClass(BaseModel):
     sku: str
     pattern: Literal["smooth", "erratic", "intermittent", "lumpy"]
@@ -182,6 +188,12 @@ class SkuClass(BaseModel):
     cv: float | None = Field(description="Coefficient of variation of weekly demand (drives XYZ).")
     xyz: Literal["X", "Y", "Z"]
     weeks: int
+    related: list[RelatedProduct] = Field(
+        default_factory=list,
+        description="Products bought with this SKU (stock_related, the latest data cut-off; association rules "
+        "on customer order lines), strongest first, at most 10; empty when there are none or the source has "
+        "no order_lines table.",
+    )
 
 
 class ClassifyResponse(BaseModel):

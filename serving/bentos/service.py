@@ -13,6 +13,8 @@ Endpoints (all POST + JSON, bearer key needed; health, readiness, metrics and do
 - ``/classify``: the same items → per SKU pattern (smooth/erratic/intermittent/lumpy), ADI, CV²,
   CV and XYZ, from the series alone. ABC is *not* returned: it ranks a SKU's value against the
   whole catalogue, which a request about some series does not carry (the batch pipeline has it).
+  Each SKU also gets ``related``: the products bought with it, from ``stock_related`` (read
+  through the source connection, see :mod:`serving.bentos.related`).
 - ``/model_info``: the versions loaded per alias, when, and the last registry error.
 - ``/admin/reload`` (admin key): check the registry now and swap in moved aliases
   (``{"force": true}`` reloads even when the version did not change).

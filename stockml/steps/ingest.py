@@ -15,6 +15,7 @@ import pandas as pd
 from stockml.layout import RunLayout, read_pointer
 from stockml.maintenance import publish_demand
 from stockml.run import Run
+from stockml.steps import related
 from training.data.source import SourceQueries, read_source
 from training.data.validate import validate
 from training.data.weekly import last_complete_week_start, to_weekly_demand
@@ -31,7 +32,8 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
     cutoff = cutoff or s.cutoff
     today = pd.Timestamp(cutoff) if cutoff else pd.Timestamp.now()
     result = validate(products, movements, today=today)
-    quarantine = result.quarantine
+    orders = related.read_orders(run, set(result.products["sku"]), today)  # None: no order_lines (normal)
+    quarantine = _with_order_lines(result, orders)
     quarantine.to_csv(layout.quarantine, index=False)
     demand = to_weekly_demand(result.movements, pd.Timestamp(cutoff) if cutoff else None)
     demand.to_parquet(layout.demand, index=False)
@@ -45,12 +47,27 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
         "last_week": str(demand["ds"].max().date()),
         "cutoff_week": str(last_complete_week_start(pd.Timestamp(cutoff)).date()) if cutoff else None,
     }
+    rules, report["related"] = related.mine(run, orders)
     run.save_json(layout.ingest_report, report)
     # After the report: the quarantine is keyed by the data cut-off it records (last_week).
     run.write("stock_quarantine", quarantine)
+    related.write_related(run, rules)
     publish_demand(s, run.run_id, layout.root)
     log.info("ingest done", extra={"run_id": run.run_id, **{k: report[k] for k in ("skus", "quarantined")}})
     return report
+
+
+def _with_order_lines(result, orders) -> pd.DataFrame:
+    """The quarantine of the whole source: products and movements, then order lines (counted in the report)."""
+    if orders is None or orders.quarantine.empty:
+        return result.quarantine
+    quarantine = pd.concat([result.quarantine, orders.quarantine], ignore_index=True)
+    result.report["quarantined"] = len(quarantine)
+    result.report["quarantined_by_reason"] = {
+        f"{t}: {r}" if t == "order_lines" else str(r): int(n)
+        for (t, r), n in quarantine.groupby(["source_table", "reason"], sort=False).size().items()
+    }
+    return quarantine
 
 
 def load_demand(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:

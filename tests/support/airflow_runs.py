@@ -35,7 +35,12 @@ FAST_TRAINING = {
     "STOCKML_HORIZON": "8",
 }
 # Each output table's row key within an output key (pipeline, cutoff_week).
-ROW_KEYS = {"stock_classes": ["sku"], "stock_forecasts": ["sku", "ds"], "stock_quarantine": ["sku", "reason", "date"]}
+ROW_KEYS = {
+    "stock_classes": ["sku"],
+    "stock_forecasts": ["sku", "ds"],
+    "stock_related": ["sku", "related_sku"],
+    "stock_quarantine": ["sku", "reason", "date"],
+}
 
 
 def one_set(target: Any, table: str, schema: str | None, pipeline: str, n: int, run_id: str) -> pd.DataFrame:

@@ -119,6 +119,18 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             _run_id(),
             _created(),
         ),
+        "stock_related": sa.Table(
+            "stock_related",
+            md,
+            *_key_columns(),
+            sa.Column("sku", sa.String(64), primary_key=True),
+            sa.Column("related_sku", sa.String(64), primary_key=True),
+            sa.Column("support", sa.Float),
+            sa.Column("confidence", sa.Float),
+            sa.Column("lift", sa.Float),
+            _run_id(),
+            _created(),
+        ),
         "stock_quarantine": sa.Table(
             "stock_quarantine",
             md,
@@ -136,7 +148,7 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
     }
 
 
-OUTPUT_TABLES = ("stock_classes", "stock_forecasts", "stock_quarantine")
+OUTPUT_TABLES = ("stock_classes", "stock_forecasts", "stock_related", "stock_quarantine")
 
 
 def check_output_table(table: str) -> None:

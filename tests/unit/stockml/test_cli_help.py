@@ -7,7 +7,7 @@ from stockml.cli import app
 
 COMMANDS = [
     "demo-data", "validate", "run", "train", "promote", "rollback", "models", "status", "serve", "show", "prune",
-    "settings",
+    "related", "settings",
 ]  # fmt: skip
 
 
