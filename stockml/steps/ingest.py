@@ -15,9 +15,9 @@ import pandas as pd
 from stockml.layout import RunLayout, read_pointer
 from stockml.maintenance import publish_demand
 from stockml.run import Run
-from training.data.source import SourceQueries, read_source
-from training.data.validate import validate
-from training.data.weekly import last_complete_week_start, to_weekly_demand
+from training.data.source import DataFrameHook, SourceQueries, read_price_promotions, read_source
+from training.data.validate import validate, validate_price_promotions
+from training.data.weekly import last_complete_week_start, to_weekly_demand, to_weekly_regressors
 
 log = logging.getLogger("stockml.pipeline")
 
@@ -26,18 +26,24 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
     """Read the source through its hook, validate, quarantine, aggregate to weekly demand."""
     s = run.settings
     layout = run.layout
-    queries = SourceQueries.default(s.source_schema, s.products_query, s.movements_query)
-    products, movements = read_source(run.hook(), queries)
+    queries = SourceQueries.default(s.source_schema, s.products_query, s.movements_query, s.price_promotions_query)
+    hook = run.hook()
+    products, movements = read_source(hook, queries)
     cutoff = cutoff or s.cutoff
     today = pd.Timestamp(cutoff) if cutoff else pd.Timestamp.now()
     result = validate(products, movements, today=today)
     quarantine = result.quarantine
+    prices, price_quarantine = ingest_price_promotions(hook, queries, set(result.products["sku"]), layout)
+    if len(price_quarantine):
+        quarantine = pd.concat([quarantine, price_quarantine], ignore_index=True)
     quarantine.to_csv(layout.quarantine, index=False)
     demand = to_weekly_demand(result.movements, pd.Timestamp(cutoff) if cutoff else None)
     demand.to_parquet(layout.demand, index=False)
     result.products.to_parquet(layout.products, index=False)
     report = {
         **result.report,
+        **prices,
+        "quarantined": len(quarantine),  # every table's
         "skus": int(demand["unique_id"].nunique()),
         "weeks": int(demand["ds"].nunique()),
         "demand_rows": len(demand),
@@ -51,6 +57,37 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
     publish_demand(s, run.run_id, layout.root)
     log.info("ingest done", extra={"run_id": run.run_id, **{k: report[k] for k in ("skus", "quarantined")}})
     return report
+
+
+def ingest_price_promotions(
+    hook: DataFrameHook, queries: SourceQueries, known_skus: set[str], layout: RunLayout
+) -> tuple[dict, pd.DataFrame]:
+    """The optional price_promotions table: validated, quarantined, written as weekly regressors.
+
+    Returns (report entries, quarantined rows). Absent is normal: the report says so and no
+    ``weekly_regressors.parquet`` is written (a stale one from an earlier ingest into the same
+    run folder is removed).
+    """
+    layout.weekly_regressors.unlink(missing_ok=True)
+    raw = read_price_promotions(hook, queries)
+    if raw is None:
+        log.info("no price_promotions table in the source: forecasting without regressors")
+        return {"price_promotions": "absent"}, pd.DataFrame()
+    good, quarantined, report = validate_price_promotions(raw, known_skus)
+    regressors = to_weekly_regressors(good)
+    regressors.to_parquet(layout.weekly_regressors, index=False)
+    return {
+        "price_promotions": "present",
+        **report,
+        "regressor_weeks": int(regressors["ds"].nunique()),
+        "regressors_last_week": str(regressors["ds"].max().date()) if len(regressors) else None,
+    }, quarantined
+
+
+def load_regressors(run: Run) -> pd.DataFrame | None:
+    """The run's weekly regressors (``unique_id, ds, unit_price, on_promotion``), or None without any."""
+    path = run.layout.weekly_regressors
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def load_demand(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,4 +119,8 @@ def adopt_demand(run: Run, source_dir: str | Path | None = None) -> dict:
     if published.root.resolve() != layout.root.resolve():
         for src, dst in zip(published.demand_files, layout.demand_files, strict=True):
             shutil.copy2(src, dst)
+        # Optional: the weekly regressors travel with the demand when the source had them.
+        layout.weekly_regressors.unlink(missing_ok=True)
+        if published.weekly_regressors.exists():
+            shutil.copy2(published.weekly_regressors, layout.weekly_regressors)
     return run.load_json(layout.ingest_report)
