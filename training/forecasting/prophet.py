@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Self
@@ -135,7 +134,6 @@ class NeuralProphetMember(Forecaster):
             self.regressors_[uid] = used
 
     def _fit_one(self, df: pd.DataFrame, regressors: list[str]):
-        os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
         with _quiet():
             from neuralprophet import NeuralProphet, set_log_level, set_random_seed
 
