@@ -31,17 +31,22 @@ def main() -> None:
     ap.add_argument("--weeks", type=int, default=156)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument(
+        "--regressors", default="on_promotion", help="Comma-separated regressors (unit_price,on_promotion)."
+    )
+    ap.add_argument("--variants", default="with,without", help="with, without or both (comma-separated).")
     args = ap.parse_args()
     cat = generate_catalogue(args.skus, args.weeks, seed=args.seed, dirty_rows=False)
     demand = to_weekly_demand(validate(cat.products, cat.movements, today=cat.end).movements)
     prices, _, _ = validate_price_promotions(demo_price_promotions(cat), set(cat.products["sku"]))
     regressors = to_weekly_regressors(prices)
-    params = {"NeuralProphet": {"epochs": args.epochs}}
+    params = {"NeuralProphet": {"epochs": args.epochs, "regressors": tuple(args.regressors.split(","))}}
     t = time.perf_counter()
     base = backtest(demand, ModelZoo(BASE, n_jobs=1), 13, 3)
     print(f"statistical members ({', '.join(BASE)}): {time.perf_counter() - t:.1f} s")
     errors = [base.errors]
-    for label, regs in (("NeuralProphet", regressors), ("NeuralProphet (no regressors)", None)):
+    variants = {"with": ("NeuralProphet", regressors), "without": ("NeuralProphet (no regressors)", None)}
+    for label, regs in (variants[v] for v in args.variants.split(",")):
         zoo = ModelZoo(["NeuralProphet"], params=params, regressors=regs, n_jobs=1)
         t = time.perf_counter()
         res = backtest(demand, zoo, 13, 3)

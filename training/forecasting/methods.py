@@ -128,7 +128,9 @@ BUILT_IN: tuple[MethodSpec, ...] = (
         {k: v for k, v in GlobalXGBoost().params().items() if k in XGB_PARAMS},
     ),
 )
-NEURALPROPHET_PARAMS = ("epochs", "learning_rate", "n_changepoints", "yearly_seasonality", "batch_size", "seed")
+NEURALPROPHET_PARAMS = (
+    "epochs", "learning_rate", "n_changepoints", "yearly_seasonality", "batch_size", "seed", "regressors",
+)  # fmt: skip
 BUILT_IN += (
     # Opt-in (about a second per series and fit on two cores): strongly seasonal products with promotions.
     MethodSpec(

@@ -85,3 +85,11 @@ def test_a_series_without_regressors_and_a_short_one_still_forecast(series):
     fc = m.fit(pd.concat([plain, short])).predict(3)
     assert fc.groupby("unique_id").size().to_dict() == {"S1": 3, "S2": 3}
     assert (fc.loc[fc["unique_id"] == "S2", "yhat"] == short["y"].mean()).all()
+
+
+def test_the_promotion_flag_by_default_and_the_price_on_request(member, series):
+    assert member.regressors_["S1"] == ["on_promotion"]
+    both = method_registry()["NeuralProphet"].member(epochs=5, regressors=("unit_price", "on_promotion"))
+    assert both.fit(series).regressors_["S1"] == ["unit_price", "on_promotion"]
+    with pytest.raises(ValueError, match="takes no parameter"):
+        ModelZoo(["NeuralProphet"], params={"NeuralProphet": {"quantiles": [0.1]}})
