@@ -207,8 +207,9 @@ def fill_future(history: pd.DataFrame, h: int, freq: str | int, future: pd.DataF
 
     Values come from ``future`` (any long frame of regressor values, planned ones included: a
     weekly regressor table that runs past the history will do) where it has the step, else the
-    series' last known value in ``history`` (a price stays as it was, no promotion unless one is
-    planned carries on as it was). Columns are ``history``'s regressors, plus ``future``'s.
+    series' last known value (in ``history``, else in ``future`` up to the history's end): a price
+    stays as it was, and so does the promotion flag, so a series whose last week was on promotion
+    stays on it unless ``future`` says otherwise. Columns are ``history``'s regressors, plus ``future``'s.
     """
     cols = list(dict.fromkeys([*regressor_columns(history), *regressor_columns(future)]))
     ids, _, stamps = panel_arrays(history)

@@ -29,8 +29,10 @@ Regressors: ``on_promotion`` by default; ``unit_price`` as well with ``regressor
 made the backtest worse (mean MASE 1.21 against 1.12 with the promotion flag alone): within a
 SKU the price moves with the promotions and a yearly list-price rise, so it only duplicates the
 flag and the trend. A regressor enters a series' model only when it varies in that series'
-history (a constant price has no effect to learn). Series shorter than ``min_weeks`` get their mean. neuralprophet
-(and torch) are imported inside the member, so importing the registry stays light.
+history (a constant price has no effect to learn). Yearly seasonality is used from two years of
+history on (Prophet's own rule: with less, a yearly curve cannot be told from the trend). Series
+shorter than ``min_weeks`` (or constant) get their mean. neuralprophet (and torch) are imported
+inside the member, so importing the registry stays light.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ from training.forecasting.contract import (
 )
 
 REGRESSORS = ("unit_price", "on_promotion")  # what it can take
-DEFAULT_REGRESSORS = ("on_promotion",)  # what it takes unless told: see the module docstring
+DEFAULT_REGRESSORS = ("on_promotion",)
+YEAR = 52  # weeks  # what it takes unless told: see the module docstring
 _QUIET = (
     "NP",
     "NP.plotly",
@@ -150,7 +153,8 @@ class NeuralProphetMember(Forecaster):
             model = NeuralProphet(
                 growth="linear",
                 n_changepoints=self.n_changepoints,
-                yearly_seasonality=self.yearly_seasonality,
+                # Prophet's own rule: a yearly curve needs two years of history to be told from trend.
+                yearly_seasonality=self.yearly_seasonality if len(df) >= 2 * YEAR else False,
                 weekly_seasonality=False,
                 daily_seasonality=False,
                 epochs=self.epochs,
