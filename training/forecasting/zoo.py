@@ -62,7 +62,7 @@ class ModelZoo:
     clip_negative: bool = True
     params: dict[str, dict] = field(default_factory=dict)
     horizon: int = 13
-    regressors: pd.DataFrame | None = field(default=None, repr=False)
+    regressors: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     fitted_: dict[str, Forecaster] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
