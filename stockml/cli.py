@@ -124,10 +124,11 @@ def demo_data(
     truth: Annotated[Path | None, typer.Option(help="Where to write the ground truth JSON.")] = None,
     clean: Annotated[bool, typer.Option(help="Leave out the few dirty rows meant for the validator.")] = False,
 ) -> None:
-    """Write a realistic agro-inputs catalogue (products, stock_movements, order_lines) into a database."""
+    """Write a realistic agro-inputs catalogue (products, stock_movements, price_promotions, order_lines) into a database."""
     from stockml.connections import ensure_default_source, get_hook
     from training.data.demo import generate_catalogue
     from training.data.demo_orders import write_demo_orders
+    from training.data.demo_prices import demo_price_promotions
     from training.data.store import write_source_tables
 
     s = get_settings(source_schema=schema)
@@ -136,7 +137,8 @@ def demo_data(
         cat = generate_catalogue(skus, weeks, seed, end=end, dirty_rows=not clean)
     target = target or s.source_conn_id
     with console.status(f"Writing {len(cat.movements):,} movements to {target}..."):
-        write_source_tables(get_hook(target), cat.products, cat.movements, s.source_schema)
+        prices = demo_price_promotions(cat, horizon=s.horizon)  # planned promotions run past the history
+        write_source_tables(get_hook(target), cat.products, cat.movements, s.source_schema, price_promotions=prices)
     truth_path = truth or s.ground_truth_path
     cat.write_truth(truth_path)
     orders = write_demo_orders(get_hook(target), cat, s.source_schema, truth_path)  # order_lines + planted rules

@@ -56,6 +56,12 @@ class RunLayout:
         return self.root / "products.parquet"
 
     @property
+    def weekly_regressors(self) -> Path:
+        """Weekly regressors (unique_id, ds, unit_price, on_promotion) from the optional price_promotions table;
+        absent when the source has none. Published and adopted with the demand when present."""
+        return self.root / "weekly_regressors.parquet"
+
+    @property
     def ingest_report(self) -> Path:
         return self.root / "ingest.json"
 

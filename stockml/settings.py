@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQL returning the stock_movements contract (e.g. a view such as vw_saldo_estoque).",
     )
+    price_promotions_query: str | None = Field(
+        default=None,
+        description="SQL returning the optional price_promotions contract; default reads table `price_promotions` "
+        "(absent is normal).",
+    )
     cutoff: str | None = Field(default=None, description="Last day of history to use (default: today).")
     horizon: int = Field(default=13, ge=1, le=104, description="Forecast horizon in weeks.")
     season_length: int = Field(default=52, ge=1, description="Seasonal period in weeks.")

@@ -9,7 +9,7 @@ import pandas as pd
 from stockml.plots import plot_backtest_samples
 from stockml.run import Progress, Run, noop_progress
 from stockml.settings import Settings
-from stockml.steps.ingest import load_demand
+from stockml.steps.ingest import load_demand, load_regressors
 from training.forecasting.backtest import BacktestResult, backtest
 from training.forecasting.metrics import summarise
 from training.forecasting.zoo import ModelZoo
@@ -31,9 +31,11 @@ def backtest_step(run: Run, progress: Progress = noop_progress, chunks: int = 8)
     """Rolling-origin backtest of the zoo; per-series members in SKU chunks so long runs can report progress."""
     s = run.settings
     demand, _ = load_demand(run)
+    zoo = make_zoo(s, zoo_params(run))
+    zoo.regressors = load_regressors(run)  # for members that take them (price_promotions); None without
     try:
         result = backtest(
-            demand, make_zoo(s, zoo_params(run)), s.horizon, s.backtest_windows,
+            demand, zoo, s.horizon, s.backtest_windows,
             progress=lambda done, total: progress("backtest", done, total), chunks=chunks,
         )  # fmt: skip
     except ValueError as exc:

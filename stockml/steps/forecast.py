@@ -7,7 +7,7 @@ import pandas as pd
 from stockml.run import Progress, Run, noop_progress
 from stockml.steps.backtest import load_backtest, zoo_params
 from stockml.steps.classify import load_classes
-from stockml.steps.ingest import load_demand
+from stockml.steps.ingest import load_demand, load_regressors
 from training.forecasting.backtest import BacktestResult, add_empirical_intervals, residual_quantiles
 from training.forecasting.metrics import insample_scales
 from training.forecasting.zoo import ModelZoo
@@ -34,7 +34,7 @@ def forecast_step(run: Run, result: BacktestResult | None = None, progress: Prog
     # Every chosen member is fitted on the whole catalogue (a global one learns across it), then
     # forecasts the SKUs that chose it from their own history.
     zoo = ModelZoo(sorted(selection.unique()), s.season_length, n_jobs=s.n_jobs, params=zoo_params(run),
-                   horizon=s.horizon).fit(demand)  # fmt: skip
+                   horizon=s.horizon, regressors=load_regressors(run)).fit(demand)  # fmt: skip
     for i, (method, members) in enumerate(groups):
         progress("forecast", i, len(groups))
         frames.append(zoo.predict(s.horizon, panel=demand[demand["unique_id"].isin(members.index)], methods=[method]))

@@ -16,9 +16,9 @@ from stockml.layout import RunLayout, read_pointer
 from stockml.maintenance import publish_demand
 from stockml.run import Run
 from stockml.steps import related
-from training.data.source import SourceQueries, read_source
-from training.data.validate import validate
-from training.data.weekly import last_complete_week_start, to_weekly_demand
+from training.data.source import DataFrameHook, SourceQueries, read_price_promotions, read_source
+from training.data.validate import validate, validate_price_promotions
+from training.data.weekly import last_complete_week_start, to_weekly_demand, to_weekly_regressors
 
 log = logging.getLogger("stockml.pipeline")
 
@@ -27,19 +27,23 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
     """Read the source through its hook, validate, quarantine, aggregate to weekly demand."""
     s = run.settings
     layout = run.layout
-    queries = SourceQueries.default(s.source_schema, s.products_query, s.movements_query)
-    products, movements = read_source(run.hook(), queries)
+    queries = SourceQueries.default(s.source_schema, s.products_query, s.movements_query, s.price_promotions_query)
+    hook = run.hook()
+    products, movements = read_source(hook, queries)
     cutoff = cutoff or s.cutoff
     today = pd.Timestamp(cutoff) if cutoff else pd.Timestamp.now()
     result = validate(products, movements, today=today)
     orders = related.read_orders(run, set(result.products["sku"]), today)  # None: no order_lines (normal)
-    quarantine = _with_order_lines(result, orders)
+    prices, price_quarantine = ingest_price_promotions(hook, queries, set(result.products["sku"]), layout)
+    quarantine = _whole_quarantine(result, orders, price_quarantine)
     quarantine.to_csv(layout.quarantine, index=False)
     demand = to_weekly_demand(result.movements, pd.Timestamp(cutoff) if cutoff else None)
     demand.to_parquet(layout.demand, index=False)
     result.products.to_parquet(layout.products, index=False)
     report = {
         **result.report,
+        **prices,
+        "quarantined": len(quarantine),  # every table's
         "skus": int(demand["unique_id"].nunique()),
         "weeks": int(demand["ds"].nunique()),
         "demand_rows": len(demand),
@@ -57,17 +61,51 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
     return report
 
 
-def _with_order_lines(result, orders) -> pd.DataFrame:
-    """The quarantine of the whole source: products and movements, then order lines (counted in the report)."""
-    if orders is None or orders.quarantine.empty:
+def _whole_quarantine(result, orders, price_quarantine: pd.DataFrame) -> pd.DataFrame:
+    """The quarantine of the whole source: products and movements, then the optional tables'
+    (order lines, price_promotions), all counted in the report."""
+    extra = [q for q in (None if orders is None else orders.quarantine, price_quarantine) if q is not None and len(q)]
+    if not extra:
         return result.quarantine
-    quarantine = pd.concat([result.quarantine, orders.quarantine], ignore_index=True)
+    quarantine = pd.concat([result.quarantine, *extra], ignore_index=True)
+    optional = {"order_lines", "price_promotions"}
     result.report["quarantined"] = len(quarantine)
     result.report["quarantined_by_reason"] = {
-        f"{t}: {r}" if t == "order_lines" else str(r): int(n)
+        f"{t}: {r}" if t in optional else str(r): int(n)
         for (t, r), n in quarantine.groupby(["source_table", "reason"], sort=False).size().items()
     }
     return quarantine
+
+
+def ingest_price_promotions(
+    hook: DataFrameHook, queries: SourceQueries, known_skus: set[str], layout: RunLayout
+) -> tuple[dict, pd.DataFrame]:
+    """The optional price_promotions table: validated, quarantined, written as weekly regressors.
+
+    Returns (report entries, quarantined rows). Absent is normal: the report says so and no
+    ``weekly_regressors.parquet`` is written (a stale one from an earlier ingest into the same
+    run folder is removed).
+    """
+    layout.weekly_regressors.unlink(missing_ok=True)
+    raw = read_price_promotions(hook, queries)
+    if raw is None:
+        log.info("no price_promotions table in the source: forecasting without regressors")
+        return {"price_promotions": "absent"}, pd.DataFrame()
+    good, quarantined, report = validate_price_promotions(raw, known_skus)
+    regressors = to_weekly_regressors(good)
+    regressors.to_parquet(layout.weekly_regressors, index=False)
+    return {
+        "price_promotions": "present",
+        **report,
+        "regressor_weeks": int(regressors["ds"].nunique()),
+        "regressors_last_week": str(regressors["ds"].max().date()) if len(regressors) else None,
+    }, quarantined
+
+
+def load_regressors(run: Run) -> pd.DataFrame | None:
+    """The run's weekly regressors (``unique_id, ds, unit_price, on_promotion``), or None without any."""
+    path = run.layout.weekly_regressors
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def load_demand(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -99,4 +137,8 @@ def adopt_demand(run: Run, source_dir: str | Path | None = None) -> dict:
     if published.root.resolve() != layout.root.resolve():
         for src, dst in zip(published.demand_files, layout.demand_files, strict=True):
             shutil.copy2(src, dst)
+        # Optional: the weekly regressors travel with the demand when the source had them.
+        layout.weekly_regressors.unlink(missing_ok=True)
+        if published.weekly_regressors.exists():
+            shutil.copy2(published.weekly_regressors, layout.weekly_regressors)
     return run.load_json(layout.ingest_report)

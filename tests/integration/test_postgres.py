@@ -136,3 +136,28 @@ def test_pipeline_on_postgres_is_idempotent(pg_env, tmp_path):
     saved = json.loads(run.layout.ingest_report.read_text())
     assert saved["skus"] == SKUS
     engine.dispose()
+
+
+def test_price_promotions_read_from_postgres_and_absent_from_sqlite(pg_env):
+    """demo-data wrote the optional table to Postgres (planned rows past the history); the SQLite copy
+    has none, which is normal; a missing table is told apart on the real server too."""
+    from training.data.demo_prices import demo_price_promotions
+    from training.data.source import PRICE_PROMOTION_COLUMNS, SourceQueries, read_price_promotions
+    from training.data.validate import validate_price_promotions
+    from training.data.weekly import to_weekly_regressors
+
+    cat, schema = pg_env["catalogue"], pg_env["schema"]
+    pg = read_price_promotions(get_hook("stockml_pg"), SourceQueries.default(schema))
+    expected = demo_price_promotions(cat, horizon=13)
+    assert len(pg) == len(expected)
+    good, quarantine, _ = validate_price_promotions(pg, set(cat.products["sku"]))
+    assert len(quarantine) == 0
+    weekly = to_weekly_regressors(good)
+    assert weekly["ds"].max() > pd.Timestamp(CUTOFF)  # planned promotions known ahead
+    ours = to_weekly_regressors(validate_price_promotions(expected, set(cat.products["sku"]))[0])
+    pd.testing.assert_frame_equal(weekly, ours)
+    assert read_price_promotions(get_hook("stockml_sqlite"), SourceQueries.default()) is None
+    missing = f"SELECT {', '.join(PRICE_PROMOTION_COLUMNS)} FROM {schema}.no_such_table"
+    assert (
+        read_price_promotions(get_hook("stockml_pg"), SourceQueries.default(schema, price_promotions=missing)) is None
+    )

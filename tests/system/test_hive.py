@@ -310,3 +310,33 @@ def test_prune_quarantine_on_hive(hive):
         assert read_output(hook, "stock_quarantine", None, schema).empty
     finally:
         store.execute(f"DROP DATABASE IF EXISTS `{schema}` CASCADE")
+
+
+def test_price_promotions_absent_then_read_on_hive(hive_env):
+    """The optional table on Hive: a database without it is normal (Spark's TABLE_OR_VIEW_NOT_FOUND is
+    told from other errors); written by the store, it reads back and validates like SQLite's."""
+    from training.data.source import read_price_promotions
+    from training.data.validate import validate_price_promotions
+
+    hook = get_hook("stockml_source")
+    assert read_price_promotions(hook, SourceQueries.default(hive_env["schema"])) is None
+    schema = f"stockml_pp_{uuid.uuid4().hex[:8]}"
+    products = hive_env["catalogue"].products.head(2)
+    sku = products["sku"].iloc[0]
+    movements = pd.DataFrame(
+        {"sku": [sku], "date": [pd.Timestamp("2026-11-02").date()], "qty_sold": [1.0], "qty_received": [0.0],
+         "stock_on_hand": [3.0]}
+    )  # fmt: skip
+    prices = pd.DataFrame(
+        {"sku": [sku, sku, "SKU-NOPE"], "date": pd.to_datetime(["2026-11-02", "2027-01-04", "2026-11-02"]).date,
+         "unit_price": [10.0, 8.0, 1.0], "on_promotion": [False, True, False]}
+    )  # fmt: skip
+    try:
+        write_source_tables(hook, products, movements, schema, price_promotions=prices)
+        read = read_price_promotions(hook, SourceQueries.default(schema))
+        good, quarantine, _ = validate_price_promotions(read, set(products["sku"]))
+        assert sorted(good["date"].dt.strftime("%Y-%m-%d")) == ["2026-11-02", "2027-01-04"]
+        assert good.sort_values("date")["on_promotion"].tolist() == [False, True]
+        assert quarantine["reason"].tolist() == ["unknown sku"]
+    finally:
+        HiveStore(hook).execute(f"DROP DATABASE IF EXISTS `{schema}` CASCADE")

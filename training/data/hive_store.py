@@ -385,8 +385,14 @@ class HiveStore:
 
     # -- source tables (demo data) --------------------------------------------------------------
 
-    def write_source_tables(self, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None) -> None:
-        """Replace ``products`` and ``stock_movements`` (Parquet tables).
+    def write_source_tables(
+        self,
+        products: pd.DataFrame,
+        movements: pd.DataFrame,
+        schema: str | None = None,
+        price_promotions: pd.DataFrame | None = None,
+    ) -> None:
+        """Replace ``products`` and ``stock_movements`` (and ``price_promotions`` when given) (Parquet tables).
 
         Each is loaded into a new table first and swapped in with DROP + RENAME, so a failed
         load leaves the previous table untouched.
@@ -394,7 +400,12 @@ class HiveStore:
         if schema:
             self.execute(f"CREATE DATABASE IF NOT EXISTS {quote_ident(schema)}")
         movements = movements.assign(date=pd.to_datetime(movements["date"]).dt.date)
-        for table, df in (("products", products), ("stock_movements", movements)):
+        tables = [("products", products), ("stock_movements", movements)]
+        if price_promotions is not None:
+            tables.append(
+                ("price_promotions", price_promotions.assign(date=pd.to_datetime(price_promotions["date"]).dt.date))
+            )
+        for table, df in tables:
             columns = list(frame_types(df).items())
             load = f"{table}__stockml_load"
             cols = ", ".join(f"{quote_ident(c)} {t}" for c, t in columns)

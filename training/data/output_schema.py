@@ -178,5 +178,9 @@ class OutputStore(Protocol):
     def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int: ...
 
     def write_source_tables(
-        self, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None
+        self,
+        products: pd.DataFrame,
+        movements: pd.DataFrame,
+        schema: str | None = None,
+        price_promotions: pd.DataFrame | None = None,
     ) -> None: ...

@@ -145,7 +145,13 @@ class SqlAlchemyStore:
                 return 0
             return conn.execute(t.delete().where(t.c.created_at < limit)).rowcount
 
-    def write_source_tables(self, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None) -> None:
+    def write_source_tables(
+        self,
+        products: pd.DataFrame,
+        movements: pd.DataFrame,
+        schema: str | None = None,
+        price_promotions: pd.DataFrame | None = None,
+    ) -> None:
         engine = self.engine
         with engine.begin() as conn:
             if schema and engine.dialect.name == "postgresql":
@@ -160,3 +166,13 @@ class SqlAlchemyStore:
                 chunksize=20000,
                 method="multi" if engine.dialect.name == "postgresql" else None,
             )
+            if price_promotions is not None:
+                price_promotions.assign(date=pd.to_datetime(price_promotions["date"]).dt.date).to_sql(
+                    "price_promotions",
+                    conn,
+                    schema=schema,
+                    if_exists="replace",
+                    index=False,
+                    chunksize=20000,
+                    method="multi" if engine.dialect.name == "postgresql" else None,
+                )

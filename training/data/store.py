@@ -102,8 +102,18 @@ def prune_quarantine(target: Any, older_than_days: int, schema: str | None = Non
 
 
 def write_source_tables(
-    target: Any, products: pd.DataFrame, movements: pd.DataFrame, schema: str | None = None
+    target: Any,
+    products: pd.DataFrame,
+    movements: pd.DataFrame,
+    schema: str | None = None,
+    price_promotions: pd.DataFrame | None = None,
 ) -> None:
-    """Replace the source tables with a catalogue (used by ``stockml demo-data``)."""
+    """Replace the source tables with a catalogue (used by ``stockml demo-data``).
+
+    ``price_promotions`` (optional) replaces that table too; without it the table is left as it is.
+    """
     with open_store(target) as store:
-        store.write_source_tables(products, movements, schema)
+        if price_promotions is None:
+            store.write_source_tables(products, movements, schema)
+        else:
+            store.write_source_tables(products, movements, schema, price_promotions=price_promotions)

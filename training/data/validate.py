@@ -142,3 +142,61 @@ def validate(products: pd.DataFrame, movements: pd.DataFrame, today: pd.Timestam
     for col in ("lead_time_weeks", "min_order_qty"):
         good_products[col] = good_products[col].fillna(0).astype(np.int64)
     return ValidationResult(good_products, good_moves, quarantine, report)
+
+
+# ---------------------------------------------------------------- optional table: price_promotions
+
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+def _as_bool(s: pd.Series) -> pd.Series:
+    """Booleans, 0/1 and their usual spellings as True/False; anything else (or empty) as NA."""
+    text = s.astype("string").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[text.isin(_TRUE).fillna(False)] = True
+    out[text.isin(_FALSE).fillna(False)] = False
+    return out
+
+
+def validate_price_promotions(
+    price_promotions: pd.DataFrame, known_skus: set[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(valid rows, quarantined rows, report) of the optional ``price_promotions`` table.
+
+    Quarantined with a reason: unknown SKU, unparseable date, non-numeric or negative
+    ``unit_price``, ``on_promotion`` that is not a boolean (true/false, 1/0, yes/no), duplicated
+    (sku, date) (the first is kept). Future dates are valid: planned promotions are known ahead.
+    An empty ``unit_price`` is kept (a promotion flag without a price): the weekly mean skips it.
+    """
+    df = price_promotions.copy()
+    df["sku"] = df["sku"].astype("string").str.strip()
+    dates = pd.to_datetime(df["date"], errors="coerce")
+    price = _numeric(df["unit_price"])
+    promo = _as_bool(df["on_promotion"])
+    q: list[pd.DataFrame] = []
+    rules: list[tuple[str, pd.Series]] = [
+        ("unknown sku", ~df["sku"].isin(known_skus)),
+        ("date is not a date", dates.isna()),
+        ("unit_price is not a number", price.isna() & df["unit_price"].notna()),
+        ("negative unit_price", price < 0),
+        ("on_promotion is not a boolean", promo.isna()),
+    ]
+    df["date"] = dates.dt.normalize()
+    df["unit_price"] = price
+    df["on_promotion"] = promo
+    bad = _apply_rules(price_promotions, rules, "price_promotions", q)
+    dup = df.duplicated(subset=["sku", "date"], keep="first") & ~bad
+    if dup.any():
+        q.append(_quarantine(price_promotions, dup, "duplicated (sku, date)", "price_promotions"))
+    bad |= dup
+    good = df.loc[~bad].reset_index(drop=True)
+    good["sku"] = good["sku"].astype(str)
+    good["on_promotion"] = good["on_promotion"].astype(bool)
+    quarantine = pd.concat(q, ignore_index=True) if q else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    report = {
+        "price_promotions_read": len(price_promotions),
+        "price_promotions_valid": len(good),
+        "price_promotions_quarantined": len(quarantine),
+    }
+    return good, quarantine, report

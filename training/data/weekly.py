@@ -83,3 +83,35 @@ def week_number(d: dt.date) -> int:
 def week_start_of(d: dt.date) -> dt.date:
     """Monday of ``d``'s week: :func:`week_start` for one date."""
     return dt.date.fromordinal(7 * week_number(d) + 1)
+
+
+REGRESSOR_COLUMNS = ["unit_price", "on_promotion"]
+
+
+def to_weekly_regressors(price_promotions: pd.DataFrame) -> pd.DataFrame:
+    """Weekly regressors beside the weekly demand: ``unique_id, ds, unit_price, on_promotion``.
+
+    From validated ``price_promotions`` rows: weeks start on Monday (``W-MON``) like the demand;
+    ``unit_price`` is the mean of the week's prices, ``on_promotion`` is 1.0 when any day of the
+    week is on promotion (0.0 otherwise). Weeks after the demand cut-off are kept: they are the
+    planned prices and promotions that forecasters with regressors read over the horizon.
+    """
+    if price_promotions.empty:
+        return pd.DataFrame(
+            {
+                "unique_id": pd.Series(dtype=str),
+                "ds": pd.Series(dtype="datetime64[ns]"),
+                "unit_price": pd.Series(dtype=float),
+                "on_promotion": pd.Series(dtype=float),
+            }
+        )
+    df = price_promotions.assign(
+        unique_id=price_promotions["sku"].astype(str),
+        ds=week_start(price_promotions["date"]),
+        unit_price=pd.to_numeric(price_promotions["unit_price"], errors="coerce").astype(float),
+        on_promotion=price_promotions["on_promotion"].astype(bool).astype(float),
+    )
+    weekly = df.groupby(["unique_id", "ds"], sort=True).agg(
+        unit_price=("unit_price", "mean"), on_promotion=("on_promotion", "max")
+    )
+    return weekly.reset_index()

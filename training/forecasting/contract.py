@@ -9,6 +9,12 @@ Shaped like statsforecast's models and scikit-learn's estimators:
   intervals). ``panel`` is the history to forecast from: a global member applies what it learnt
   in ``fit`` to it, a per-series member estimates its parameters on it (that is what fitting a
   local model means). Without ``panel``, the member forecasts from the end of what it was fitted on;
+- a member that declares ``Capabilities.exogenous`` takes external regressors: ``fit(panel)`` where
+  ``panel`` carries regressor columns beside ``y`` (``unit_price``, ``on_promotion``), and
+  ``predict(h, level, panel=None, future=None)`` where ``future`` is a long frame
+  ``unique_id, ds, <regressors>`` holding the regressors' values over the horizon (what
+  :func:`fill_future` completes: values missing there are the series' last known ones). The
+  zoo passes regressors to such members only; every other member sees ``unique_id, ds, y``;
 - declared :class:`Capabilities`, which the zoo, the backtest, the router and the registry read
   instead of asking what kind of member they hold;
 - ``save_state(folder) -> dict`` / ``load_state(folder, state)``: fitted state in its library's own
@@ -42,7 +48,7 @@ class Capabilities:
     ``scope``: ``"global"`` learns one model across every series; ``"local"`` fits each series on its own.
     ``native_intervals``: it returns its own lo/hi bounds (else the backtest's empirical ones are used).
     ``refit``: in backtests, refit at every origin, every ``refit_every`` origins, or never.
-    ``exogenous``: it takes external regressors (none of today's members do).
+    ``exogenous``: it takes external regressors (extra columns of ``panel``, ``future`` in ``predict``).
     """
 
     fits: bool = True
@@ -106,17 +112,31 @@ class Forecaster(ABC):
         forecast), exactly as statsforecast places them, so members of every kind line up on
         ``cutoff``. The member is refitted on the data before each origin as its ``refit`` policy
         says; it then forecasts from that data.
+
+        Regressors (a member with ``exogenous``, ``panel`` with regressor columns): the history before
+        each origin carries them, and the horizon's values are passed as ``future``. That is honest
+        for regressors known ahead, as planned prices and promotions are (a business decides them
+        before the weeks they run); a regressor only known afterwards must not be given this way.
         """
         ids, ys, stamps = panel_arrays(panel)
         caps = self.capabilities
+        extra = regressor_columns(panel) if caps.exogenous else []
+        ordered = panel.sort_values(["unique_id", "ds"], kind="stable") if extra else None
         frames = []
         for w in range(n_windows):
             back = h + step_size * (n_windows - 1 - w)  # values after the cutoff, to the end of the series
             keep = [len(y) - back for y in ys]
             train = _slice_panel(ids, ys, stamps, keep)
+            kwargs = {}
+            if extra:
+                pos = ordered.groupby("unique_id", sort=False, observed=True).cumcount().to_numpy()
+                cut = ordered["unique_id"].map(dict(zip(ids, keep, strict=True))).to_numpy()
+                train = train.assign(**{c: ordered.loc[pos < cut, c].to_numpy() for c in extra})
+                horizon = (pos >= cut) & (pos < cut + h)
+                kwargs["future"] = ordered.loc[horizon, ["unique_id", "ds", *extra]].reset_index(drop=True)
             if caps.refits_at(w):
                 self.fit(train)
-            fc = self.predict(h, level, panel=train)
+            fc = self.predict(h, level, panel=train, **kwargs)
             after = [slice(k, k + h) for k in keep]
             frames.append(
                 fc.assign(
@@ -145,6 +165,77 @@ def _slice_panel(ids: list, ys: list[np.ndarray], stamps: list[np.ndarray], keep
             "y": np.concatenate([y[:k] for y, k in zip(ys, keep, strict=True)]),
         }
     )
+
+
+CORE_COLUMNS = ("unique_id", "ds", "y")
+
+
+def regressor_columns(frame: pd.DataFrame | None) -> list[str]:
+    """The columns of a long frame beyond ``unique_id, ds, y`` (and a backtest's ``cutoff``): its regressors."""
+    if frame is None:
+        return []
+    return [c for c in frame.columns if c not in CORE_COLUMNS and c != "cutoff"]
+
+
+def core_panel(panel: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``unique_id, ds, y`` only: what a member without regressors is given (the frame itself if nothing else)."""
+    if panel is None or not regressor_columns(panel):
+        return panel
+    return panel[list(CORE_COLUMNS)]
+
+
+def with_regressors(panel: pd.DataFrame, regressors: pd.DataFrame | None) -> pd.DataFrame:
+    """``panel`` with the weekly regressors' columns joined on (unique_id, ds).
+
+    Weeks without a row take the series' previous known value (then its next one, for weeks
+    before the table starts); series without any row keep NaN, which members treat as no
+    regressor. Without ``regressors`` the panel comes back as it is.
+    """
+    if regressors is None or regressors.empty:
+        return panel
+    cols = [c for c in regressor_columns(regressors) if c not in panel.columns]
+    if not cols:
+        return panel
+    right = regressors[["unique_id", "ds", *cols]].astype({"unique_id": panel["unique_id"].dtype}, errors="ignore")
+    out = panel.merge(right, on=["unique_id", "ds"], how="left").sort_values(["unique_id", "ds"], kind="stable")
+    out[cols] = out.groupby("unique_id", sort=False, observed=True)[cols].transform(lambda s: s.ffill().bfill())
+    return out.reset_index(drop=True)
+
+
+def fill_future(history: pd.DataFrame, h: int, freq: str | int, future: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The regressors over each series' next ``h`` steps: ``unique_id, ds, <regressors>``.
+
+    Values come from ``future`` (any long frame of regressor values, planned ones included: a
+    weekly regressor table that runs past the history will do) where it has the step, else the
+    series' last known value (in ``history``, else in ``future`` up to the history's end): a price
+    stays as it was, and so does the promotion flag, so a series whose last week was on promotion
+    stays on it unless ``future`` says otherwise. Columns are ``history``'s regressors, plus ``future``'s.
+    """
+    cols = list(dict.fromkeys([*regressor_columns(history), *regressor_columns(future)]))
+    ids, _, stamps = panel_arrays(history)
+    last_ds = np.array([ds[-1] for ds in stamps])
+    out = pd.DataFrame({"unique_id": np.repeat(ids, h), "ds": future_ds(last_ds, h, freq)})
+    if not cols:
+        return out
+    if future is not None and regressor_columns(future):
+        given = [c for c in cols if c in future.columns]
+        right = future[["unique_id", "ds", *given]].drop_duplicates(["unique_id", "ds"], keep="last")
+        out = out.merge(right.astype({"unique_id": out["unique_id"].dtype}, errors="ignore"), on=["unique_id", "ds"],
+                        how="left")  # fmt: skip
+    before = None
+    if future is not None and len(future):
+        ends = pd.Series(last_ds, index=ids)
+        f = future[future["ds"] <= future["unique_id"].map(ends)]
+        before = f.sort_values(["unique_id", "ds"], kind="stable").groupby("unique_id", observed=True).last()
+    hist = history.sort_values(["unique_id", "ds"], kind="stable").groupby("unique_id", observed=True).last()
+    for c in cols:
+        fallback = pd.Series(np.nan, index=out.index)
+        if c in hist:
+            fallback = out["unique_id"].map(hist[c])
+        if before is not None and c in before:
+            fallback = fallback.fillna(out["unique_id"].map(before[c]))
+        out[c] = (out[c] if c in out else pd.Series(np.nan, index=out.index)).astype(float).fillna(fallback)
+    return out
 
 
 def future_ds(last: np.ndarray | pd.Series, h: int, freq: str | int) -> np.ndarray:

@@ -38,6 +38,7 @@ from statsforecast.models import (
 
 from training.forecasting.contract import Capabilities, Forecaster, Setup
 from training.forecasting.global_xgb import GlobalXGBoost
+from training.forecasting.prophet import NeuralProphetMember
 from training.forecasting.statistical import PointOnly, SeasonallyAdjusted, StatsForecastMember
 
 ENTRY_POINT_GROUP = "stockml.forecasters"
@@ -125,6 +126,20 @@ BUILT_IN: tuple[MethodSpec, ...] = (
         "global",
         XGB_PARAMS,
         {k: v for k, v in GlobalXGBoost().params().items() if k in XGB_PARAMS},
+    ),
+)
+NEURALPROPHET_PARAMS = (
+    "epochs", "learning_rate", "n_changepoints", "yearly_seasonality", "batch_size", "seed", "regressors",
+)  # fmt: skip
+BUILT_IN += (
+    # Opt-in (about a second per series and fit on two cores): strongly seasonal products with promotions.
+    MethodSpec(
+        "NeuralProphet",
+        lambda setup, **kw: NeuralProphetMember(freq=setup.freq, **kw),
+        "seasonal",
+        NEURALPROPHET_PARAMS,
+        {k: v for k, v in NeuralProphetMember().params().items() if k in NEURALPROPHET_PARAMS},
+        in_default=False,
     ),
 )
 BUILT_IN_NAMES = tuple(s.name for s in BUILT_IN)

@@ -12,6 +12,12 @@ declared capabilities:
 - statistical members are batched into one vectorised, parallel ``StatsForecast`` call (the
   zoo's one optimisation; it changes no forecast), so the whole statistical zoo makes one pass
   over the data and scales out through statsforecast's Spark/Dask back-ends;
+- members that take external regressors (``Capabilities.exogenous``) get them, and only they:
+  the weekly regressor table ``regressors`` (``unique_id, ds, unit_price, on_promotion``, which
+  may run past the history with planned values) is joined onto their panel, and ``predict``
+  passes it to them as ``future`` (values missing over the horizon are the last known ones:
+  :func:`~training.forecasting.contract.fill_future`). Every other member, the statsforecast
+  batch included, sees ``unique_id, ds, y`` exactly as before;
 - ``save``/``load`` write the fitted state of the members that carry it (global ones) in their
   libraries' own formats, with a manifest of members, parameters and versions.
 
@@ -29,7 +35,7 @@ from typing import Self
 
 import pandas as pd
 
-from training.forecasting.contract import LEVELS, Forecaster, Setup
+from training.forecasting.contract import LEVELS, Forecaster, Setup, core_panel, with_regressors
 from training.forecasting.methods import method_registry, resolve_methods
 from training.forecasting.statistical import StatsForecastMember, batched_statsforecast, tidy
 
@@ -44,7 +50,9 @@ class ModelZoo:
     benchmark turns it off. ``params`` overrides the hyper-parameters of the methods that have
     them, e.g. ``{"TSB": {"alpha_d": 0.1, "alpha_p": 0.05}}`` (tuned by ``training.automl.tune_zoo``).
     ``horizon`` is what members with a trained horizon (direct multi-step models) are built for;
-    ``forecast`` and ``cross_validation`` set it from their ``h``.
+    ``forecast`` and ``cross_validation`` set it from their ``h``. ``regressors`` is the weekly
+    regressor table for members that take them (None: no regressors; a panel's own extra columns
+    are used as well).
     """
 
     methods: list[str] | None = None
@@ -54,6 +62,7 @@ class ModelZoo:
     clip_negative: bool = True
     params: dict[str, dict] = field(default_factory=dict)
     horizon: int = 13
+    regressors: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     fitted_: dict[str, Forecaster] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -84,8 +93,17 @@ class ModelZoo:
 
     def fit(self, panel: pd.DataFrame) -> Self:
         """Fit every member on ``panel``; the fitted members are kept in ``fitted_``."""
-        self.fitted_ = {name: self.member(name).fit(panel) for name in self.methods}
+        self.fitted_ = {}
+        for name in self.methods:
+            member = self.member(name)
+            self.fitted_[name] = member.fit(self._panel_for(member, panel))
         return self
+
+    def _panel_for(self, member: Forecaster, panel: pd.DataFrame | None) -> pd.DataFrame | None:
+        """What ``member`` is given: with the regressors when it takes them, ``unique_id, ds, y`` otherwise."""
+        if panel is None or not member.capabilities.exogenous:
+            return core_panel(panel)
+        return with_regressors(panel, self.regressors)
 
     def predict(
         self,
@@ -94,12 +112,15 @@ class ModelZoo:
         panel: pd.DataFrame | None = None,
         methods: list[str] | None = None,
         n_jobs: int | None = None,
+        future: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Forecasts of the fitted members: unique_id, ds, method, yhat, lo80, hi80, lo95, hi95.
 
         ``panel`` is the history to forecast from (default: each member's fitted one); ``methods``
         limits the members asked (default: all); ``n_jobs`` overrides the zoo's worker count for
         this call only (a served model is shared between requests, so it is not changed in place).
+        ``future`` (``unique_id, ds, <regressors>``) gives members with regressors their values over
+        the horizon (default: the zoo's ``regressors``; missing values are the last known ones).
         """
         names = list(methods or self.methods)
         missing = [n for n in names if n not in self.fitted_]
@@ -109,13 +130,19 @@ class ModelZoo:
         batch = [m for m in members if isinstance(m, StatsForecastMember)]
         parts = []
         if batch:
-            data = panel if panel is not None else batch[0].panel_
+            data = core_panel(panel) if panel is not None else batch[0].panel_
             sf = batched_statsforecast(batch, self.freq, self.n_jobs if n_jobs is None else n_jobs)
             wide = sf.forecast(df=data, h=h, level=list(level) or None)
             parts += tidy(wide, [m.alias for m in batch], ["unique_id", "ds"], level)
         for m in members:
-            if m not in batch:
-                parts.append(m.predict(h, level, panel=panel).assign(method=m.alias))
+            if m in batch:
+                continue
+            if m.capabilities.exogenous:
+                given = future if future is not None else self.regressors
+                fc = m.predict(h, level, panel=self._panel_for(m, panel), future=given)
+            else:
+                fc = m.predict(h, level, panel=core_panel(panel))
+            parts.append(fc.assign(method=m.alias))
         return self._finish(parts, ["unique_id", "ds"], level)
 
     def forecast(self, demand: pd.DataFrame, h: int, intervals: bool = True) -> pd.DataFrame:
@@ -137,12 +164,15 @@ class ModelZoo:
 
         Per-series members may run in ``chunks`` of SKUs (to report ``progress(done, total)``); a
         global member always learns from the whole ``demand`` (a chunk would see a fraction of it).
+        Members with regressors see the regressors' values over each origin's horizon: honest for
+        planned prices and promotions, which are known ahead (see ``Forecaster.cross_validation``).
         """
         self.horizon = h
         level = LEVELS if intervals else ()
         step = step_size or h
         members = [self.member(n, h) for n in self.methods]
         batch = [m for m in members if isinstance(m, StatsForecastMember)]
+        full, demand = demand, core_panel(demand)
         ids = demand["unique_id"].unique()
         n = max(1, min(chunks, len(ids) // 50 or 1)) if batch else 0
         jobs: list[Callable[[], list[pd.DataFrame]]] = []
@@ -157,7 +187,10 @@ class ModelZoo:
             jobs.append(run_batch)
         for m in members:
             if m not in batch:
-                jobs.append(lambda m=m: [m.cross_validation(demand, h, n_windows, step, level).assign(method=m.alias)])
+                data = self._panel_for(m, full)
+                jobs.append(
+                    lambda m=m, data=data: [m.cross_validation(data, h, n_windows, step, level).assign(method=m.alias)]
+                )
         parts: list[pd.DataFrame] = []
         for i, job in enumerate(jobs):
             if progress:
