@@ -41,7 +41,7 @@ HF_REPO_ID = "google/timesfm-2.5-200m-pytorch"  # TimesFM_2p5_200M_torch.DEFAULT
 WEIGHTS_FILE = "model.safetensors"  # TimesFM_2p5_200M_torch.WEIGHTS_FILENAME
 FETCH_HINT = (
     f"with internet access: `huggingface-cli download {HF_REPO_ID} --local-dir /path/to/timesfm-2.5` "
-    f"(about 0.9 GB), then set {CHECKPOINT_ENV}=/path/to/timesfm-2.5"
+    f"(231 M parameters), then set {CHECKPOINT_ENV}=/path/to/timesfm-2.5"
 )
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # columns 1..9 of the quantile output; 0 is the mean
 MEDIAN = 5

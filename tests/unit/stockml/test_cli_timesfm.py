@@ -1,4 +1,5 @@
-"""`stockml status` says plainly whether TimesFM can run here (its checkpoint is never downloaded)."""
+"""The application layer and TimesFM: `stockml status` says plainly whether it can run here, and the
+pipeline leaves it out when it cannot (its checkpoint is never downloaded)."""
 
 from typer.testing import CliRunner
 
@@ -18,3 +19,16 @@ def test_status_says_when_no_timesfm_checkpoint_is_configured(tmp_path, monkeypa
     result = CliRunner().invoke(app, ["status"])
     text = " ".join(result.output.split())  # rich wraps long lines
     assert f"TimesFM: checkpoint {tmp_path / 'model.safetensors'} (from STOCKML_TIMESFM_CHECKPOINT)" in text, text
+
+
+def test_the_pipeline_zoo_leaves_timesfm_out_without_a_checkpoint(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from stockml.settings import Settings
+    from stockml.steps.backtest import make_zoo
+
+    monkeypatch.setattr(foundation, "_WHERE", foundation._Where(None, tmp_path / "hf-cache"))
+    with caplog.at_level(logging.WARNING, logger="stockml.forecasting"):
+        zoo = make_zoo(Settings(home=tmp_path, methods=["Naive", "TimesFM"]))
+    assert zoo.methods == ["Naive"]
+    assert "method TimesFM left out: no checkpoint configured (set STOCKML_TIMESFM_CHECKPOINT)" in caplog.text
