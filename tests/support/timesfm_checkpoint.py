@@ -39,3 +39,27 @@ def write_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     wrapper = model_class(tiny_definition())(torch_compile=False)
     wrapper.save_pretrained(str(folder))
     return folder
+
+
+def router_with_timesfm(checkpoint: Path, skus: int = 24, weeks: int = 80, seed: int = 3):
+    """(RouterModel, RouterTraining, demand): a router trained on a backtest of Naive, SES and TimesFM (the
+    tiny checkpoint at ``checkpoint``) with its members fitted on the catalogue, as the pipeline registers it.
+    The checkpoint is configured only while training; the caller configures what it tests."""
+    from training.data.demo import generate_catalogue
+    from training.data.weekly import to_weekly_demand
+    from training.forecasting import foundation
+    from training.forecasting.backtest import backtest
+    from training.forecasting.zoo import ModelZoo
+    from training.router.predict import RouterModel, fit_members
+    from training.router.train import train_router
+
+    before = foundation._WHERE.checkpoint
+    foundation.configure(checkpoint)
+    try:
+        demand = to_weekly_demand(generate_catalogue(skus, weeks, seed=seed, dirty_rows=False).movements)
+        bt = backtest(demand, ModelZoo(["Naive", "SES", "TimesFM"], n_jobs=1), h=6, n_windows=3)
+        t = train_router(demand, bt, season_length=52)
+        zoo = fit_members(demand, t.router.methods_, 52, t.horizon)
+        return RouterModel.from_training(t, {}, {}, zoo), t, demand
+    finally:
+        foundation.configure(before)

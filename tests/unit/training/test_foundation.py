@@ -18,6 +18,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from timesfm_checkpoint import router_with_timesfm as train_router_with_timesfm
 from timesfm_checkpoint import tiny_definition, write_tiny_checkpoint
 
 from training.forecasting import foundation
@@ -160,21 +161,13 @@ def test_methods_import_without_timesfm_or_torch():
 @pytest.fixture(scope="module")
 def router_with_timesfm(checkpoint, tmp_path_factory):
     """A router trained on a backtest whose members include TimesFM, saved as the registry stores it."""
-    from training.data.demo import generate_catalogue
-    from training.data.weekly import to_weekly_demand
-    from training.forecasting.backtest import backtest
-    from training.router.predict import RouterModel, fit_members
     from training.router.storage import save_router
-    from training.router.train import train_router
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(foundation, "_WHERE", foundation._Where(checkpoint, tmp_path_factory.mktemp("hf-cache")))
-        demand = to_weekly_demand(generate_catalogue(24, 80, seed=3, dirty_rows=False).movements)
-        bt = backtest(demand, ModelZoo(["Naive", "SES", "TimesFM"], n_jobs=1), h=6, n_windows=3)
-        t = train_router(demand, bt, season_length=52)
-        zoo = fit_members(demand, t.router.methods_, 52, t.horizon)
+        mp.setattr(foundation, "_WHERE", foundation._Where(None, tmp_path_factory.mktemp("hf-cache")))
+        model, _, demand = train_router_with_timesfm(checkpoint)
         folder = tmp_path_factory.mktemp("router") / "router"
-        save_router(RouterModel.from_training(t, {}, {}, zoo), folder)
+        save_router(model, folder)
     return folder, demand
 
 
