@@ -449,7 +449,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--router-windows", type=int, default=4, help="backtest windows the router learns from")
     p.add_argument("--router-trials", type=int, default=0, help="Optuna trials for the router (0: defaults)")
     p.add_argument("--router-top-k", type=int, default=2, help="methods a combine-mode router blends")
+    p.add_argument(
+        "--timesfm",
+        action="store_true",
+        help="add TimesFM 2.5 zero-shot (runs only with a local checkpoint, STOCKML_TIMESFM_CHECKPOINT)",
+    )
     return p.parse_args(argv)
+
+
+def with_timesfm(methods: list[str], asked: bool) -> list[str]:
+    """``methods`` plus TimesFM when asked for and its checkpoint is here; skipped with a message otherwise."""
+    from stockml.settings import get_settings
+    from training.forecasting.methods import unavailable_methods
+
+    get_settings()  # tells the member where STOCKML_TIMESFM_CHECKPOINT points
+    if asked and "TimesFM" not in methods:
+        methods = [*methods, "TimesFM"]
+    missing = unavailable_methods(methods)
+    for name, reason in missing.items():
+        print(f"{name} skipped: {reason}")
+    return [m for m in methods if m not in missing]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     methods = resolve_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    methods = with_timesfm(methods, args.timesfm)
 
     data = load_m4(args.train, args.series)
     if args.test is None:

@@ -312,6 +312,18 @@ def models(name: Annotated[str, typer.Option(help="Registered model name.")] = R
     console.print(t)
 
 
+def timesfm_line() -> str:
+    """One line on the TimesFM checkpoint: where it is, or that there is none and which setting names it."""
+    from training.forecasting.foundation import CHECKPOINT_ENV, checkpoint_status
+
+    st = checkpoint_status()
+    if st.available:
+        return f"TimesFM: checkpoint {st.path} ({'from ' + CHECKPOINT_ENV if st.source == 'setting' else st.source})"
+    if st.source == "none":
+        return f"TimesFM: no checkpoint configured (set {CHECKPOINT_ENV})"
+    return f"TimesFM: checkpoint not found: {st.reason}"
+
+
 @app.command()
 @_guard
 def status() -> None:
@@ -320,6 +332,7 @@ def status() -> None:
     from stockml.steps.registry import registry_summary
 
     s = _registry()
+    console.print(timesfm_line())
     served = read_pointer(s.layout.latest_forecasts)
     if served is None:
         _fail("no forecasts published yet: run `make pipeline`, the stock_training DAG or `stockml run`")

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     backtest_windows: int = Field(default=3, ge=1, description="Rolling-origin windows in backtests.")
     methods: list[str] | None = Field(default=None, description="Zoo methods to run (default: all).")
     n_jobs: int = Field(default=-1, description="Processes for forecasting (-1: all cores).")
+    timesfm_checkpoint: Path | None = Field(
+        default=None,
+        description="Local TimesFM 2.5 checkpoint (folder with model.safetensors, or the file); never downloaded. "
+        "Unset: the Hugging Face cache, else TimesFM is unavailable.",
+    )
     abc_cutoffs: tuple[float, float] = Field(
         default=(0.80, 0.95), description="Cumulative revenue shares closing classes A and B (the rest is C)."
     )
@@ -164,8 +169,15 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit overrides (CLI flags) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Build settings from the environment, with explicit overrides (CLI flags) on top.
+
+    Also tells the TimesFM member where this process's checkpoint is (a machine-local path, so it is
+    not a member parameter that would travel in a registered model's manifest)."""
+    from training.forecasting.foundation import configure
+
+    s = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure(s.timesfm_checkpoint)
+    return s
 
 
 # -- the settings reference (README's table is generated from here) ----------------------------------

@@ -323,6 +323,7 @@ class Engine:
             "last_error": self.models.last_error,
             "reloads": self.models.reloads,
             "cache": self.cache.backend,
+            "timesfm": _timesfm_checkpoint(),
         }
 
     def reload(self, force: bool = False) -> dict[str, Any]:
@@ -387,3 +388,10 @@ class Engine:
         except FormatUnavailable as exc:
             raise InvalidInput(str(exc), field="format") from exc
         return content, media, f"forecasts-{job_id}.{fmt}"
+
+
+def _timesfm_checkpoint() -> dict[str, Any]:
+    """Whether the TimesFM checkpoint is on this machine (a model routing to TimesFM needs it to load)."""
+    from training.forecasting.foundation import checkpoint_status
+
+    return checkpoint_status().as_dict()

@@ -165,6 +165,10 @@ class ModelInfo(_Open):
     last_error: str | None
     reloads: int
     cache: Literal["memory", "redis"]
+    timesfm: dict[str, Any] | None = Field(
+        default=None,
+        description="The TimesFM checkpoint here: available, checkpoint (path), source, detail (why not).",
+    )
 
 
 class ReloadAnswer(_Open):

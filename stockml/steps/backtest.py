@@ -11,6 +11,7 @@ from stockml.run import Progress, Run, noop_progress
 from stockml.settings import Settings
 from stockml.steps.ingest import load_demand, load_regressors
 from training.forecasting.backtest import BacktestResult, backtest
+from training.forecasting.methods import drop_unavailable
 from training.forecasting.metrics import summarise
 from training.forecasting.zoo import ModelZoo
 
@@ -22,8 +23,13 @@ def zoo_params(run: Run) -> dict[str, dict]:
 
 
 def make_zoo(s: Settings, params: dict[str, dict] | None = None, methods: list[str] | None = None) -> ModelZoo:
+    """The zoo of the settings' methods; one that cannot run here (TimesFM without a checkpoint) is left out
+    with a logged warning."""
     return ModelZoo(
-        methods=methods or s.methods or None, season_length=s.season_length, n_jobs=s.n_jobs, params=params or {}
+        methods=drop_unavailable(methods or s.methods or None),
+        season_length=s.season_length,
+        n_jobs=s.n_jobs,
+        params=params or {},
     )
 
 

@@ -62,6 +62,9 @@ class MethodSpec:
     # In the default set (what a zoo runs when no methods are named)? Costly members (deep,
     # foundation) are registered but opt-in: ``STOCKML_METHODS`` or ``ModelZoo(methods=[...])``.
     in_default: bool = True
+    # Why the member cannot run on this machine (e.g. weights not present), or None when it can; asked
+    # at run time, never at import. Unavailable members are dropped from a backtest with a warning.
+    unavailable: Callable[[], str | None] | None = None
 
     def member(self, setup: Setup | None = None, **params: object) -> Forecaster:
         member = self.build(setup or Setup(), **params)
@@ -98,6 +101,22 @@ XGB_PARAMS = (
     "multi_strategy", "max_bin", "n_jobs",
 )  # fmt: skip
 
+TIMESFM_PARAMS = ("context", "batch_size", "flip_invariance")
+
+
+def _timesfm(setup: Setup, **kw: object) -> Forecaster:
+    from training.forecasting.foundation import TimesFM  # timesfm and torch load only when it forecasts
+
+    return TimesFM(freq=setup.freq, **kw)
+
+
+def _timesfm_unavailable() -> str | None:
+    from training.forecasting.foundation import checkpoint_status
+
+    status = checkpoint_status()
+    return None if status.available else status.reason
+
+
 BUILT_IN: tuple[MethodSpec, ...] = (
     _stat("Naive", lambda m: Naive(), True, "baseline"),
     _stat("Naive2", lambda m: _sa(Naive(), m), True, "baseline"),
@@ -126,6 +145,15 @@ BUILT_IN: tuple[MethodSpec, ...] = (
         "global",
         XGB_PARAMS,
         {k: v for k, v in GlobalXGBoost().params().items() if k in XGB_PARAMS},
+    ),
+    MethodSpec(
+        "TimesFM",
+        _timesfm,
+        "foundation",
+        TIMESFM_PARAMS,
+        {"context": 512, "batch_size": 64, "flip_invariance": True},
+        in_default=False,
+        unavailable=_timesfm_unavailable,
     ),
 )
 NEURALPROPHET_PARAMS = (
@@ -184,3 +212,29 @@ def resolve_methods(names: list[str] | tuple[str, ...] | None) -> list[str]:
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(registry)}")
     return names
+
+
+def unavailable_methods(names: Iterable[str]) -> dict[str, str]:
+    """Of the registered ``names``, those that cannot run here, with the reason (e.g. TimesFM without weights)."""
+    registry = method_registry()
+    out = {}
+    for name in names:
+        spec = registry.get(name)
+        reason = spec.unavailable() if spec is not None and spec.unavailable is not None else None
+        if reason:
+            out[name] = reason
+    return out
+
+
+def drop_unavailable(names: list[str] | tuple[str, ...] | None) -> list[str] | None:
+    """``names`` without the members that cannot run here, each dropped with a logged warning (None stays None:
+    the default set). Raises when nothing is left."""
+    if not names:
+        return None
+    missing = unavailable_methods(names)
+    for name, reason in missing.items():
+        log.warning("method %s left out: %s", name, reason)
+    kept = [n for n in names if n not in missing]
+    if not kept:
+        raise ValueError(f"none of the requested methods can run here: {missing}")
+    return kept

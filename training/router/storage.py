@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from training.forecasting.methods import unavailable_methods
 from training.forecasting.zoo import ModelZoo, member_library_versions
 from training.router.model import ForecastRouter
 from training.router.predict import RouterModel
@@ -38,6 +39,13 @@ MANIFEST = "manifest.json"
 
 class ModelFormatError(ValueError):
     """The saved model is not in a format this version of stockml reads."""
+
+
+class MemberUnavailableError(RuntimeError):
+    """The saved model routes to a member that cannot run here (e.g. TimesFM without its checkpoint).
+
+    Refused rather than served with the router's weights renormalised over the other members: the
+    model's holdout scores, and the promotion that rests on them, were measured with every member."""
 
 
 def _stockml_version() -> str:
@@ -95,6 +103,13 @@ def load_router(folder: Path) -> RouterModel:
     """The :class:`RouterModel` saved under ``folder``, refused with a clear message if its format is unknown."""
     folder = Path(folder)
     m = read_manifest(folder)
+    missing = unavailable_methods(e["method"] for e in m["members"])
+    if missing:
+        raise MemberUnavailableError(
+            f"the model at {folder} routes to {sorted(missing)}, which cannot run here: "
+            + "; ".join(f"{k}: {v}" for k, v in missing.items())
+            + ". It is refused rather than served without them; provide what is missing and reload."
+        )
     router = ForecastRouter.from_state(folder / m["router"]["path"], m["router"])
     rule = m["rule"]
     rule = PatternRule(rule["adi_cutoff"], rule["cv2_cutoff"], tuple(rule["xyz_cutoffs"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,20 @@ def test_cli_writes_json(tmp_path: Path) -> None:
     assert payload["machine"]["nproc"] >= 1
     assert "--series 10" in payload["command"]
     assert "not comparable" in " ".join(proc.stdout.split()).lower()
+
+
+def test_timesfm_row_is_skipped_with_a_message_without_a_checkpoint(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "bench.m4_weekly", "--series", "5", "--methods", "Naive2", "--timesfm"]
+    env = {k: v for k, v in os.environ.items() if k != "STOCKML_TIMESFM_CHECKPOINT"}
+    env |= {"HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}  # an empty Hugging Face cache
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "TimesFM skipped: no checkpoint configured (set STOCKML_TIMESFM_CHECKPOINT)" in " ".join(proc.stdout.split())
+    # with a checkpoint (random weights here: the row tests the path, its figures mean nothing)
+    from timesfm_checkpoint import write_tiny_checkpoint
+
+    out = tmp_path / "results.json"
+    env["STOCKML_TIMESFM_CHECKPOINT"] = str(write_tiny_checkpoint(tmp_path / "timesfm"))
+    proc = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(out.read_text())["methods"]) == {"Naive2", "TimesFM"}

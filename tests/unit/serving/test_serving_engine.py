@@ -270,3 +270,21 @@ def test_the_http_layer_over_the_engine_in_process(tmp_path):
     r = empty.post("/forecast", json={"items": _items("A")})
     assert r.status_code == 503 and r.headers["retry-after"] == "5" and "no champion" in r.json()["error"]
     assert ASGIClient(build_app(lambda: None)).post("/model_info").status_code == 503  # still starting
+
+
+def test_model_info_says_whether_the_timesfm_checkpoint_is_here(tmp_path, monkeypatch):
+    from asgi_client import ASGIClient
+
+    from serving.bentos.http import build_app
+    from training.forecasting import foundation
+
+    monkeypatch.setattr(foundation, "_WHERE", foundation._Where(None, tmp_path / "hf-cache"))  # empty HF cache
+    engine = _engine(tmp_path, FakeModel())
+    absent = ASGIClient(build_app(lambda: engine)).post("/model_info").json()["timesfm"]
+    assert absent["available"] is False and absent["checkpoint"] is None
+    assert "STOCKML_TIMESFM_CHECKPOINT" in absent["detail"]
+    (tmp_path / "tfm").mkdir()
+    (tmp_path / "tfm" / "model.safetensors").write_bytes(b"")
+    foundation.configure(tmp_path / "tfm")  # what get_settings() does at the service's start
+    here = engine.model_info()["timesfm"]
+    assert here["available"] and here["source"] == "setting" and here["checkpoint"].endswith("model.safetensors")
