@@ -36,6 +36,7 @@ from statsforecast.models import (
     Theta,
 )
 
+from training.forecasting import deep
 from training.forecasting.contract import Capabilities, Forecaster, Setup
 from training.forecasting.global_xgb import GlobalXGBoost
 from training.forecasting.statistical import PointOnly, SeasonallyAdjusted, StatsForecastMember
@@ -125,6 +126,18 @@ BUILT_IN: tuple[MethodSpec, ...] = (
         "global",
         XGB_PARAMS,
         {k: v for k, v in GlobalXGBoost().params().items() if k in XGB_PARAMS},
+    ),
+    # Deep global members (neuralforecast; torch is imported only when one fits): opt-in, costly.
+    *(
+        MethodSpec(
+            kind,
+            deep.build(kind),
+            "deep",
+            deep.COMMON_PARAMS + deep.KIND_PARAMS[kind],
+            deep.defaults(kind),
+            in_default=False,
+        )
+        for kind in deep.KINDS
     ),
 )
 BUILT_IN_NAMES = tuple(s.name for s in BUILT_IN)
