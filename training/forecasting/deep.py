@@ -205,6 +205,7 @@ class NeuralMember(Forecaster):
         self.nf_ = self._wrap(self.model_)
         with _quiet():
             self.nf_.fit(df=data, val_size=val)
+        self.model_ = self.nf_.models[0]  # NeuralForecast trains a copy of the model it was given
         self._panel = data
         return self
 
@@ -236,14 +237,20 @@ class NeuralMember(Forecaster):
         )
         if (out["unique_id"].to_numpy() != np.repeat(last.index.to_numpy(), h)).any():
             raise RuntimeError(f"{self.alias}: neuralforecast returned series in an unexpected order")
+        # MQLoss learns each quantile on its own, so they can cross; sorting them per row (the
+        # rearrangement of Chernozhukov et al., 2010) gives ordered bounds and never a worse loss.
+        names = [f"{k}-lo-{lv}" for lv in sorted(LEVELS, reverse=True)] + [point]
+        names += [f"{k}-hi-{lv}" for lv in sorted(LEVELS)]
+        if all(n in raw.columns for n in names):
+            q = np.sort(raw[names].to_numpy(dtype=float), axis=1)
+            sorted_q = dict(zip(names, q.T, strict=True))
+            out["yhat"] = sorted_q[point]
+        else:
+            sorted_q = {}
         for lv in level:
             lo, hi = f"{k}-lo-{lv}", f"{k}-hi-{lv}"
-            if lo in raw.columns and hi in raw.columns:
-                out[f"lo{lv}"] = np.minimum(raw[lo].to_numpy(dtype=float), out["yhat"].to_numpy())
-                out[f"hi{lv}"] = np.maximum(raw[hi].to_numpy(dtype=float), out["yhat"].to_numpy())
-            else:
-                out[f"lo{lv}"] = np.nan
-                out[f"hi{lv}"] = np.nan
+            out[f"lo{lv}"] = sorted_q.get(lo, np.nan)
+            out[f"hi{lv}"] = sorted_q.get(hi, np.nan)
         return out
 
     # ------------------------------------------------------------------ carried state
