@@ -45,14 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         zoo.fit(demand)
         fit_s = time.perf_counter() - start
+        member = zoo.fitted_[name]
         start = time.perf_counter()
         fc = zoo.predict(13)
         predict_s = time.perf_counter() - start
-        member = zoo.fitted_[name]
         results[name] = {
             "fit_seconds": fit_s,
             "predict_seconds": predict_s,
-            "steps_trained": int(member.model_.trainer.global_step) if member.model_ is not None else None,
             "n_params": int(sum(t.numel() for t in member.model_.parameters())),
             "forecast_rows": len(fc),
             "params": member.params(),

@@ -50,7 +50,7 @@ from training.forecasting.contract import LEVELS, Capabilities, Forecaster, futu
 KINDS = ("LSTM", "NHITS")
 COMMON_PARAMS = (
     "input_size", "max_steps", "learning_rate", "batch_size", "windows_batch_size", "scaler_type", "val_size",
-    "early_stop_patience_steps", "val_check_steps", "random_seed", "loss", "refit_every",
+    "early_stop_patience_steps", "val_check_steps", "random_seed", "loss", "refit_every", "train_tail",
 )  # fmt: skip
 KIND_PARAMS = {
     "LSTM": ("encoder_hidden_size", "encoder_n_layers", "decoder_hidden_size"),
@@ -108,6 +108,10 @@ class NeuralMember(Forecaster):
     random_seed: int = 1
     loss: str = "mqloss"  # "mqloss" (median + 80/95 % bounds) or "mae" (point only)
     refit_every: int = 4
+    # Fit on only the last ``train_tail`` values of each series (0: all). Every training step unfolds
+    # whole series into windows, so very long histories (M4 Weekly: up to 2,600 weeks) cost time per
+    # step, and weeks from decades ago say little about the next quarter.
+    train_tail: int = 0
     # LSTM
     encoder_hidden_size: int = 64
     encoder_n_layers: int = 2
@@ -195,6 +199,10 @@ class NeuralMember(Forecaster):
     def fit(self, panel: pd.DataFrame) -> Self:
         """Train one network on every series of ``panel`` (early stopping on each series' last steps)."""
         data = panel[["unique_id", "ds", "y"]]
+        full = data
+        if self.train_tail:
+            data = data.sort_values(["unique_id", "ds"], kind="stable")
+            data = data[data.groupby("unique_id", observed=True).cumcount(ascending=False) < self.train_tail]
         val = self.val_size or self.horizon
         shortest = int(data.groupby("unique_id", observed=True).size().min())
         if shortest <= val:  # no room for a validation window in some series: train without one
@@ -206,7 +214,7 @@ class NeuralMember(Forecaster):
         with _quiet():
             self.nf_.fit(df=data, val_size=val)
         self.model_ = self.nf_.models[0]  # NeuralForecast trains a copy of the model it was given
-        self._panel = data
+        self._panel = full
         return self
 
     def predict(self, h: int, level: Sequence[int] = (), panel: pd.DataFrame | None = None) -> pd.DataFrame:
