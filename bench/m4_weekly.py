@@ -132,7 +132,7 @@ def align_test(test: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
 
 
 def forecast_each_method(
-    train: pd.DataFrame, h: int, methods: list[str], n_jobs: int = -1
+    train: pd.DataFrame, h: int, methods: list[str], n_jobs: int = -1, params: dict[str, dict] | None = None
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Forecast with one method at a time so each method gets its own wall-clock time.
 
@@ -141,7 +141,10 @@ def forecast_each_method(
     """
     frames, seconds = [], {}
     for name in methods:
-        zoo = ModelZoo(methods=[name], season_length=SEASON_LENGTH, freq=1, n_jobs=n_jobs, clip_negative=False)
+        kw = {name: params[name]} if params and name in params else {}
+        zoo = ModelZoo(
+            methods=[name], season_length=SEASON_LENGTH, freq=1, n_jobs=n_jobs, clip_negative=False, params=kw
+        )
         start = time.perf_counter()
         fc = zoo.forecast(train, h=h, intervals=False)
         seconds[name] = time.perf_counter() - start
@@ -153,7 +156,11 @@ def forecast_each_method(
 
 
 def run_benchmark(
-    train_long: pd.DataFrame, test_long: pd.DataFrame, methods: list[str] | None = None, n_jobs: int = -1
+    train_long: pd.DataFrame,
+    test_long: pd.DataFrame,
+    methods: list[str] | None = None,
+    n_jobs: int = -1,
+    params: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """Forecast, score against ``test_long`` and summarise: one row per method.
 
@@ -171,7 +178,7 @@ def run_benchmark(
     if set(sizes.index) != set(train_long["unique_id"]):
         raise ValueError("train and test frames hold different series")
 
-    forecasts, seconds = forecast_each_method(train_long, h, methods, n_jobs)
+    forecasts, seconds = forecast_each_method(train_long, h, methods, n_jobs, params)
     scored = forecasts.merge(test_long[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="inner")
     if len(scored) != len(forecasts):
         raise ValueError("forecast and test time indices do not line up (is test ds aligned with train?)")
@@ -415,6 +422,7 @@ def build_json(
         "season_length": SEASON_LENGTH,
         "n_series": int(table["n"].max()),
         "n_jobs": args.n_jobs,
+        "params": json.loads(args.params),
         "methods": methods,
         "total_seconds": total,
         "top_published": top_published(published),
@@ -443,6 +451,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="comma-separated zoo methods (default: all); Naive2 is always added for OWA",
     )
     p.add_argument("--n-jobs", type=int, default=-1, help="statsforecast worker processes (-1: all cores)")
+    p.add_argument(
+        "--params", default="{}", help='JSON hyper-parameters per method, e.g. \'{"NHITS": {"input_size": 104}}\''
+    )
     p.add_argument("--series", type=int, default=None, help="use only the first N series (quick runs)")
     p.add_argument("--published", type=Path, default=DEFAULT_PUBLISHED, help="published M4 weekly results CSV")
     p.add_argument("--router", action="store_true", help="add the router (trained on backtests of the train part)")
@@ -486,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         mode = "test"
         train, test = data, align_test(load_m4(args.test), data)
 
-    table = run_benchmark(train, test, methods, args.n_jobs)
+    table = run_benchmark(train, test, methods, args.n_jobs, json.loads(args.params))
     if args.router:
         row = run_router(
             train, test, n_windows=args.router_windows, n_jobs=args.n_jobs, trials=args.router_trials,

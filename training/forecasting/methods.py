@@ -36,6 +36,7 @@ from statsforecast.models import (
     Theta,
 )
 
+from training.forecasting import deep
 from training.forecasting.contract import Capabilities, Forecaster, Setup
 from training.forecasting.global_xgb import GlobalXGBoost
 from training.forecasting.prophet import NeuralProphetMember
@@ -168,6 +169,18 @@ BUILT_IN += (
         NEURALPROPHET_PARAMS,
         {k: v for k, v in NeuralProphetMember().params().items() if k in NEURALPROPHET_PARAMS},
         in_default=False,
+    ),
+    # Deep global members (neuralforecast; torch is imported only when one fits): opt-in, costly.
+    *(
+        MethodSpec(
+            kind,
+            deep.build(kind),
+            "deep",
+            deep.COMMON_PARAMS + deep.KIND_PARAMS[kind],
+            deep.defaults(kind),
+            in_default=False,
+        )
+        for kind in deep.KINDS
     ),
 )
 BUILT_IN_NAMES = tuple(s.name for s in BUILT_IN)

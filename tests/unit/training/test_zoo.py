@@ -27,7 +27,7 @@ def _series(n_ids=6, n=120, seed=0):
 
 def test_every_method_forecasts_non_negative_with_native_intervals():
     demand = _series()
-    # AutoARIMA is exercised in the pipeline tests; opt-in members (TimesFM needs its checkpoint) in their own
+    # The default zoo (opt-in members: deep, TimesFM, NeuralProphet have their own tests); AutoARIMA: pipeline tests
     methods = [m for m in default_methods() if m != "AutoARIMA"]
     fc = ModelZoo(methods=methods, n_jobs=1).forecast(demand, h=8)
     assert set(fc["method"]) == set(methods)

@@ -1,0 +1,161 @@
+"""The deep global members (LSTM, NHITS via neuralforecast): contract, determinism, carried state, backtest.
+
+Trained for a few dozen steps on small panels: the behaviour, not the accuracy, is under test here
+(the accuracy is in bench/RESULTS.md).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("neuralforecast")
+
+from training.forecasting.contract import future_ds
+from training.forecasting.methods import default_methods, method_registry
+from training.forecasting.zoo import ModelZoo
+
+FAST = {"max_steps": 30, "val_check_steps": 10, "batch_size": 16, "windows_batch_size": 64}
+FAST_NHITS = {**FAST, "mlp_width": 32}
+FAST_LSTM = {**FAST, "encoder_hidden_size": 16, "decoder_hidden_size": 16}
+PARAMS = {"NHITS": FAST_NHITS, "LSTM": FAST_LSTM}
+
+
+def _panel(n_ids=12, n=80, seed=0, start="2023-01-02", short=()):
+    """Seasonal Poisson demand at different scales, some with zero weeks; ``short`` ids get 20 weeks only."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n_ids):
+        length = 20 if i in short else n
+        t = np.arange(length)
+        y = rng.poisson((0.5 + i) * (1 + 0.8 * np.sin(2 * np.pi * t / 52))).astype(float)
+        ds = pd.date_range(start, periods=length, freq="W-MON")
+        frames.append(pd.DataFrame({"unique_id": f"S{i:02d}", "ds": ds, "y": y}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _zoo(name, **kw):
+    return ModelZoo(methods=[name], params={name: PARAMS[name]}, **kw)
+
+
+def test_registered_opt_in_and_torch_not_imported_by_the_registry():
+    reg = method_registry()
+    for name in ("LSTM", "NHITS"):
+        spec = reg[name]
+        assert spec.family == "deep" and not spec.in_default
+        assert {"max_steps", "input_size", "scaler_type", "random_seed"} <= set(spec.params)
+        caps = spec.capabilities
+        assert caps.scope == "global" and caps.carries_state and caps.native_intervals
+        assert caps.refit == "every_k" and caps.refit_every > 1
+        assert name not in default_methods()
+    # Importing the registry (and building an unfitted member) must not import torch.
+    code = (
+        "import sys; from training.forecasting.methods import method_registry; "
+        "method_registry()['NHITS'].member(); print('torch' in sys.modules, 'neuralforecast' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["NHITS", "LSTM"])
+def test_contract_dates_bounds_and_short_series(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Lightning must write nothing here (nor anywhere in the repository)
+    panel = _panel(short={3})  # one series shorter than input_size (52): padded, not dropped
+    fc = _zoo(name).forecast(panel, h=8)
+    assert list(fc.columns) == ["unique_id", "ds", "method", "yhat", "lo80", "hi80", "lo95", "hi95"]
+    assert len(fc) == 12 * 8 and (fc["method"] == name).all()
+    last = panel.groupby("unique_id")["ds"].max()
+    assert (fc["ds"].to_numpy() == future_ds(last.to_numpy(), 8, "W-MON")).all()
+    assert fc[["yhat", "lo80", "hi80", "lo95", "hi95"]].notna().all().all()
+    assert (fc["lo95"] <= fc["lo80"]).all() and (fc["lo80"] <= fc["yhat"]).all()
+    assert (fc["yhat"] <= fc["hi80"]).all() and (fc["hi80"] <= fc["hi95"]).all()
+    assert (fc["hi95"] > fc["lo95"]).any()  # real intervals, not collapsed onto the point forecast
+    # Scale follows the series (per-window scaling): the largest series gets the largest forecasts.
+    means = fc.groupby("unique_id")["yhat"].mean()
+    assert means["S11"] > 3 * means["S01"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_seeded_fits_repeat_and_another_seed_differs():
+    panel = _panel()
+    a = _zoo("NHITS").forecast(panel, h=8)
+    b = _zoo("NHITS").forecast(panel, h=8)
+    c = ModelZoo(methods=["NHITS"], params={"NHITS": {**FAST_NHITS, "random_seed": 7}}).forecast(panel, h=8)
+    np.testing.assert_array_equal(a["yhat"].to_numpy(), b["yhat"].to_numpy())
+    assert not np.allclose(a["yhat"].to_numpy(), c["yhat"].to_numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["NHITS", "LSTM"])
+def test_state_round_trip_through_the_zoo(name, tmp_path):
+    panel = _panel()
+    zoo = _zoo(name, horizon=8).fit(panel)
+    before = zoo.predict(8)
+    entries = zoo.save(tmp_path)
+    folder = tmp_path / name
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "weights.pt"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["params"]["horizon"] == 8 and "torch" in config["libraries"]
+    import torch
+
+    weights = torch.load(folder / "weights.pt", weights_only=True)  # plain tensors, no pickled objects
+    assert all(isinstance(v, torch.Tensor) for v in weights.values())
+
+    loaded = ModelZoo.load(tmp_path, json.loads(json.dumps(entries)))
+    after = loaded.predict(8, panel=panel)
+    pd.testing.assert_frame_equal(before, after)
+    # A new history (four more weeks) is forecast from its own end with the carried network.
+    longer = _panel(n=84)
+    moved = loaded.predict(8, panel=longer)
+    assert (moved["ds"].min() - before["ds"].min()) == pd.Timedelta(weeks=4)
+    assert not np.allclose(moved["yhat"].to_numpy(), before["yhat"].to_numpy())
+    with pytest.raises(ValueError, match="trained for h <= 8"):
+        loaded.predict(9, panel=panel)
+
+
+@pytest.mark.slow
+def test_cross_validation_through_the_zoo_on_an_integer_index():
+    panel = _panel()
+    panel["ds"] = panel.groupby("unique_id").cumcount() + 1  # M4-style integer index, freq=1
+    zoo = ModelZoo(methods=["NHITS"], freq=1, params={"NHITS": {**FAST_NHITS, "refit_every": 2}})
+    fits = []
+    member_cls = type(zoo.member("NHITS"))
+    original = member_cls.fit
+
+    def counting_fit(self, data):
+        fits.append(len(data))
+        return original(self, data)
+
+    member_cls.fit = counting_fit
+    try:
+        cv = zoo.cross_validation(panel, h=6, n_windows=3, step_size=6, intervals=True)
+    finally:
+        member_cls.fit = original
+    assert fits == [12 * (80 - 18), 12 * (80 - 6)]  # refit every 2 origins: at origins 0 and 2
+    assert len(cv) == 12 * 6 * 3
+    assert sorted(cv["cutoff"].unique()) == [62, 68, 74]
+    assert (cv["ds"] > cv["cutoff"]).all() and (cv["ds"] <= cv["cutoff"] + 6).all()
+    truth = panel.set_index(["unique_id", "ds"])["y"]
+    np.testing.assert_array_equal(
+        cv["y"].to_numpy(), truth.loc[list(zip(cv["unique_id"], cv["ds"], strict=True))].to_numpy()
+    )
+    assert cv[["yhat", "lo80", "hi95"]].notna().all().all()
+
+
+def test_predict_before_fit_and_an_unknown_kind_are_clear_errors():
+    member = ModelZoo(methods=["NHITS"]).member("NHITS", horizon=4)
+    with pytest.raises(RuntimeError, match="before fit"):
+        member.predict(4, panel=_panel())
+    with pytest.raises(ValueError, match="kind"):
+        type(member)(kind="GRU")
+
+
+def test_no_lightning_logs_left_in_the_repository():
+    root = Path(__file__).resolve().parents[3]
+    assert not (root / "lightning_logs").exists()

@@ -1,0 +1,323 @@
+"""Deep global members: LSTM and N-HiTS through Nixtla's ``neuralforecast``.
+
+Both learn one network across every series of the panel (``Capabilities(scope="global")``), on the
+same ``unique_id, ds, y`` frame as the rest of the zoo:
+
+- **NHITS** (Challu et al., 2023): stacks of MLPs on multi-rate pooled inputs whose outputs are
+  interpolated over the horizon; direct multi-step, fast on CPU, the stronger of the two on M4 Weekly
+  (bench/RESULTS.md);
+- **LSTM**: a 2-layer LSTM encoder over the last ``input_size`` values and an MLP decoder for the
+  horizon (neuralforecast's non-recurrent, direct mode).
+
+Choices shared by both (all are plain parameters, tunable through ``ModelZoo(params=...)``):
+
+- per-window scaling inside the network (``scaler_type``, "robust" by default: median / IQR-style,
+  which copes with zero weeks and intermittent demand); neuralforecast's ``TemporalNorm`` computes
+  the statistics of each input window at fit *and* at predict time, so it holds no fitted state
+  (checked: it registers no parameter nor buffer for "robust"/"standard"; only "revin" would, and
+  those live in the ``state_dict`` anyway);
+- early stopping on the last ``val_size`` steps of each training series (``early_stop_patience_steps``
+  validation checks without improvement, one every ``val_check_steps`` training steps);
+- ``MQLoss`` at the median and the 80 % / 95 % levels by default, so the member has native intervals
+  (``loss="mae"`` gives point forecasts only);
+- series shorter than ``input_size`` are left-padded (``start_padding_enabled``);
+- seeded (``random_seed``) and repeatable on CPU; the GPU is used when torch sees one;
+- Lightning kept quiet: no logger, no checkpoints, no progress bar, its root dir a temporary one.
+
+Fitted state (:meth:`NeuralMember.save_state`) is the network's ``state_dict`` (``weights.pt``, read
+back with ``torch.load(weights_only=True)``) plus a JSON config; never a pickle, never a Lightning
+checkpoint. ``torch`` and ``neuralforecast`` are imported only when a member fits or loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from training.forecasting.contract import LEVELS, Capabilities, Forecaster, future_ds
+
+KINDS = ("LSTM", "NHITS")
+COMMON_PARAMS = (
+    "input_size", "max_steps", "learning_rate", "batch_size", "windows_batch_size", "scaler_type", "val_size",
+    "early_stop_patience_steps", "val_check_steps", "random_seed", "loss", "refit_every", "train_tail",
+)  # fmt: skip
+KIND_PARAMS = {
+    "LSTM": ("encoder_hidden_size", "encoder_n_layers", "decoder_hidden_size"),
+    "NHITS": ("mlp_width", "n_blocks"),
+}
+WEIGHTS = "weights.pt"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Lightning and neuralforecast talk a lot at INFO and through warnings; keep the logs readable."""
+    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "neuralforecast")
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, before, strict=True):
+            lg.setLevel(lv)
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for lib in ("neuralforecast", "torch", "pytorch-lightning"):
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class NeuralMember(Forecaster):
+    """A neuralforecast model (``kind`` "LSTM" or "NHITS") behind the zoo's forecaster contract."""
+
+    STATE_FORMAT: ClassVar[int] = 1
+
+    kind: str = "NHITS"
+    alias: str = ""
+    horizon: int = 13
+    freq: str | int = "W-MON"
+    input_size: int = 52
+    max_steps: int = 300
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    windows_batch_size: int = 256
+    scaler_type: str = "robust"
+    val_size: int = 0  # 0: the horizon
+    early_stop_patience_steps: int = 5
+    val_check_steps: int = 25
+    random_seed: int = 1
+    loss: str = "mqloss"  # "mqloss" (median + 80/95 % bounds) or "mae" (point only)
+    refit_every: int = 4
+    # Fit on only the last ``train_tail`` values of each series (0: all). Every training step unfolds
+    # whole series into windows, so very long histories (M4 Weekly: up to 2,600 weeks) cost time per
+    # step, and weeks from decades ago say little about the next quarter.
+    train_tail: int = 0
+    # LSTM
+    encoder_hidden_size: int = 64
+    encoder_n_layers: int = 2
+    decoder_hidden_size: int = 64
+    # NHITS (three stacks, as the paper; each block an MLP of two layers of ``mlp_width``)
+    mlp_width: int = 256
+    n_blocks: int = 1
+    model_: Any = field(default=None, repr=False)
+    nf_: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.loss not in ("mqloss", "mae"):
+            raise ValueError(f"loss must be 'mqloss' or 'mae', got {self.loss!r}")
+        self.alias = self.alias or self.kind
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return Capabilities(
+            scope="global", native_intervals=self.loss == "mqloss", refit="every_k", refit_every=self.refit_every
+        )
+
+    def params(self) -> dict:
+        """The constructor parameters, JSON-able (what the saved config records)."""
+        skip = {"alias", "model_", "nf_"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in skip}
+
+    # ------------------------------------------------------------------ building
+
+    def _trainer_kwargs(self) -> dict:
+        import torch
+
+        self._root = tempfile.mkdtemp(prefix="stockml-nf-")
+        return {
+            "accelerator": "gpu" if torch.cuda.is_available() else "cpu",
+            "devices": 1,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": self._root,
+            "deterministic": True,
+        }
+
+    def _build(self):
+        """A fresh (unfitted) neuralforecast model from the parameters."""
+        from neuralforecast.losses.pytorch import MAE, MQLoss
+        from neuralforecast.models import LSTM, NHITS
+
+        common = {
+            "h": self.horizon,
+            "input_size": self.input_size,
+            "loss": MQLoss(level=list(LEVELS)) if self.loss == "mqloss" else MAE(),
+            "valid_loss": MQLoss(level=list(LEVELS)) if self.loss == "mqloss" else MAE(),
+            "max_steps": self.max_steps,
+            "learning_rate": self.learning_rate,
+            "early_stop_patience_steps": self.early_stop_patience_steps,
+            "val_check_steps": self.val_check_steps,
+            "batch_size": self.batch_size,
+            "windows_batch_size": self.windows_batch_size,
+            "start_padding_enabled": True,
+            "scaler_type": self.scaler_type,
+            "random_seed": self.random_seed,
+            "alias": self.kind,
+            **self._trainer_kwargs(),
+        }
+        if self.kind == "LSTM":
+            return LSTM(
+                encoder_hidden_size=self.encoder_hidden_size,
+                encoder_n_layers=self.encoder_n_layers,
+                decoder_hidden_size=self.decoder_hidden_size,
+                **common,
+            )
+        w = self.mlp_width
+        return NHITS(n_blocks=[self.n_blocks] * 3, mlp_units=3 * [[w, w]], **common)
+
+    def _wrap(self, model):
+        from neuralforecast import NeuralForecast
+
+        return NeuralForecast(models=[model], freq=self.freq)
+
+    # ------------------------------------------------------------------ the forecaster contract
+
+    def fit(self, panel: pd.DataFrame) -> Self:
+        """Train one network on every series of ``panel`` (early stopping on each series' last steps)."""
+        data = panel[["unique_id", "ds", "y"]]
+        full = data
+        if self.train_tail:
+            data = data.sort_values(["unique_id", "ds"], kind="stable")
+            data = data[data.groupby("unique_id", observed=True).cumcount(ascending=False) < self.train_tail]
+        val = self.val_size or self.horizon
+        shortest = int(data.groupby("unique_id", observed=True).size().min())
+        if shortest <= val:  # no room for a validation window in some series: train without one
+            val = 0
+        self.model_ = self._build()
+        if not val:
+            self.model_.early_stop_patience_steps = -1
+        self.nf_ = self._wrap(self.model_)
+        with _quiet():
+            self.nf_.fit(df=data, val_size=val)
+        self.model_ = self.nf_.models[0]  # NeuralForecast trains a copy of the model it was given
+        self._panel = full
+        return self
+
+    def predict(self, h: int, level: Sequence[int] = (), panel: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Forecast every series of ``panel`` (default: the fitted one) ``h`` ≤ ``horizon`` steps ahead."""
+        if self.nf_ is None:
+            raise RuntimeError(f"{self.alias}.predict called before fit (or load_state)")
+        panel = getattr(self, "_panel", None) if panel is None else panel
+        if panel is None:
+            raise RuntimeError(f"{self.alias}.predict needs the history to forecast from (panel=...)")
+        if h > self.horizon:
+            raise ValueError(f"{self.alias} was trained for h <= {self.horizon}; asked for {h}")
+        data = panel[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], kind="stable")
+        with _quiet():
+            raw = self.nf_.predict(df=data)
+        raw = raw.reset_index() if "unique_id" not in raw.columns else raw
+        raw = raw.sort_values(["unique_id", "ds"], kind="stable")
+        k = self.kind
+        point = f"{k}-median" if f"{k}-median" in raw.columns else k
+        step = raw.groupby("unique_id", sort=False, observed=True).cumcount().to_numpy()
+        raw = raw[step < h]
+        last = data.groupby("unique_id", sort=True, observed=True)["ds"].max()
+        out = pd.DataFrame(
+            {
+                "unique_id": raw["unique_id"].to_numpy(),
+                "ds": future_ds(last.to_numpy(), h, self.freq),
+                "yhat": raw[point].to_numpy(dtype=float),
+            }
+        )
+        if (out["unique_id"].to_numpy() != np.repeat(last.index.to_numpy(), h)).any():
+            raise RuntimeError(f"{self.alias}: neuralforecast returned series in an unexpected order")
+        # MQLoss learns each quantile on its own, so they can cross; sorting them per row (the
+        # rearrangement of Chernozhukov et al., 2010) gives ordered bounds and never a worse loss.
+        names = [f"{k}-lo-{lv}" for lv in sorted(LEVELS, reverse=True)] + [point]
+        names += [f"{k}-hi-{lv}" for lv in sorted(LEVELS)]
+        if all(n in raw.columns for n in names):
+            q = np.sort(raw[names].to_numpy(dtype=float), axis=1)
+            sorted_q = dict(zip(names, q.T, strict=True))
+            out["yhat"] = sorted_q[point]
+        else:
+            sorted_q = {}
+        for lv in level:
+            lo, hi = f"{k}-lo-{lv}", f"{k}-hi-{lv}"
+            out[f"lo{lv}"] = sorted_q.get(lo, np.nan)
+            out[f"hi{lv}"] = sorted_q.get(hi, np.nan)
+        return out
+
+    # ------------------------------------------------------------------ carried state
+
+    def save_state(self, folder: Path) -> dict:
+        """The network's ``state_dict`` (torch format) and a JSON config to rebuild it."""
+        import torch
+
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = None
+        if self.model_ is not None:
+            torch.save({k: v.detach().cpu() for k, v in self.model_.state_dict().items()}, folder / WEIGHTS)
+            weights = WEIGHTS
+        state = {
+            "format": self.STATE_FORMAT,
+            "kind": self.kind,
+            "params": {k: v for k, v in self.params().items()},
+            "weights": weights,
+            "libraries": library_versions(),
+        }
+        (folder / "config.json").write_text(json.dumps(state, indent=2))
+        return state
+
+    def load_state(self, folder: Path, state: dict) -> Self:
+        if state.get("format") != self.STATE_FORMAT:
+            raise ValueError(
+                f"{self.kind} state format {state.get('format')!r} is not supported; this version reads "
+                f"{self.STATE_FORMAT}"
+            )
+        for k, v in state.get("params", {}).items():
+            if k in {f.name for f in fields(self)}:
+                setattr(self, k, v)
+        if not state.get("weights"):
+            return self
+        import torch
+
+        self.model_ = self._build()
+        weights = torch.load(folder / state["weights"], map_location="cpu", weights_only=True)
+        self.model_.load_state_dict(weights, strict=True)
+        self.nf_ = self._wrap(self.model_)
+        # What NeuralForecast.fit would have set and its predict(df=...) reads.
+        nf = self.nf_
+        nf.id_col, nf.time_col, nf.target_col = "unique_id", "ds", "y"
+        nf.prediction_intervals, nf._cs_df = None, None
+        nf.scalers_, nf.static_scalers_, nf.categorical_vocab_ = {}, {}, {}
+        nf._fitted = True
+        return self
+
+
+def build(kind: str):
+    """The registry's builder for ``kind``: ``build(setup, **params)`` → an unfitted member."""
+
+    def member(setup, **kw: object) -> NeuralMember:
+        return NeuralMember(kind=kind, horizon=setup.horizon, freq=setup.freq, **kw)
+
+    return member
+
+
+def defaults(kind: str) -> dict:
+    params = COMMON_PARAMS + KIND_PARAMS[kind]
+    m = NeuralMember(kind=kind)
+    return {p: getattr(m, p) for p in params}
