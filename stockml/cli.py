@@ -124,7 +124,10 @@ def demo_data(
     truth: Annotated[Path | None, typer.Option(help="Where to write the ground truth JSON.")] = None,
     clean: Annotated[bool, typer.Option(help="Leave out the few dirty rows meant for the validator.")] = False,
 ) -> None:
-    """Write a realistic agro-inputs catalogue (products, stock_movements, price_promotions, order_lines) into a database."""
+    """Write a realistic agro-inputs catalogue into a database.
+
+    Tables: products, stock_movements, price_promotions (with planned promotions) and order_lines.
+    """
     from stockml.connections import ensure_default_source, get_hook
     from training.data.demo import generate_catalogue
     from training.data.demo_orders import write_demo_orders
