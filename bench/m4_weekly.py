@@ -203,6 +203,7 @@ def run_router(
     trials: int = 0,
     timeout_s: float = 300,
     top_k: int = 2,
+    zoo_params: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """The router as one more row: trained on rolling-origin backtests of the training part only.
 
@@ -215,7 +216,11 @@ def run_router(
     from training.router.train import combine, learning_rows, router_features, train_router
 
     start = time.perf_counter()
-    zoo = ModelZoo(methods=list(candidates), season_length=SEASON_LENGTH, freq=1, n_jobs=n_jobs, clip_negative=False)
+    zoo_params = {k: v for k, v in (zoo_params or {}).items() if k in candidates}
+    zoo = ModelZoo(
+        methods=list(candidates), season_length=SEASON_LENGTH, freq=1, n_jobs=n_jobs, clip_negative=False,
+        params=zoo_params,
+    )  # fmt: skip
     bt = backtest(train_long, zoo, h=H, n_windows=n_windows)
     params: dict[str, Any] = {}
     if trials:
@@ -243,6 +248,7 @@ def run_router(
         "seconds": time.perf_counter() - start,
         "n": int(row["n"]),
         "candidates": list(candidates),
+        "zoo_params": zoo_params,
         "backtest_windows": n_windows,
         "mode_scores_last_window": trained.mode_scores,
         "shrink_scores_last_window": trained.shrink_scores,
@@ -459,6 +465,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--router", action="store_true", help="add the router (trained on backtests of the train part)")
     p.add_argument("--router-windows", type=int, default=4, help="backtest windows the router learns from")
     p.add_argument("--router-trials", type=int, default=0, help="Optuna trials for the router (0: defaults)")
+    p.add_argument(
+        "--router-candidates",
+        default=",".join(ROUTER_CANDIDATES),
+        help="comma-separated members the router chooses from (--params applies to them too)",
+    )
     p.add_argument("--router-top-k", type=int, default=2, help="methods a combine-mode router blends")
     p.add_argument(
         "--timesfm",
@@ -501,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.router:
         row = run_router(
             train, test, n_windows=args.router_windows, n_jobs=args.n_jobs, trials=args.router_trials,
-            top_k=args.router_top_k,
+            top_k=args.router_top_k, zoo_params=json.loads(args.params),
+            candidates=tuple(resolve_methods([m.strip() for m in args.router_candidates.split(",") if m.strip()])),
         )  # fmt: skip
         print(json.dumps({k: v for k, v in row.items()}, default=str))
         table = pd.concat([table, pd.DataFrame([{k: row[k] for k in table.columns}])], ignore_index=True)

@@ -50,7 +50,7 @@ from training.forecasting.contract import LEVELS, Capabilities, Forecaster, futu
 KINDS = ("LSTM", "NHITS")
 COMMON_PARAMS = (
     "input_size", "max_steps", "learning_rate", "batch_size", "windows_batch_size", "scaler_type", "val_size",
-    "early_stop_patience_steps", "val_check_steps", "random_seed", "loss", "refit_every", "train_tail",
+    "early_stop_patience_steps", "val_check_steps", "random_seed", "loss", "refit_every", "train_tail", "transform",
 )  # fmt: skip
 KIND_PARAMS = {
     "LSTM": ("encoder_hidden_size", "encoder_n_layers", "decoder_hidden_size"),
@@ -112,6 +112,10 @@ class NeuralMember(Forecaster):
     # whole series into windows, so very long histories (M4 Weekly: up to 2,600 weeks) cost time per
     # step, and weeks from decades ago say little about the next quarter.
     train_tail: int = 0
+    # "log1p": the network learns log(1 + y) and forecasts are mapped back (quantiles survive a
+    # monotone map, so the bounds stay bounds). A multiplicative view of demand, as the XGBoost
+    # member's log transform: a 20 % swing weighs the same at 30 units a week as at 3,000.
+    transform: str = "none"
     # LSTM
     encoder_hidden_size: int = 64
     encoder_n_layers: int = 2
@@ -125,6 +129,8 @@ class NeuralMember(Forecaster):
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.transform not in ("none", "log1p"):
+            raise ValueError(f"transform must be 'none' or 'log1p', got {self.transform!r}")
         if self.loss not in ("mqloss", "mae"):
             raise ValueError(f"loss must be 'mqloss' or 'mae', got {self.loss!r}")
         self.alias = self.alias or self.kind
@@ -198,8 +204,8 @@ class NeuralMember(Forecaster):
 
     def fit(self, panel: pd.DataFrame) -> Self:
         """Train one network on every series of ``panel`` (early stopping on each series' last steps)."""
-        data = panel[["unique_id", "ds", "y"]]
-        full = data
+        data = self._forward(panel[["unique_id", "ds", "y"]])
+        full = panel[["unique_id", "ds", "y"]]
         if self.train_tail:
             data = data.sort_values(["unique_id", "ds"], kind="stable")
             data = data[data.groupby("unique_id", observed=True).cumcount(ascending=False) < self.train_tail]
@@ -228,7 +234,7 @@ class NeuralMember(Forecaster):
             raise ValueError(f"{self.alias} was trained for h <= {self.horizon}; asked for {h}")
         data = panel[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], kind="stable")
         with _quiet():
-            raw = self.nf_.predict(df=data)
+            raw = self.nf_.predict(df=self._forward(data))
         raw = raw.reset_index() if "unique_id" not in raw.columns else raw
         raw = raw.sort_values(["unique_id", "ds"], kind="stable")
         k = self.kind
@@ -259,7 +265,16 @@ class NeuralMember(Forecaster):
             lo, hi = f"{k}-lo-{lv}", f"{k}-hi-{lv}"
             out[f"lo{lv}"] = sorted_q.get(lo, np.nan)
             out[f"hi{lv}"] = sorted_q.get(hi, np.nan)
+        if self.transform == "log1p":
+            values = ["yhat"] + [f"{b}{lv}" for lv in level for b in ("lo", "hi")]
+            out[values] = np.expm1(np.clip(out[values].to_numpy(dtype=float), -50, 50))
         return out
+
+    def _forward(self, data: pd.DataFrame) -> pd.DataFrame:
+        """The values the network sees (``transform``); demand below zero is floored at zero first."""
+        if self.transform == "log1p":
+            return data.assign(y=np.log1p(np.maximum(data["y"].to_numpy(dtype=float), 0.0)))
+        return data
 
     # ------------------------------------------------------------------ carried state
 

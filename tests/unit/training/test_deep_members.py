@@ -159,3 +159,21 @@ def test_predict_before_fit_and_an_unknown_kind_are_clear_errors():
 def test_no_lightning_logs_left_in_the_repository():
     root = Path(__file__).resolve().parents[3]
     assert not (root / "lightning_logs").exists()
+
+
+def test_log1p_transform_learns_on_the_log_scale_and_forecasts_in_units():
+    panel = _panel()
+    params = {**FAST_NHITS, "loss": "mae"}
+    plain = ModelZoo(methods=["NHITS"], params={"NHITS": params}).forecast(panel, h=6, intervals=False)
+    logged = ModelZoo(methods=["NHITS"], params={"NHITS": {**params, "transform": "log1p"}}).forecast(
+        panel, h=6, intervals=False
+    )
+    assert len(logged) == len(plain) and np.isfinite(logged["yhat"]).all() and (logged["yhat"] >= 0).all()
+    assert not np.allclose(logged["yhat"], plain["yhat"])  # the network saw other values
+    # Forecasts come back in units (not logs): each series' level is kept to within a factor of 3.
+    level = panel.groupby("unique_id")["y"].mean()
+    mean_fc = logged.groupby("unique_id")["yhat"].mean()
+    big = level[level > 3].index
+    assert ((mean_fc[big] > level[big] / 3) & (mean_fc[big] < level[big] * 3)).all()
+    with pytest.raises(ValueError, match="transform"):
+        ModelZoo(methods=["NHITS"], params={"NHITS": {"transform": "box-cox"}}).member("NHITS")
