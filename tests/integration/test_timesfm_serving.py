@@ -22,12 +22,14 @@ def registered(tmp_path_factory):
     checkpoint = write_tiny_checkpoint(tmp / "timesfm-2.5")
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(foundation, "_WHERE", foundation._Where(None, tmp / "hf-cache"))
+        mp.setattr(foundation, "_WHERE", foundation._Where(checkpoint, tmp / "hf-cache"))
+        # configured while registering too: logging the model forecasts an input example, and the
+        # example SKU may be routed to TimesFM
         model, t, demand = router_with_timesfm(checkpoint)
-    skus = list(t.holdout_forecasts["unique_id"].unique())[:5]
-    holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
-    reg.configure(f"sqlite:///{tmp / 'mlflow.db'}", "stockml-timesfm-test", tmp / "artifacts")
-    v = reg.log_router(model, params={}, metrics={}, tags={}, holdout=holdout, name=NAME)
+        skus = list(t.holdout_forecasts["unique_id"].unique())[:5]
+        holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
+        reg.configure(f"sqlite:///{tmp / 'mlflow.db'}", "stockml-timesfm-test", tmp / "artifacts")
+        v = reg.log_router(model, params={}, metrics={}, tags={}, holdout=holdout, name=NAME)
     MlflowClient().set_registered_model_alias(NAME, reg.CHAMPION, v.version)
     yield checkpoint
     mlflow.set_tracking_uri(previous[0])

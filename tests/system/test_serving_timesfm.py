@@ -30,13 +30,15 @@ def registry(tmp_path_factory):
     checkpoint = write_tiny_checkpoint(tmp / "timesfm-2.5")
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(foundation, "_WHERE", foundation._Where(None, tmp / "hf-cache"))
+        mp.setattr(foundation, "_WHERE", foundation._Where(checkpoint, tmp / "hf-cache"))
+        # configured while registering too: logging the model forecasts an input example, and the
+        # example SKU may be routed to TimesFM
         model, t, demand = router_with_timesfm(checkpoint)
-    skus = list(t.holdout_forecasts["unique_id"].unique())[:5]
-    holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    reg.configure(uri, "stockml-timesfm-serving-test", tmp / "artifacts")
-    v = reg.log_router(model, params={}, metrics={}, tags={}, holdout=holdout)
+        skus = list(t.holdout_forecasts["unique_id"].unique())[:5]
+        holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        reg.configure(uri, "stockml-timesfm-serving-test", tmp / "artifacts")
+        v = reg.log_router(model, params={}, metrics={}, tags={}, holdout=holdout)
     MlflowClient().set_registered_model_alias(reg.MODEL_NAME, reg.CHAMPION, v.version)
     mlflow.set_tracking_uri(previous[0])
     mlflow.set_registry_uri(previous[1])
