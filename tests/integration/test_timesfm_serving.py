@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-from mlflow import MlflowClient
-from timesfm_checkpoint import router_with_timesfm, write_tiny_checkpoint
+from timesfm_checkpoint import register_timesfm_router
 
 from serving.bentos.models import ModelWatcher, warmup_history
 from training.forecasting import foundation
-from training.registry import mlflow_registry as reg
 
 NAME = "stockml-router-timesfm-test"
 
@@ -19,18 +17,10 @@ NAME = "stockml-router-timesfm-test"
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("timesfm-registry")
-    checkpoint = write_tiny_checkpoint(tmp / "timesfm-2.5")
+    checkpoint, uri, _ = register_timesfm_router(tmp, "stockml-timesfm-test", NAME)
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(foundation, "_WHERE", foundation._Where(checkpoint, tmp / "hf-cache"))
-        # configured while registering too: logging the model forecasts an input example, and the
-        # example SKU may be routed to TimesFM
-        model, t, demand = router_with_timesfm(checkpoint)
-        skus = list(t.holdout_forecasts["unique_id"].unique())[:5]
-        holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
-        reg.configure(f"sqlite:///{tmp / 'mlflow.db'}", "stockml-timesfm-test", tmp / "artifacts")
-        v = reg.log_router(model, params={}, metrics={}, tags={}, holdout=holdout, name=NAME)
-    MlflowClient().set_registered_model_alias(NAME, reg.CHAMPION, v.version)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     yield checkpoint
     mlflow.set_tracking_uri(previous[0])
     mlflow.set_registry_uri(previous[1])

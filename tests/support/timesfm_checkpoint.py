@@ -63,3 +63,34 @@ def router_with_timesfm(checkpoint: Path, skus: int = 24, weeks: int = 80, seed:
         return RouterModel.from_training(t, {}, {}, zoo), t, demand
     finally:
         foundation.configure(before)
+
+
+def register_timesfm_router(tmp: Path, experiment: str, name: str | None = None):
+    """Write the tiny checkpoint under ``tmp``, train :func:`router_with_timesfm` and register it as the
+    champion of a fresh SQLite registry under ``tmp``. Returns (checkpoint, registry URI, demand).
+
+    The checkpoint is configured while the router is trained and registered (logging the model forecasts
+    an input example, which may be routed to TimesFM), then put back as it was; MLflow's URIs too.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from training.forecasting import foundation
+    from training.registry import mlflow_registry as reg
+
+    checkpoint = write_tiny_checkpoint(tmp / "timesfm-2.5")
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri(), foundation._WHERE
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    foundation._WHERE = foundation._Where(checkpoint, tmp / "hf-cache")
+    try:
+        model, t, demand = router_with_timesfm(checkpoint)
+        skus = list(t.holdout_forecasts["unique_id"].unique())[:5]
+        holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
+        reg.configure(uri, experiment, tmp / "artifacts")
+        v = reg.log_router(model, params={}, metrics={}, tags={}, holdout=holdout, name=name or reg.MODEL_NAME)
+        MlflowClient().set_registered_model_alias(name or reg.MODEL_NAME, reg.CHAMPION, v.version)
+    finally:
+        foundation._WHERE = previous[2]
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    return checkpoint, uri, demand

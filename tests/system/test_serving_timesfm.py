@@ -9,14 +9,9 @@ from __future__ import annotations
 import time
 
 import httpx
-import mlflow
 import pytest
-from mlflow import MlflowClient
 from serving_helpers import START_TIMEOUT_S, auth, bentoml_serve, forecast_items, service_env, wait_ready
-from timesfm_checkpoint import router_with_timesfm, write_tiny_checkpoint
-
-from training.forecasting import foundation
-from training.registry import mlflow_registry as reg
+from timesfm_checkpoint import register_timesfm_router
 
 pytestmark = pytest.mark.slow
 
@@ -27,21 +22,7 @@ ADMIN = "timesfm-admin-key"
 def registry(tmp_path_factory):
     """A fresh SQLite registry whose stockml-router v1 (routing over Naive, SES and TimesFM) is the champion."""
     tmp = tmp_path_factory.mktemp("serving-timesfm")
-    checkpoint = write_tiny_checkpoint(tmp / "timesfm-2.5")
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(foundation, "_WHERE", foundation._Where(checkpoint, tmp / "hf-cache"))
-        # configured while registering too: logging the model forecasts an input example, and the
-        # example SKU may be routed to TimesFM
-        model, t, demand = router_with_timesfm(checkpoint)
-        skus = list(t.holdout_forecasts["unique_id"].unique())[:5]
-        holdout = reg.split_holdout(demand, t.holdout_cutoff, t.horizon, skus)
-        uri = f"sqlite:///{tmp / 'mlflow.db'}"
-        reg.configure(uri, "stockml-timesfm-serving-test", tmp / "artifacts")
-        v = reg.log_router(model, params={}, metrics={}, tags={}, holdout=holdout)
-    MlflowClient().set_registered_model_alias(reg.MODEL_NAME, reg.CHAMPION, v.version)
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
+    checkpoint, uri, demand = register_timesfm_router(tmp, "stockml-timesfm-serving-test")
     return {"tmp": tmp, "uri": uri, "checkpoint": checkpoint, "demand": demand}
 
 

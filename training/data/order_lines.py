@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from training.data.source import DataFrameHook, _get_df, _require, qualify
+from training.data.sql_store import replace_table
 from training.data.validate import QUARANTINE_COLUMNS, _apply_rules, _numeric
 
 log = logging.getLogger(__name__)
@@ -138,15 +139,7 @@ def write_order_lines(target: Any, lines: pd.DataFrame, schema: str | None = Non
     engine = target.get_sqlalchemy_engine() if hasattr(target, "get_sqlalchemy_engine") else target
     try:
         with engine.begin() as conn:
-            lines.to_sql(
-                TABLE,
-                conn,
-                schema=schema,
-                if_exists="replace",
-                index=False,
-                chunksize=10000,  # 50,000 parameters per INSERT: under the PostgreSQL protocol limit (65,535)
-                method="multi" if engine.dialect.name == "postgresql" else None,
-            )
+            replace_table(conn, TABLE, lines, schema)
     finally:
         if engine is not target:
             engine.dispose()

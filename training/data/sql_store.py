@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -157,22 +158,24 @@ class SqlAlchemyStore:
             if schema and engine.dialect.name == "postgresql":
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             products.to_sql("products", conn, schema=schema, if_exists="replace", index=False)
-            movements.assign(date=pd.to_datetime(movements["date"]).dt.date).to_sql(
-                "stock_movements",
-                conn,
-                schema=schema,
-                if_exists="replace",
-                index=False,
-                chunksize=20000,
-                method="multi" if engine.dialect.name == "postgresql" else None,
-            )
+            dated = movements.assign(date=pd.to_datetime(movements["date"]).dt.date)
+            replace_table(conn, "stock_movements", dated, schema)
             if price_promotions is not None:
-                price_promotions.assign(date=pd.to_datetime(price_promotions["date"]).dt.date).to_sql(
-                    "price_promotions",
-                    conn,
-                    schema=schema,
-                    if_exists="replace",
-                    index=False,
-                    chunksize=20000,
-                    method="multi" if engine.dialect.name == "postgresql" else None,
-                )
+                dated = price_promotions.assign(date=pd.to_datetime(price_promotions["date"]).dt.date)
+                replace_table(conn, "price_promotions", dated, schema)
+
+
+# PostgreSQL's protocol takes at most 65,535 parameters per statement: a multi-row INSERT of
+# ``rows x columns`` values must stay under it (20,000 order lines x 5 columns failed).
+MAX_PARAMETERS = 60_000
+
+
+def replace_table(conn: Any, name: str, frame: pd.DataFrame, schema: str | None = None) -> None:
+    """Replace table ``name`` with ``frame`` inside the caller's transaction, in multi-row INSERTs
+    on PostgreSQL (one round trip per chunk) sized to its parameter limit."""
+    postgres = conn.dialect.name == "postgresql"
+    frame.to_sql(
+        name, conn, schema=schema, if_exists="replace", index=False,
+        chunksize=max(1, MAX_PARAMETERS // max(1, len(frame.columns))) if postgres else 20_000,
+        method="multi" if postgres else None,
+    )  # fmt: skip
