@@ -62,6 +62,12 @@ class RunLayout:
         return self.root / "weekly_regressors.parquet"
 
     @property
+    def inventory(self) -> Path:
+        """Weekly inventory (unique_id, ds, on_hand, receipts, censored) on the demand's weeks
+        (:mod:`training.data.inventory`); published and adopted with the demand."""
+        return self.root / "inventory.parquet"
+
+    @property
     def ingest_report(self) -> Path:
         return self.root / "ingest.json"
 
