@@ -13,7 +13,7 @@ from stockml.run import Run
 from stockml.settings import Settings
 from stockml.steps.ingest import adopt_demand, ingest, load_inventory
 from training.data.demo import generate_catalogue
-from training.data.store import OutputKey, read_output, write_output, write_source_tables
+from training.data.store import OutputKey, latest_key, latest_output, read_output, write_output, write_source_tables
 
 CUTOFF = "2026-11-22"
 
@@ -97,3 +97,17 @@ def test_weekly_tables_are_keyed_by_the_data_on_sql_stores(db):
     write_output(engine, "stock_weekly_demand", demand, key, "b", schema)
     write_output(engine, "stock_weekly_demand", demand, key, "c", schema)
     assert read_output(engine, "stock_weekly_demand", None, schema)["y"].tolist() == [2.0, 0.0]
+
+
+def test_latest_output_is_the_newest_cutoff_and_the_last_writer(db):
+    engine, schema = db
+    assert latest_output(engine, "stock_weekly_demand", schema) is None  # no table yet
+    demand = pd.DataFrame({"sku": ["A"], "ds": pd.to_datetime(["2026-11-09"]), "y": [1.0]})
+    write_output(engine, "stock_weekly_demand", demand, OutputKey("stock_ingest", "2026-11-09"), "a", schema)
+    write_output(engine, "stock_weekly_demand", demand.assign(y=2.0), OutputKey("cli", "2026-11-16"), "b", schema)
+    write_output(
+        engine, "stock_weekly_demand", demand.assign(y=3.0), OutputKey("stock_ingest", "2026-11-16"), "c", schema
+    )
+    assert latest_key(engine, "stock_weekly_demand", schema) == OutputKey("stock_ingest", "2026-11-16")
+    latest = latest_output(engine, "stock_weekly_demand", schema)
+    assert latest is not None and latest["y"].tolist() == [3.0] and latest["run_id"].tolist() == ["c"]

@@ -32,7 +32,14 @@ from stockml.steps.ingest import ingest
 from training.data.demo import generate_catalogue
 from training.data.hive_store import HiveStore, literal
 from training.data.source import SourceQueries, read_source
-from training.data.store import OutputKey, prune_quarantine, read_output, write_output, write_source_tables
+from training.data.store import (
+    OutputKey,
+    latest_output,
+    prune_quarantine,
+    read_output,
+    write_output,
+    write_source_tables,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.hive, pytest.mark.timeout(600)]
 
@@ -162,6 +169,8 @@ def test_ingest_on_hive_quarantines_idempotently(hive_env):
     assert rows["ds"].tolist() == inventory["ds"].dt.date.tolist()
     assert rows["censored"].astype(bool).tolist() == inventory["censored"].tolist() and inventory["censored"].any()
     assert rows["on_hand"].isna().tolist() == inventory["on_hand"].isna().tolist()
+    latest = latest_output(hook, "stock_weekly_demand", schema)  # what the service reads: the latest key only
+    assert latest is not None and len(latest) == len(inventory) and set(latest["cutoff_week"]) == {"2026-11-16"}
 
 
 def test_stock_dags_on_hive_leave_one_set_across_reruns(hive_env, dagbag, airflow_db, monkeypatch):
