@@ -8,8 +8,10 @@ Every answer says which: ``history_source`` and ``as_of_week`` (the last week of
 and for orders ``inputs`` (where each stock input came from). Orders in transit are not published, so
 ``on_order`` is 0 unless the request gives it, and the answer says so.
 
-A SKU without a history in the request and none published is a 404 naming it; an input the order
-needs that neither the request nor the tables have (on hand, lead time) is a 422 naming the field.
+A SKU without a history in the request and none published is a 404 naming it, and so is an input the
+order needs that neither the request nor the tables have for the SKU (on hand, lead time): what is not
+found is that SKU's published value, and the body names the field to send instead. (The request itself
+is valid, so not a 422: schema-valid bodies are answered, which the API contract test holds to.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from serving.bentos.errors import InvalidInput, NotFound
+from serving.bentos.errors import NotFound
 from serving.bentos.orders import OrderInput
 from serving.bentos.schemas import MAX_WEEKS, ForecastItem, Observation, SeriesIn
 from serving.bentos.schemas_ops import OrderItem
@@ -100,18 +102,19 @@ def resolve_series(
 def resolve_order_input(item: OrderItem, stock: PublishedStock, index: int) -> tuple[OrderInput, dict[str, str]]:
     """The policy's input for one order item: each value from the request, else from the published tables.
 
-    Returns (the input, where each stock value came from). Raises :class:`InvalidInput` (422) when on hand
-    or the lead time is neither in the request nor published for the SKU.
+    Returns (the input, where each stock value came from). Raises :class:`NotFound` (404, naming the SKU
+    and the field) when on hand or the lead time is neither in the request nor published for the SKU.
     """
     inputs: dict[str, str] = {}
     on_hand = item.on_hand
     if on_hand is None:
         latest = stock.stock.get(item.sku)
         if latest is None or latest.on_hand is None:
-            raise InvalidInput(
-                f"on_hand is needed for sku {item.sku!r}: the request has none and {INVENTORY_TABLE} has no stock "
-                "count for it",
+            raise NotFound(
+                f"no published stock for sku {item.sku!r}: the request has no on_hand and {INVENTORY_TABLE} "
+                "has no stock count for it; send on_hand",
                 field=f"items[{index}].on_hand",
+                sku=item.sku,
             )
         on_hand = latest.on_hand
         censored = ", a stock-out week" if latest.censored else ""
@@ -122,10 +125,11 @@ def resolve_order_input(item: OrderItem, stock: PublishedStock, index: int) -> t
     lead = item.lead_time_weeks
     if lead is None:
         if product is None or product.lead_time_weeks is None:
-            raise InvalidInput(
-                f"lead_time_weeks is needed for sku {item.sku!r}: the request has none and the products table "
-                "has no lead time for it",
+            raise NotFound(
+                f"no published lead time for sku {item.sku!r}: the request has no lead_time_weeks and the "
+                "products table has none for it; send lead_time_weeks",
                 field=f"items[{index}].lead_time_weeks",
+                sku=item.sku,
             )
         lead = product.lead_time_weeks
         inputs["lead_time_weeks"] = f"{PUBLISHED}: products"

@@ -191,9 +191,8 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         responses=_errors(
             *JSON_ERRORS,
             404,
-            e404=UNKNOWN_SKU,
-            e422=_WHY[422] + " Also: on_hand or lead_time_weeks left out for a SKU the published tables have "
-            "no value for (`detail` names the field).",
+            e404=UNKNOWN_SKU + " Also: on_hand or lead_time_weeks left out for a SKU the published tables have "
+            "no value for (`detail` names the field to send).",
         ),
     )
     async def recommend_order(body: RecommendOrderRequest) -> RecommendOrderResponse:

@@ -158,6 +158,10 @@ def test_forecast_and_orders_by_sku_from_the_published_tables(client, ops_server
     assert mine["order_qty"] == 0 or mine["order_qty"] >= product["min_order_qty"]
     assert theirs["inventory_position"] == 3.0 and theirs["inputs"]["on_hand"] == "request"
 
+    unpublished = forecast_items(ops_server["demand"], PUBLISHED_SKUS + 1)[-1]  # its stock nobody has
+    r = client.post("/recommend_order", json={"items": [{**unpublished, "lead_time_weeks": 2}]})
+    assert r.status_code == 404 and r.json()["detail"][0]["field"] == "items[0].on_hand", r.text
+    assert r.json()["sku"] == unpublished["sku"]
     for path in ("/forecast", "/recommend_order"):
         r = client.post(path, json={"items": [{"sku": "NOT-A-SKU"}]})
         assert r.status_code == 404, (path, r.text)
@@ -173,7 +177,6 @@ def test_forecast_and_orders_by_sku_from_the_published_tables(client, ops_server
         ({"service_level": 0.9999}, "items[0].service_level"),
         ({"service_level": 0.4}, "items[0].service_level"),
         ({"on_hand": -1.0}, "items[0].on_hand"),
-        ({"on_hand": None}, "items[0].on_hand"),
         ({"review_period_weeks": "2"}, "items[0].review_period_weeks"),
         ({"lead": 3}, "items[0].lead"),
     ],

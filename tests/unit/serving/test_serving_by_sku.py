@@ -1,6 +1,6 @@
 """/forecast and /recommend_order by SKU alone: history, on hand, lead time, MOQ and unit cost from the
 latest published tables of a SQLite source (through its hook), the request winning where it gives them;
-404 naming an unknown SKU, 422 naming an input nobody has."""
+404 naming an unknown SKU, or the input nobody has; 422 for an item without a sku."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from test_serving_engine import FakeModel, _engine, _parse
 
 from serving.bentos.by_sku import ON_ORDER_ASSUMED, StockLookup
-from serving.bentos.errors import InvalidInput, NotFound
+from serving.bentos.errors import NotFound
 from serving.bentos.orders import Z80_UPPER
 from serving.bentos.schemas import ForecastRequest
 from serving.bentos.schemas_ops import RecommendOrderRequest
@@ -125,12 +125,12 @@ def test_recommend_order_values_in_the_request_win(tmp_path, source):
     assert rec.inputs["unit_cost"] == "published: products" and rec.history_source == "published"
 
 
-def test_on_hand_nobody_has_is_422_naming_the_field(tmp_path, source):
+def test_on_hand_or_lead_time_nobody_has_is_404_naming_the_field(tmp_path, source):
     engine, _ = _by_sku_engine(tmp_path, source)
-    with pytest.raises(InvalidInput) as info:  # B is published, but its stock was never counted
+    with pytest.raises(NotFound) as info:  # B is published, but its stock was never counted
         engine.recommend_order(_parse(RecommendOrderRequest, {"items": [{"sku": "A", "on_hand": 1.0}, {"sku": "B"}]}))
-    assert info.value.status == 422 and info.value.body()["detail"][0]["field"] == "items[1].on_hand"
-    with pytest.raises(InvalidInput) as info:  # an unpublished SKU with a history: no lead time anywhere
+    assert info.value.body()["detail"][0]["field"] == "items[1].on_hand" and info.value.body()["sku"] == "B"
+    with pytest.raises(NotFound) as info:  # an unpublished SKU with a history: no lead time anywhere
         engine.recommend_order(
             _parse(RecommendOrderRequest, {"items": [{"sku": "Z", "on_hand": 1.0, "history": _history([1.0])}]})
         )
