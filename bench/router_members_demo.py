@@ -37,6 +37,50 @@ import pandas as pd
 WITH, WITHOUT = "router+new", "router"
 
 
+def table(result: dict) -> str:
+    """The Markdown tables RESULTS.md quotes (a unit test checks that it quotes exactly these)."""
+    return "\n\n".join([comparison_table(result), members_table(result), choices_table(result)])
+
+
+def comparison_table(result: dict) -> str:
+    new = " + ".join(result["new_members"])
+    head = f"| SKUs | pattern | router MASE without | router MASE with {new} | Wilcoxon p | DM p | significant at 5 % |"
+    rows = [head, "|---|---|---|---|---|---|---|"]
+    for pattern, c in result["comparison"].items():
+        rows.append(
+            f"| {c['n_skus']} | {pattern} | {c['mase_without']:.3f} | {c['mase_with_new']:.3f} | "
+            f"{c['wilcoxon_p']:.3f} | {c['dm_p']:.3f} | {c['better']} |"
+        )
+    return "\n".join(rows)
+
+
+def members_table(result: dict) -> str:
+    """Each member's backtest MASE (all windows) and its costs: backtest time and fit/predict on the history."""
+    n = result.get("member_times_s", {}).get("skus", result["skus"])
+    times = result.get("member_times_s", {}).get("per_member", {})
+    group_of = {m: m if m in result["backtest_s"] else "statistical" for m in result["members_backtest"]}
+    rows = [f"| member | backtest MASE | backtest time (group) | fit, {n} SKUs | predict h=13, {n} SKUs |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for m, row in result["members_backtest"].items():
+        t = times.get(m, {})
+        fit = f"{t['fit_s']:.1f} s" if t else "n/a"
+        pred = f"{t['predict_s']:.1f} s" if t else "n/a"
+        g = group_of[m]
+        rows.append(f"| {m} | {row['mase']:.3f} | {result['backtest_s'][g]:.0f} s ({g}) | {fit} | {pred} |")
+    return "\n".join(rows)
+
+
+def choices_table(result: dict) -> str:
+    """Per pattern, the members that most often get the largest weight of the router with the new members."""
+    ch = result["router_choices_with_new"]
+    rows = ["| pattern | largest router weight (share of holdout SKUs, top 4) |", "|---|---|"]
+    for pattern, shares in ch.items():
+        if pattern == "mean_weight":
+            continue
+        rows.append(f"| {pattern} | " + ", ".join(f"{m} {v:.0%}" for m, v in list(shares.items())[:4]) + " |")
+    return "\n".join(rows)
+
+
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
