@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     lstm_register: bool = Field(
         default=False,
         description="Train the LSTM on its own in every pipeline run and register it as stockml-lstm "
-        "(challenger; champion through the promotion guardrail). Off: about a minute more per 300 SKUs.",
+        "(challenger; champion through the promotion guardrail). Off by default: it adds an LSTM fit to each run.",
     )
     lstm_max_steps: int = Field(
         default=300, ge=1, description="Training steps of the registered LSTM (early stopping may end it sooner)."
