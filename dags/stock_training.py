@@ -98,8 +98,13 @@ def stock_training():
         version = train_lstm_step(run)
         return {"name": version.name, "version": version.version}
 
+    # Runs after a skipped train_lstm too (and skips itself): a cleared run re-runs every task.
     promote_lstm = MlflowPromoteOperator(
-        task_id="promote_lstm", model_name=LSTM_MODEL, version="{{ ti.xcom_pull(task_ids='train_lstm')['version'] }}"
+        task_id="promote_lstm",
+        model_name=LSTM_MODEL,
+        version="{{ (ti.xcom_pull(task_ids='train_lstm') or {}).get('version', '') }}",
+        enabled_by="lstm_register",
+        trigger_rule="none_failed",
     )
 
     @task

@@ -59,6 +59,7 @@ def test_dag_structure(dagbag):
     assert [t.task_id for t in training.get_task("train_lstm").upstream_list] == ["prepare"]
     promote_lstm = training.get_task("promote_lstm")
     assert promote_lstm.model_name == "stockml-lstm" and promote_lstm.upstream_task_ids == {"train_lstm"}
+    assert promote_lstm.enabled_by == "lstm_register" and promote_lstm.trigger_rule == "none_failed"
     ingest = dagbag.dags["stock_ingest"].get_task("ingest")
     assert [a.name for a in ingest.outlets] == ["stockml_weekly_demand"]
 
