@@ -16,6 +16,8 @@ class MlflowPromoteOperator(BaseOperator):
     A refused promotion is a normal outcome (the champion stays in place), recorded as tags on
     the candidate version and returned as the task's XCom. ``version`` may be templated, e.g.
     ``"{{ ti.xcom_pull(task_ids='train_router')['version'] }}"``; empty means the challenger.
+    ``enabled_by`` names a boolean setting (e.g. ``lstm_register``): when it is off the task skips
+    itself, so a model that is trained only on request is never promoted by a run that did not train it.
     """
 
     template_fields = ("version",)
@@ -27,9 +29,11 @@ class MlflowPromoteOperator(BaseOperator):
         version: str | None = None,
         tolerance: float | None = None,
         force: bool = False,
+        enabled_by: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.enabled_by = enabled_by
         self.model_name = model_name
         self.version = version
         self.tolerance = tolerance
@@ -40,6 +44,10 @@ class MlflowPromoteOperator(BaseOperator):
         from stockml_airflow.common import run_for
 
         run = run_for(context)
+        if self.enabled_by and not getattr(run.settings, self.enabled_by):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"{self.enabled_by} is off: {self.model_name} is not promoted in this run")
         who = f"airflow:{context['dag'].dag_id}/{context['run_id']}"
         decision = promote(run.settings, self.model_name, self.version or None, self.tolerance, self.force, who=who)
         self.log.info("promotion: %s", decision.reason)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bandit, classification, router_demo
+from bench import bandit, classification, router_demo, router_members_demo
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = {name: (ROOT / name).read_text() for name in ("README.md", "bench/RESULTS.md")}
@@ -72,3 +72,11 @@ def test_router_demo_table_is_the_json_it_quotes():
     # Bug caught: as above, for the router's accuracy figures and the AutoML wall time.
     report = _quoted(r"python -m bench\.router_demo [^`]*--out bench/results/(router_demo_[\w\-]+\.json)")
     assert router_demo.table(report) in RESULTS
+
+
+def test_router_members_demo_tables_are_the_json_they_quote():
+    # Bug caught: as above, for the router with vs without the new members (MASE, tests, times, choices).
+    report = _quoted(
+        r"python -m bench\.router_members_demo [^`]*--out bench/results/(router_members_demo_[\w\-]+\.json)"
+    )
+    assert router_members_demo.table(report) in RESULTS
