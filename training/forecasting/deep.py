@@ -163,8 +163,12 @@ class NeuralMember(Forecaster):
             "deterministic": True,
         }
 
-    def _build(self):
-        """A fresh (unfitted) neuralforecast model from the parameters."""
+    def _build(self, early_stopping: bool = True):
+        """A fresh (unfitted) neuralforecast model from the parameters.
+
+        ``early_stopping=False`` builds it without the callback: neuralforecast attaches Lightning's
+        EarlyStopping in the constructor, so switching it off afterwards leaves a callback waiting for
+        a validation loss that is never logged (it then fails the fit)."""
         from neuralforecast.losses.pytorch import MAE, MQLoss
         from neuralforecast.models import LSTM, NHITS
 
@@ -175,7 +179,7 @@ class NeuralMember(Forecaster):
             "valid_loss": MQLoss(level=list(LEVELS)) if self.loss == "mqloss" else MAE(),
             "max_steps": self.max_steps,
             "learning_rate": self.learning_rate,
-            "early_stop_patience_steps": self.early_stop_patience_steps,
+            "early_stop_patience_steps": self.early_stop_patience_steps if early_stopping else -1,
             "val_check_steps": self.val_check_steps,
             "batch_size": self.batch_size,
             "windows_batch_size": self.windows_batch_size,
@@ -210,12 +214,14 @@ class NeuralMember(Forecaster):
             data = data.sort_values(["unique_id", "ds"], kind="stable")
             data = data[data.groupby("unique_id", observed=True).cumcount(ascending=False) < self.train_tail]
         val = self.val_size or self.horizon
-        shortest = int(data.groupby("unique_id", observed=True).size().min())
-        if shortest <= val:  # no room for a validation window in some series: train without one
+        lengths = data.groupby("unique_id", observed=True)["y"].transform("size")
+        if (lengths > val).any():
+            # Series too short for a validation window would make neuralforecast drop validation for all:
+            # the network learns from the others (it still forecasts the short ones, from their history).
+            data = data[lengths > val]
+        else:  # no series has room for a validation window: train without one
             val = 0
-        self.model_ = self._build()
-        if not val:
-            self.model_.early_stop_patience_steps = -1
+        self.model_ = self._build(early_stopping=bool(val))
         self.nf_ = self._wrap(self.model_)
         with _quiet():
             self.nf_.fit(df=data, val_size=val)

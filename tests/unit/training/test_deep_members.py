@@ -177,3 +177,17 @@ def test_log1p_transform_learns_on_the_log_scale_and_forecasts_in_units():
     assert ((mean_fc[big] > level[big] / 3) & (mean_fc[big] < level[big] * 3)).all()
     with pytest.raises(ValueError, match="transform"):
         ModelZoo(methods=["NHITS"], params={"NHITS": {"transform": "box-cox"}}).member("NHITS")
+
+
+def test_a_series_too_short_to_validate_on_keeps_early_stopping_for_the_others():
+    """One series of 10 weeks (under the 13-week validation window) must neither switch early stopping
+    off for the catalogue nor fail the fit (neuralforecast's callback then waited for a validation loss
+    that was never logged); the short series is still forecast."""
+    panel = _panel(n_ids=6, n=80)
+    short = pd.DataFrame({"unique_id": "TINY", "ds": pd.date_range("2024-04-01", periods=10, freq="W-MON"), "y": 1.0})
+    panel = pd.concat([panel, short], ignore_index=True)
+    zoo = _zoo("NHITS", horizon=13).fit(panel)
+    member = zoo.fitted_["NHITS"]
+    assert member.model_.early_stop_patience_steps == PARAMS["NHITS"].get("early_stop_patience_steps", 5)
+    fc = zoo.predict(13)
+    assert set(fc["unique_id"]) == set(panel["unique_id"]) and fc["yhat"].notna().all()
