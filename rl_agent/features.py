@@ -1,0 +1,118 @@
+"""The agent's observation and action scaling, shared by the environments and the agent.
+
+Everything is divided by the product's mean demand per period ``mu``: a product selling 2 a week and one
+selling 2,000 then look alike to the network, which is what lets one policy serve a whole catalogue and
+products it was not trained on. Cost parameters enter as dimensionless ratios (the critical ratio
+``p / (p + h)``, the fixed cost over ``h * mu``), demand shape as its coefficient of variation and share
+of zero weeks, and the forecast as the mean over the next ``L + R`` periods and the width of the 80 %
+bound, both over ``mu``. Values are clipped so that a rare huge backlog cannot saturate the network.
+
+The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position,
+``target = mu * (L + R + 2) * (1 + a)``; the order is ``max(target - IP, 0)``. Any order quantity is
+reachable (the target may depend on the whole state, so this is not a base-stock restriction), and the
+scale makes ``a = 0`` a sensible order-up-to level for every product, so learning starts near a decent
+policy instead of at an arbitrary quantity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rl_agent.dynamics import BatchParams, BatchState
+
+MAX_LEAD = 8
+OBS_NAMES: tuple[str, ...] = (
+    "on_hand",
+    *(f"pipeline_{k}" for k in range(MAX_LEAD)),
+    "position",
+    "lead_time",
+    "review_period",
+    "review_now",
+    "critical_ratio",
+    "fixed_cost",
+    "demand_cv",
+    "zero_share",
+    "min_order",
+    "forecast_mean",
+    "forecast_width",
+    "lost_sales",
+)
+OBS_DIM = len(OBS_NAMES)
+CLIP = 20.0
+Z80 = 0.8416  # one-sided 80 % normal quantile: the fallback forecast width is Z80 * cv
+
+
+@dataclass(frozen=True)
+class DemandProfile:
+    """A product's demand in three numbers (from its training history): what the features normalise by."""
+
+    mean: float
+    cv: float
+    zero_share: float
+
+    @classmethod
+    def of(cls, demand: np.ndarray) -> DemandProfile:
+        demand = np.asarray(demand, dtype=float).ravel()
+        if demand.size == 0 or not np.isfinite(demand).all() or (demand < 0).any():
+            raise ValueError("demand history must be a non-empty array of finite values >= 0")
+        mean = float(demand.mean())
+        safe = max(mean, 1e-3)
+        return cls(safe, float(demand.std() / safe), float((demand == 0).mean()))
+
+    @classmethod
+    def poisson(cls, mean: float) -> DemandProfile:
+        return cls(float(mean), float(1 / np.sqrt(mean)), float(np.exp(-mean)))
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def profile_arrays(profiles: list[DemandProfile]) -> dict[str, np.ndarray]:
+    return {k: np.array([getattr(p, k) for p in profiles], dtype=float) for k in ("mean", "cv", "zero_share")}
+
+
+def observe(
+    state: BatchState,
+    params: BatchParams,
+    profile: dict[str, np.ndarray],
+    forecast_mean: np.ndarray | None = None,
+    forecast_upper: np.ndarray | None = None,
+) -> np.ndarray:
+    """The normalised observation of every row, shape (rows, OBS_DIM), float32."""
+    mu = profile["mean"]
+    n = params.n
+    obs = np.zeros((n, OBS_DIM), dtype=np.float64)
+    obs[:, 0] = state.on_hand / mu
+    width = min(state.pipeline.shape[1], MAX_LEAD)
+    obs[:, 1 : 1 + width] = state.pipeline[:, :width] / mu[:, None]
+    horizon = params.lead + params.review
+    obs[:, 9] = state.position / (mu * (horizon + 1))
+    obs[:, 10] = params.lead / MAX_LEAD
+    obs[:, 11] = params.review / 4.0
+    obs[:, 12] = state.period % params.review == 0
+    obs[:, 13] = params.penalty / np.maximum(params.penalty + params.holding, 1e-12)
+    obs[:, 14] = np.log1p(params.fixed / np.maximum(params.holding * mu, 1e-12))
+    obs[:, 15] = profile["cv"]
+    obs[:, 16] = profile["zero_share"]
+    obs[:, 17] = np.log1p(params.moq / mu)
+    obs[:, 18] = 1.0 if forecast_mean is None else forecast_mean / mu
+    if forecast_upper is None or forecast_mean is None:
+        obs[:, 19] = Z80 * profile["cv"]
+    else:
+        obs[:, 19] = np.maximum(forecast_upper - forecast_mean, 0.0) / mu
+    obs[:, 20] = params.lost_sales
+    return np.clip(obs, -CLIP, CLIP).astype(np.float32)
+
+
+def target_from_action(action: np.ndarray, params: BatchParams, profile: dict[str, np.ndarray]) -> np.ndarray:
+    """Order-up-to target on the inventory position for an action in [-1, 1]."""
+    a = np.clip(np.asarray(action, dtype=float).reshape(params.n), -1.0, 1.0)
+    return profile["mean"] * (params.lead + params.review + 2) * (1.0 + a)
+
+
+def order_from_action(
+    action: np.ndarray, state: BatchState, params: BatchParams, profile: dict[str, np.ndarray]
+) -> np.ndarray:
+    return np.maximum(target_from_action(action, params, profile) - state.position, 0.0)
