@@ -137,7 +137,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-periods", type=int, default=1000)
     parser.add_argument("--train-steps", type=int, default=0, help="PPO environment steps; 0 skips the agent")
     parser.add_argument("--episode-length", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

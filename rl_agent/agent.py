@@ -44,14 +44,14 @@ class AgentConfig:
     batch_size: int = 2048
     n_epochs: int = 5
     learning_rate: float = 3e-4
-    gamma: float = 0.99
+    gamma: float = 0.995
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.0
-    log_std_init: float = -1.5
+    log_std_init: float = -2.5
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
 
 def _spaces() -> tuple[gym.spaces.Box, gym.spaces.Box]:
