@@ -7,13 +7,18 @@ moves ``champion`` to it only if it is not worse on the holdout (a refusal is a 
 the champion stays). Forecasts come from the champion and are written to ``stock_forecasts``;
 classes to ``stock_classes``. Outputs are keyed by (``stock_training``, the last complete week of
 the demand the run adopted), not by the run id: any re-run over the same data replaces them.
+With the setting ``lstm_register`` the LSTM is also trained on its own and registered as
+``stockml-lstm`` (``train_lstm`` → ``promote_lstm``, beside the router); without it both are skipped.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 from stockml_airflow.common import START, WEEKLY_DEMAND, default_args, run_for
 from stockml_airflow.operators import MlflowPromoteOperator
+
+from training.registry.names import LSTM_MODEL
 
 SCHEDULE = AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=[WEEKLY_DEMAND])
 
@@ -83,15 +88,32 @@ def stock_training():
     promote = MlflowPromoteOperator(task_id="promote", version="{{ ti.xcom_pull(task_ids='train_router')['version'] }}")
 
     @task
+    def train_lstm(_: dict) -> dict:
+        """The LSTM on its own as ``stockml-lstm`` (skipped, with its promotion, unless ``lstm_register``)."""
+        from stockml.steps.lstm import train_lstm_step
+
+        run = run_for(get_current_context())
+        if not run.settings.lstm_register:
+            raise AirflowSkipException("lstm_register is off: stockml-lstm is not trained in this run")
+        version = train_lstm_step(run)
+        return {"name": version.name, "version": version.version}
+
+    promote_lstm = MlflowPromoteOperator(
+        task_id="promote_lstm", model_name=LSTM_MODEL, version="{{ ti.xcom_pull(task_ids='train_lstm')['version'] }}"
+    )
+
+    @task
     def forecast(_: dict) -> dict:
         from stockml.steps.champion import forecast_with_champion
 
         fc = forecast_with_champion(run_for(get_current_context()))
         return {"rows": len(fc), "model_version": str(fc["model_version"].iloc[0])}
 
-    trained = train_router(automl(backtest(tune_zoo(classify(prepare())))))
+    prepared = prepare()
+    trained = train_router(automl(backtest(tune_zoo(classify(prepared)))))
     trained >> promote
     forecast(promote.output)
+    train_lstm(prepared) >> promote_lstm
 
 
 stock_training()

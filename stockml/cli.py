@@ -189,6 +189,9 @@ def run(
         bool, typer.Option(help="Train, register and promote the router; forecast with the champion.")
     ] = True,
     trials: Annotated[int | None, typer.Option(min=0, help="Optuna trials for the router (0: no tuning).")] = None,
+    lstm: Annotated[
+        bool | None, typer.Option("--lstm/--no-lstm", help="Also train and register stockml-lstm (lstm_register).")
+    ] = None,
 ) -> None:
     """Run the pipeline end to end: ingest → classify → backtest → AutoML → router → registry → forecast."""
     from stockml.pipeline import run_pipeline
@@ -198,7 +201,10 @@ def run(
         from training.forecasting.methods import resolve_methods
 
         resolve_methods(method_list)
-    r = _run(source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list, automl_trials=trials)
+    r = _run(
+        source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list, automl_trials=trials,
+        lstm_register=lstm,
+    )  # fmt: skip
     _logging(r.settings)
     with Progress(
         TextColumn("[bold]{task.description:<10}"),
@@ -216,6 +222,10 @@ def run(
 
         summary = run_pipeline(r, progress, cutoff, router=router)
     print_summary(summary, r.settings)
+    if summary.lstm:
+        d = summary.lstm
+        verdict = "champion" if d["promoted"] else "not promoted"
+        console.print(f"  stockml-lstm v{d['candidate']}: {verdict} ({d['reason']})")
 
 
 @app.command()
@@ -250,6 +260,36 @@ def train(
         train_router_step(r)
     print_router(r.load_json(layout.router), None, r.settings)
     console.print(f"  run id {r.run_id}; report in {layout.router_report.html}")
+
+
+@app.command("train-lstm")
+@_guard
+def train_lstm(
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    run_id: Annotated[str | None, typer.Option(help=RUN_ID_HELP)] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: lstm_max_steps).")] = None,
+    promote_it: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="Promote it through the guardrail after registering.")
+    ] = True,
+) -> None:
+    """Train the LSTM on its own, register it as `stockml-lstm` (challenger) and promote it through the guardrail."""
+    from stockml.steps.ingest import ingest
+    from stockml.steps.lstm import promote_lstm_step, train_lstm_step
+
+    r = _run(source, run_id, lstm_max_steps=steps)
+    _logging(r.settings)
+    if not r.layout.demand.exists():
+        with console.status("ingest..."):
+            ingest(r)
+    with console.status("training and registering the LSTM..."):
+        version = train_lstm_step(r)
+    score = r.load_json(r.layout.lstm)["holdout_mase"]
+    console.print(f"[green]{version.name} v{version.version}[/] registered as challenger; holdout MASE {score:.3f}")
+    if promote_it:
+        d = promote_lstm_step(r)
+        verdict = "[green]now champion[/]" if d.promoted else "[yellow]not promoted[/]"
+        console.print(f"  v{d.candidate} {verdict}: {d.reason}")
+    console.print(f"  run id {r.run_id}")
 
 
 def _registry() -> Settings:

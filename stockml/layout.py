@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.registry.names import ROUTER_MODEL
+
 
 @dataclass(frozen=True)
 class RouterReport:
@@ -60,6 +62,12 @@ class RunLayout:
         """Weekly regressors (unique_id, ds, unit_price, on_promotion) from the optional price_promotions table;
         absent when the source has none. Published and adopted with the demand when present."""
         return self.root / "weekly_regressors.parquet"
+
+    @property
+    def inventory(self) -> Path:
+        """Weekly inventory (unique_id, ds, on_hand, receipts, censored) on the demand's weeks
+        (:mod:`training.data.inventory`); published and adopted with the demand."""
+        return self.root / "inventory.parquet"
 
     @property
     def ingest_report(self) -> Path:
@@ -130,6 +138,21 @@ class RunLayout:
     @property
     def promotion(self) -> Path:
         return self.root / "promotion.json"
+
+    def promotion_of(self, model_name: str) -> Path:
+        """The promotion decision of ``model_name`` in this run (the router's is ``promotion.json``)."""
+        return self.promotion if model_name == ROUTER_MODEL else self.root / f"promotion.{model_name}.json"
+
+    # the LSTM on its own (stockml-lstm)
+    @property
+    def lstm(self) -> Path:
+        """The registered stockml-lstm version and its holdout score (JSON)."""
+        return self.root / "lstm.json"
+
+    @property
+    def lstm_model(self) -> Path:
+        """The LSTM as registered: a folder (manifest, torch state_dict, JSON config)."""
+        return self.root / "lstm_model"
 
     # forecast
     @property

@@ -1,6 +1,7 @@
 """The end-to-end pipeline: composes the steps of :mod:`stockml.steps`, nothing else.
 
-ingest → classify → [tune the zoo] → backtest → [AutoML → router → register → promote] → forecast.
+ingest → classify → [tune the zoo] → backtest → [AutoML → router → register → promote] → forecast,
+and, with ``lstm_register``, the LSTM on its own → register ``stockml-lstm`` → promote.
 Each step is a function of a :class:`stockml.run.Run` that the CLI and the Airflow tasks also
 call one at a time; this module only decides which ones run, in which order.
 """
@@ -19,6 +20,7 @@ from stockml.steps.champion import forecast_with_champion
 from stockml.steps.classify import classify_step
 from stockml.steps.forecast import forecast_step
 from stockml.steps.ingest import ingest
+from stockml.steps.lstm import promote_lstm_step, train_lstm_step
 from stockml.steps.promotion import promote_step
 from stockml.steps.router import train_router_step
 from stockml.steps.tuning import automl_step, tune_zoo_step
@@ -37,6 +39,7 @@ class PipelineSummary:
     forecasts: pd.DataFrame
     router: dict | None = None
     promotion: dict | None = None
+    lstm: dict | None = None  # the stockml-lstm promotion decision, when lstm_register is on
 
     def patterns_table(self) -> pd.DataFrame:
         c = self.classes
@@ -91,4 +94,8 @@ def run_pipeline(
         if router:
             log.warning("too few SKUs or backtest windows to train a router; forecasting with per-SKU best methods")
         forecasts = forecast_step(run, result, progress)
-    return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts, routed, promotion)
+    lstm = None
+    if run.settings.lstm_register:
+        train_lstm_step(run, progress)
+        lstm = asdict(promote_lstm_step(run))
+    return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts, routed, promotion, lstm)

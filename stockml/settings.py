@@ -124,6 +124,14 @@ class Settings(BaseSettings):
         description="Log level of the CLI and the pipeline's loggers.",
     )
     debug: bool = Field(default=False, description="Show the traceback of a failed CLI command (1/true).")
+    lstm_register: bool = Field(
+        default=False,
+        description="Train the LSTM on its own in every pipeline run and register it as stockml-lstm "
+        "(challenger; champion through the promotion guardrail). Off: about a minute more per 300 SKUs.",
+    )
+    lstm_max_steps: int = Field(
+        default=300, ge=1, description="Training steps of the registered LSTM (early stopping may end it sooner)."
+    )
     promotion_tolerance: float = Field(
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
     )

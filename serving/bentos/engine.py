@@ -19,11 +19,12 @@ from typing import Any
 import bentoml
 
 from serving.bentos.batch import BatchLimits, BatchRunner, CsvError, FormatUnavailable, JobStore, parse_csv, render
+from serving.bentos.by_sku import Provenance, StockLookup, needs_published, resolve_order_input, resolve_series
 from serving.bentos.cache import Cache, cache_key, history_hash, make_cache
 from serving.bentos.errors import Conflict, InvalidInput, ModelFailure, NotFound, NotReady
 from serving.bentos.forecasts import ORDER_FORMULA, frame, json_num, per_sku, rule_of
 from serving.bentos.models import ModelWatcher
-from serving.bentos.orders import POLICY, OrderInput, recommend
+from serving.bentos.orders import POLICY, recommend
 from serving.bentos.outcomes import OutcomeStore
 from serving.bentos.related import RelatedLookup
 from serving.bentos.schemas import (
@@ -40,6 +41,7 @@ from serving.bentos.schemas_ops import JobOut, OrderRecommendationOut, Recommend
 from serving.bentos.traffic import Bandit, BanditConfig, FeedbackRequest, feedback_items, record_served, scored_json
 from stockml.settings import Settings
 from training.classification.classes import demand_patterns, xyz_classes
+from training.data.published import PublishedStock
 from training.registry.mlflow_registry import MODEL_NAME
 from training.router.predict import HistoryError, regularise
 from training.router.train import router_features
@@ -84,6 +86,7 @@ class Engine:
         jobs: JobStore,
         batch_limits: BatchLimits,
         related: RelatedLookup | None = None,
+        stock: StockLookup | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -93,6 +96,7 @@ class Engine:
         self.jobs = jobs
         self.batch_limits = batch_limits
         self.related = related
+        self.stock = stock
         self.batch = BatchRunner(jobs, self._batch_champion, batch_limits)
 
     @classmethod
@@ -110,6 +114,7 @@ class Engine:
             JobStore(Path(settings.home) / "serving_jobs"),
             BatchLimits.from_settings(settings.batch),
             RelatedLookup.from_settings(settings),
+            StockLookup.from_settings(settings),
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -190,27 +195,38 @@ class Engine:
         items = req.items
         if len(items) > ON_LOOP_MAX_ITEMS or self.cache.backend != "memory" or self.bandit.routing_reads_store():
             return None
-        keys = self._cache_keys(champ, items, req.horizon)
-        hits = self.cache.get_many(list(keys.values()))
-        if len(hits) != len(items):
+        if needs_published(items):  # by SKU: the published tables may need a database read
             return None
-        self._count_lookups(len(items), 0)
-        return self._answer(champ, "champion", items, keys, hits, {}, 0.0, req.horizon)
+        series, provenance = resolve_series(items, PublishedStock())
+        keys = self._cache_keys(champ, series, req.horizon)
+        hits = self.cache.get_many(list(keys.values()))
+        if len(hits) != len(series):
+            return None
+        self._count_lookups(len(series), 0)
+        return self._answer(champ, "champion", series, provenance, keys, hits, {}, 0.0, req.horizon)
 
     def forecast(self, req: ForecastRequest) -> ForecastResponse:
         """Weekly forecasts with intervals per SKU, from champion or challenger (Thompson sampling, per
         request); every served SKU forecast is recorded under its forecast_id."""
         champ = self._champion()
+        series, provenance = resolve_series(req.items, self.published(req.items))
         routed, alias = self.bandit.route()
         champ = routed or champ
-        keys, hits, fresh, compute_s = self._forecast_values(champ, req.items, req.horizon)
-        return self._answer(champ, alias, req.items, keys, hits, fresh, compute_s, req.horizon)
+        keys, hits, fresh, compute_s = self._forecast_values(champ, series, req.horizon)
+        return self._answer(champ, alias, series, provenance, keys, hits, fresh, compute_s, req.horizon)
+
+    def published(self, items: list[Any]) -> PublishedStock:
+        """The published stock tables when some item leaves out what they give (else none: no read)."""
+        if self.stock is None or not needs_published(items):
+            return PublishedStock()
+        return self.stock.get()
 
     def _answer(
         self,
         champ: Any,
         alias: str,
         items: list[SeriesIn],
+        provenance: dict[str, Provenance],
         keys: dict[str, str],
         hits: dict[str, Any],
         fresh: dict[str, dict[str, Any]],
@@ -223,6 +239,8 @@ class Engine:
                 forecast_id=str(uuid.uuid4()),
                 model_version=champ.version,
                 cached=keys[item.sku] in hits,
+                as_of_week=provenance[item.sku].as_of_week,
+                history_source=provenance[item.sku].history_source,
                 **self._value(item.sku, keys[item.sku], hits, fresh),
             )
             for item in items
@@ -278,24 +296,19 @@ class Engine:
         return ClassifyResponse(rule=rule_d, rule_source=source, note=ABC_NOTE, items=out)
 
     def recommend_order(self, req: RecommendOrderRequest) -> RecommendOrderResponse:
-        """Base-stock order quantity per SKU from the champion's forecast (same path and cache as forecast)."""
+        """Base-stock order quantity per SKU from the champion's forecast (same path and cache as forecast).
+
+        The inputs are resolved first, from the request or the published tables
+        (:func:`~serving.bentos.by_sku.resolve_order_input`), then the policy runs on them."""
         champ = self._champion()
-        items = req.items
-        horizon = max(i.lead_time_weeks + i.review_period_weeks for i in items)  # one forecast call, one cache key
-        keys, hits, fresh, _ = self._forecast_values(champ, req.series(), horizon)  # one per sku
+        stock = self.published(req.items)
+        series, provenance = resolve_series(req.series(), stock)  # one per sku
+        orders = [resolve_order_input(item, stock, i) for i, item in enumerate(req.items)]
+        horizon = max(o.lead_time_weeks + o.review_period_weeks for o, _ in orders)  # one forecast call, one key
+        keys, hits, fresh, _ = self._forecast_values(champ, series, horizon)
         out = []
-        for item in items:
+        for item, (order, inputs) in zip(req.items, orders, strict=True):
             value = self._value(item.sku, keys[item.sku], hits, fresh)
-            order = OrderInput(
-                on_hand=item.on_hand,
-                on_order=item.on_order,
-                lead_time_weeks=item.lead_time_weeks,
-                review_period_weeks=item.review_period_weeks,
-                service_level=item.service_level,
-                unit_cost=item.unit_cost,
-                holding_cost_rate=item.holding_cost_rate,
-                min_order_qty=item.min_order_qty,
-            )
             rec = recommend(value["forecasts"], order)
             out.append(
                 OrderRecommendationOut(
@@ -304,6 +317,9 @@ class Engine:
                     model_version=champ.version,
                     method=value["method"],
                     pattern=value["pattern"],
+                    as_of_week=provenance[item.sku].as_of_week,
+                    history_source=provenance[item.sku].history_source,
+                    inputs=inputs,
                     **rec.as_dict(),
                 )
             )

@@ -70,6 +70,12 @@ _WHY = {
 }
 
 
+UNKNOWN_SKU = (
+    "An item without a history names a SKU the published weekly demand does not have: `sku` names it, "
+    "`detail` the item (`items[i].sku`)."
+)
+
+
 def _errors(*codes: int, **why: str) -> dict[int | str, dict[str, Any]]:
     """The declared error answers of an operation; ``why``: descriptions that differ (``e415=...``)."""
     return {code: {"model": ErrorBody, "description": why.get(f"e{code}", _WHY[code])} for code in codes}
@@ -167,9 +173,10 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
             limiter.append(anyio.CapacityLimiter(threads))
         return await anyio.to_thread.run_sync(func, *args, limiter=limiter[0])
 
-    @api.post("/forecast", responses=_errors(*JSON_ERRORS))
+    @api.post("/forecast", responses=_errors(*JSON_ERRORS, 404, e404=UNKNOWN_SKU))
     async def forecast(body: ForecastRequest) -> ForecastResponse:
-        """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history."""
+        """Weekly forecasts with 80/95 % intervals for 1..1000 SKUs from their demand history, the one sent or
+        (an item with ``sku`` alone) the latest published one; ``as_of_week`` and ``history_source`` say which."""
         e = engine()
         # a small request answered from the in-process cache stays on the event loop (no thread hop)
         return e.forecast_cached(body) or await off_loop(e.forecast, body)
@@ -179,9 +186,19 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
         """Demand pattern (Syntetos-Boylan), ADI, CV², CV and XYZ of each series; no ABC (see note)."""
         return await off_loop(engine().classify, body)
 
-    @api.post("/recommend_order", responses=_errors(*JSON_ERRORS))
+    @api.post(
+        "/recommend_order",
+        responses=_errors(
+            *JSON_ERRORS,
+            404,
+            e404=UNKNOWN_SKU + " Also: on_hand or lead_time_weeks left out for a SKU the published tables have "
+            "no value for (`detail` names the field to send).",
+        ),
+    )
     async def recommend_order(body: RecommendOrderRequest) -> RecommendOrderResponse:
-        """Order quantity per SKU from the champion's forecast and a base-stock (order-up-to) policy."""
+        """Order quantity per SKU from the champion's forecast and a base-stock (order-up-to) policy. What an
+        item leaves out (history, on_hand, lead_time_weeks, min_order_qty, unit_cost) comes from the latest
+        published tables; ``inputs`` says where each value came from (``on_order``: 0 unless sent)."""
         return await off_loop(engine().recommend_order, body)
 
     @api.post("/model_info", response_model=ModelInfo, responses=_errors(*JSON_ERRORS))

@@ -73,6 +73,27 @@ class SeriesIn(BaseModel):
         return last_weeks(v)
 
 
+BY_SKU = (
+    "Optional: without it the SKU's latest published weekly demand (stock_weekly_demand, read from the source "
+    "database) is used, and an unknown SKU gets 404. Given, it wins over the published one."
+)
+
+
+class ForecastItem(SeriesIn):
+    """One SKU, with its demand history or (the history left out) by SKU alone from the published tables."""
+
+    history: Annotated[
+        list[Observation] | None,
+        Field(min_length=1, max_length=MAX_POINTS, description=f"1..{MAX_POINTS} observations, as for /classify. "
+              + BY_SKU),
+    ] = None  # fmt: skip
+
+    @field_validator("history")
+    @classmethod
+    def _last_weeks(cls, v: list[Observation] | None) -> list[Observation] | None:
+        return None if v is None else last_weeks(v)
+
+
 def last_weeks(v: list[Observation]) -> list[Observation]:
     """The observations of the last ``MAX_WEEKS`` W-MON weeks (the library's week numbers) up to the latest."""
     first = week_number(max(o.ds for o in v)) - MAX_WEEKS + 1
@@ -83,7 +104,8 @@ def last_weeks(v: list[Observation]) -> list[Observation]:
 
 def pool_by_sku(items: list[SeriesIn]) -> list[SeriesIn]:
     """``items`` with one entry per sku, in order of first appearance: the histories of items naming the
-    same sku are one series (their observations pooled, as several observations in one week are summed)."""
+    same sku are one series (their observations pooled, as several observations in one week are summed;
+    items without a history add none)."""
     first: dict[str, int] = {}
     pooled: list[SeriesIn] = []
     for item in items:
@@ -91,8 +113,8 @@ def pool_by_sku(items: list[SeriesIn]) -> list[SeriesIn]:
         if i == len(pooled):
             pooled.append(item)
         else:
-            merged = [*pooled[i].history, *item.history]
-            pooled[i] = type(pooled[i]).model_construct(sku=item.sku, history=last_weeks(merged))
+            merged = [*(pooled[i].history or []), *(item.history or [])]
+            pooled[i] = type(pooled[i]).model_construct(sku=item.sku, history=last_weeks(merged) if merged else None)
     return pooled
 
 
@@ -125,10 +147,20 @@ class ClassifyRequest(BaseModel):
         return pool_by_sku(v)
 
 
-class ForecastRequest(ClassifyRequest):
-    """The same series, and how many weeks ahead to forecast them."""
+class ForecastRequest(BaseModel):
+    """The series (each with its history, or by SKU alone), and how many weeks ahead to forecast them."""
 
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[
+        list[ForecastItem], Field(min_length=1, max_length=MAX_ITEMS, description=f"1..1000 SKUs; {SAME_SKU}.")
+    ]
     horizon: Horizon = 13
+
+    @field_validator("items")
+    @classmethod
+    def _pool(cls, v: list[ForecastItem]) -> list[ForecastItem]:
+        return pool_by_sku(v)
 
 
 class ReloadRequest(BaseModel):
@@ -154,8 +186,15 @@ class ForecastPoint(BaseModel):
     hi95: float | None
 
 
+HistorySource = Literal["request", "published"]
+
+
 class SkuForecast(BaseModel):
     sku: str
+    as_of_week: dt.date = Field(description="Monday of the last week of the history forecast from.")
+    history_source: HistorySource = Field(
+        description="request: the history sent; published: the latest stock_weekly_demand of the source database."
+    )
     forecast_id: str = Field(description="Quote it when sending the actuals back (feedback).")
     model_version: str
     cached: bool

@@ -6,11 +6,12 @@ history is validated exactly as for ``/forecast`` and failures get the same 422 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, MAX_Y, SeriesIn, pool_by_sku
+from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, MAX_Y, ForecastItem, HistorySource, pool_by_sku
 from serving.bentos.traffic import FeedbackItem, FeedbackRequest
 
 MAX_LEAD_WEEKS = 52
@@ -19,16 +20,29 @@ MAX_REVIEW_WEEKS = MAX_HORIZON - MAX_LEAD_WEEKS  # lead time + review period <= 
 Units = Annotated[float, Field(strict=True, ge=0, le=MAX_Y, allow_inf_nan=False)]
 
 
-class OrderItem(SeriesIn):
-    """One SKU: its demand history (as for ``/forecast``) and its stock situation."""
+PUBLISHED = "published"  # where a by-SKU input came from: the source database's published tables
+
+
+class OrderItem(ForecastItem):
+    """One SKU: its demand history (as for ``/forecast``, optional) and its stock situation. Left out, the
+    history, ``on_hand``, ``lead_time_weeks``, ``min_order_qty`` and ``unit_cost`` come from what the platform
+    has published (stock_weekly_demand, stock_weekly_inventory, products); what the request gives wins."""
 
     model_config = ConfigDict(extra="forbid")
 
-    on_hand: Annotated[Units, Field(description="Units in stock now (net of backorders).")]
-    on_order: Annotated[Units, Field(description="Units ordered and not yet received.")] = 0.0
+    on_hand: Annotated[
+        Units | None,
+        Field(description="Units in stock now (net of backorders). Optional: the latest published week's on hand."),
+    ] = None
+    on_order: Annotated[
+        Units | None,
+        Field(description="Units ordered and not yet received. Optional: unknown to the platform, 0 is assumed."),
+    ] = None
     lead_time_weeks: Annotated[
-        int, Field(strict=True, ge=1, le=MAX_LEAD_WEEKS, description="Weeks from order to receipt, 1..52.")
-    ]
+        int | None,
+        Field(strict=True, ge=1, le=MAX_LEAD_WEEKS, description="Weeks from order to receipt, 1..52. Optional: "
+              "the products table's."),
+    ] = None  # fmt: skip
     review_period_weeks: Annotated[
         int, Field(strict=True, ge=1, le=MAX_REVIEW_WEEKS, description=f"Weeks between orders, 1..{MAX_REVIEW_WEEKS}.")
     ] = 1
@@ -36,12 +50,17 @@ class OrderItem(SeriesIn):
         float,
         Field(strict=True, ge=0.5, le=0.999, allow_inf_nan=False, description="Cycle service level, 0.5..0.999."),
     ] = 0.95
-    unit_cost: Annotated[Units | None, Field(description="Cost per unit (for order value and holding cost).")] = None
+    unit_cost: Annotated[
+        Units | None, Field(description="Cost per unit (for order value and holding cost). Optional: the products "
+                            "table's.")
+    ] = None  # fmt: skip
     holding_cost_rate: Annotated[
         float | None,
         Field(strict=True, ge=0, le=10, allow_inf_nan=False, description="Holding cost per year, fraction of cost."),
     ] = None
-    min_order_qty: Annotated[Units | None, Field(description="Minimum order quantity (MOQ).")] = None
+    min_order_qty: Annotated[
+        Units | None, Field(description="Minimum order quantity (MOQ). Optional: the products table's.")
+    ] = None
 
 
 class RecommendOrderRequest(BaseModel):
@@ -57,7 +76,7 @@ class RecommendOrderRequest(BaseModel):
         ),
     ]
 
-    def series(self) -> list[SeriesIn]:
+    def series(self) -> list[ForecastItem]:
         """One series per sku (histories of items naming the same sku pooled): what is forecast."""
         return pool_by_sku(list(self.items))
 
@@ -102,6 +121,12 @@ class OrderRecommendationOut(BaseModel):
     model_version: str
     method: str
     pattern: str
+    as_of_week: dt.date = Field(description="Monday of the last week of the demand history forecast from.")
+    history_source: HistorySource
+    inputs: dict[str, str] = Field(
+        description="Where each stock input came from: request, published (stock_weekly_inventory, products), "
+        "or assumed (on_order: 0, receipts in transit are not published)."
+    )
 
 
 class RecommendOrderResponse(BaseModel):

@@ -1,4 +1,9 @@
-"""Ingest: read the source through its hook, validate, quarantine, aggregate to weekly demand.
+"""Ingest: read the source through its hook, validate, quarantine, aggregate to weekly demand and inventory.
+
+The weekly demand and inventory are run artifacts (``demand.parquet``, ``inventory.parquet``)
+and output tables (``stock_weekly_demand``, ``stock_weekly_inventory``) in the source database,
+replaced per output key like the others: the service reads the latest ones from there to answer
+a caller that sends only a SKU.
 
 Also the hand-over to training: an ingest publishes its weekly demand (the ``latest_demand``
 pointer) and a training run adopts a published snapshot instead of re-reading the source.
@@ -16,6 +21,7 @@ from stockml.layout import RunLayout, read_pointer
 from stockml.maintenance import publish_demand
 from stockml.run import Run
 from stockml.steps import related
+from training.data.inventory import to_weekly_inventory
 from training.data.source import DataFrameHook, SourceQueries, read_price_promotions, read_source
 from training.data.validate import validate, validate_price_promotions
 from training.data.weekly import last_complete_week_start, to_weekly_demand, to_weekly_regressors
@@ -39,6 +45,8 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
     quarantine.to_csv(layout.quarantine, index=False)
     demand = to_weekly_demand(result.movements, pd.Timestamp(cutoff) if cutoff else None)
     demand.to_parquet(layout.demand, index=False)
+    inventory = to_weekly_inventory(result.movements, demand)
+    inventory.to_parquet(layout.inventory, index=False)
     result.products.to_parquet(layout.products, index=False)
     report = {
         **result.report,
@@ -50,15 +58,34 @@ def ingest(run: Run, cutoff: str | None = None) -> dict:
         "first_week": str(demand["ds"].min().date()),
         "last_week": str(demand["ds"].max().date()),
         "cutoff_week": str(last_complete_week_start(pd.Timestamp(cutoff)).date()) if cutoff else None,
+        "inventory": inventory_summary(inventory),
     }
     rules, report["related"] = related.mine(run, orders)
     run.save_json(layout.ingest_report, report)
     # After the report: the quarantine is keyed by the data cut-off it records (last_week).
     run.write("stock_quarantine", quarantine)
     related.write_related(run, rules)
+    publish_weekly(run, demand, inventory)
     publish_demand(s, run.run_id, layout.root)
     log.info("ingest done", extra={"run_id": run.run_id, **{k: report[k] for k in ("skus", "quarantined")}})
     return report
+
+
+def inventory_summary(inventory: pd.DataFrame) -> dict:
+    """The ingest report's ``inventory`` entry: how much stock information the source had."""
+    return {
+        "rows": len(inventory),
+        "censored_weeks": int(inventory["censored"].sum()),
+        "weeks_without_stock_count": int(inventory["on_hand"].isna().sum()),
+    }
+
+
+def publish_weekly(run: Run, demand: pd.DataFrame, inventory: pd.DataFrame) -> dict[str, int]:
+    """Replace this run's output key in ``stock_weekly_demand`` and ``stock_weekly_inventory``."""
+    return {
+        "stock_weekly_demand": run.write("stock_weekly_demand", demand.rename(columns={"unique_id": "sku"})),
+        "stock_weekly_inventory": run.write("stock_weekly_inventory", inventory.rename(columns={"unique_id": "sku"})),
+    }
 
 
 def _whole_quarantine(result, orders, price_quarantine: pd.DataFrame) -> pd.DataFrame:
@@ -108,6 +135,17 @@ def load_regressors(run: Run) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
+def load_inventory(run: Run) -> pd.DataFrame:
+    """The run's weekly inventory (``unique_id, ds, on_hand, receipts, censored``, on the demand's weeks).
+
+    Raises ``FileNotFoundError`` for a run whose ingest predates the inventory contract (re-run the ingest).
+    """
+    path = run.layout.inventory
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: re-run the ingest (stock_ingest or `stockml validate`)")
+    return pd.read_parquet(path)
+
+
 def load_demand(run: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(weekly demand, products) of the run."""
     return pd.read_parquet(run.layout.demand), pd.read_parquet(run.layout.products)
@@ -137,8 +175,11 @@ def adopt_demand(run: Run, source_dir: str | Path | None = None) -> dict:
     if published.root.resolve() != layout.root.resolve():
         for src, dst in zip(published.demand_files, layout.demand_files, strict=True):
             shutil.copy2(src, dst)
-        # Optional: the weekly regressors travel with the demand when the source had them.
-        layout.weekly_regressors.unlink(missing_ok=True)
-        if published.weekly_regressors.exists():
-            shutil.copy2(published.weekly_regressors, layout.weekly_regressors)
+        # Optional: the weekly regressors travel with the demand when the source had them, and the
+        # weekly inventory when the ingest made one (snapshots published before it have none).
+        for optional in ("weekly_regressors", "inventory"):
+            src, dst = getattr(published, optional), getattr(layout, optional)
+            dst.unlink(missing_ok=True)
+            if src.exists():
+                shutil.copy2(src, dst)
     return run.load_json(layout.ingest_report)

@@ -33,4 +33,4 @@ def promote_step(run: Run, force: bool = False) -> reg.PromotionDecision:
 
 
 def record_decision(run: Run, decision: reg.PromotionDecision) -> None:
-    run.save_json(run.layout.promotion, asdict(decision))
+    run.save_json(run.layout.promotion_of(decision.name), asdict(decision))

@@ -55,6 +55,10 @@ def test_dag_structure(dagbag):
     order = [t.task_id for t in training.topological_sort()]
     expected = ["prepare", "classify", "tune_zoo", "backtest", "automl", "train_router", "promote", "forecast"]
     assert [t for t in order if t in expected] == expected
+    # The LSTM on its own hangs off the adopted demand and is promoted through its own guardrail task.
+    assert [t.task_id for t in training.get_task("train_lstm").upstream_list] == ["prepare"]
+    promote_lstm = training.get_task("promote_lstm")
+    assert promote_lstm.model_name == "stockml-lstm" and promote_lstm.upstream_task_ids == {"train_lstm"}
     ingest = dagbag.dags["stock_ingest"].get_task("ingest")
     assert [a.name for a in ingest.outlets] == ["stockml_weekly_demand"]
 

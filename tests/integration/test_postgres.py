@@ -109,11 +109,10 @@ def test_pipeline_on_postgres_is_idempotent(pg_env, tmp_path):
     engine = run.engine()
     assert engine.dialect.name == "postgresql"
 
-    def counts(run_id: str) -> dict[str, int]:
-        return {
-            t: len(read_output(engine, t, run_id, schema))
-            for t in ("stock_classes", "stock_forecasts", "stock_quarantine")
-        }
+    tables = ("stock_classes", "stock_forecasts", "stock_quarantine", "stock_weekly_demand", "stock_weekly_inventory")
+
+    def counts(run_id: str | None) -> dict[str, int]:
+        return {t: len(read_output(engine, t, run_id, schema)) for t in tables}
 
     classes = read_output(engine, "stock_classes", "pg_run_1", schema)
     forecasts = read_output(engine, "stock_forecasts", "pg_run_1", schema)
@@ -124,14 +123,18 @@ def test_pipeline_on_postgres_is_idempotent(pg_env, tmp_path):
     assert len(forecasts) == len(summary.forecasts)
     before = counts("pg_run_1")
     assert before["stock_quarantine"] == 4
+    demand = pd.read_parquet(run.layout.demand)
+    assert before["stock_weekly_demand"] == before["stock_weekly_inventory"] == len(demand)
+    inventory = read_output(engine, "stock_weekly_inventory", "pg_run_1", schema)
+    assert inventory["censored"].map(type).eq(bool).all() and inventory["censored"].any()
 
     # The tables live in the test schema, not in public.
     inspector = sa.inspect(engine)
-    assert {"stock_classes", "stock_forecasts", "stock_quarantine"} <= set(inspector.get_table_names(schema=schema))
+    assert set(tables) <= set(inspector.get_table_names(schema=schema))
 
     run_pipeline(Run(settings, "pg_run_1"), cutoff=CUTOFF)
     assert counts("pg_run_1") == before
-    assert len(read_output(engine, "stock_forecasts", None, schema)) == before["stock_forecasts"]
+    assert counts(None) == before  # replaced, never added
 
     saved = json.loads(run.layout.ingest_report.read_text())
     assert saved["skus"] == SKUS

@@ -32,7 +32,14 @@ from stockml.steps.ingest import ingest
 from training.data.demo import generate_catalogue
 from training.data.hive_store import HiveStore, literal
 from training.data.source import SourceQueries, read_source
-from training.data.store import OutputKey, prune_quarantine, read_output, write_output, write_source_tables
+from training.data.store import (
+    OutputKey,
+    latest_output,
+    prune_quarantine,
+    read_output,
+    write_output,
+    write_source_tables,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.hive, pytest.mark.timeout(600)]
 
@@ -152,6 +159,18 @@ def test_ingest_on_hive_quarantines_idempotently(hive_env):
     assert read_output(hook, "stock_quarantine", None, schema)["run_id"].value_counts().to_dict() == {"hive_run_2": 4}
     partitions = hook.get_records(f"SHOW PARTITIONS {schema}.stock_quarantine")
     assert [p[0] for p in partitions] == ["pipeline=cli/cutoff_week=2026-11-16"]
+    # The weekly demand and inventory likewise, with the SQL store's types (DATE, BOOLEAN, NULL on hand).
+    last = Run(settings, "hive_run_2")
+    inventory = pd.read_parquet(last.layout.inventory)
+    for table in ("stock_weekly_demand", "stock_weekly_inventory"):
+        rows = read_output(hook, table, None, schema)
+        assert len(rows) == len(inventory) and set(rows["run_id"]) == {"hive_run_2"}, table
+    rows = read_output(hook, "stock_weekly_inventory", None, schema).sort_values(["sku", "ds"], ignore_index=True)
+    assert rows["ds"].tolist() == inventory["ds"].dt.date.tolist()
+    assert rows["censored"].astype(bool).tolist() == inventory["censored"].tolist() and inventory["censored"].any()
+    assert rows["on_hand"].isna().tolist() == inventory["on_hand"].isna().tolist()
+    latest = latest_output(hook, "stock_weekly_demand", schema)  # what the service reads: the latest key only
+    assert latest is not None and len(latest) == len(inventory) and set(latest["cutoff_week"]) == {"2026-11-16"}
 
 
 def test_stock_dags_on_hive_leave_one_set_across_reruns(hive_env, dagbag, airflow_db, monkeypatch):

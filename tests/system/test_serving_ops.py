@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from serving_helpers import (
     START_TIMEOUT_S,
     assert_xlsx_matches_csv,
@@ -24,6 +26,9 @@ from serving_helpers import (
     wait_ready,
 )
 
+from stockml.connections import sqlite_conn_json
+from training.data.store import OutputKey, write_output
+
 pytestmark = pytest.mark.slow
 
 EXPERIMENT = "stockml-router-serving-test"
@@ -31,9 +36,30 @@ USER = "ops-user-key"
 MAX_UPLOAD = 200_000
 
 
+PUBLISHED_SKUS = 3  # the first SKUs of the catalogue, published in the service's source database
+ON_HAND = 7.0
+
+
+def _publish(db: Path, demand: pd.DataFrame, products: pd.DataFrame) -> str:
+    """The source database as an ingest leaves it: products, and the weekly demand and inventory of the first
+    ``PUBLISHED_SKUS`` SKUs under the output key of their last week. Returns that week."""
+    skus = list(demand["unique_id"].drop_duplicates())[:PUBLISHED_SKUS]
+    part = demand[demand["unique_id"].isin(skus)].rename(columns={"unique_id": "sku"})
+    last = part["ds"].max()
+    key = OutputKey.of("stock_ingest", last)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    products.to_sql("products", engine, index=False)
+    write_output(engine, "stock_weekly_demand", part, key, "ingest-1")
+    inventory = part[["sku", "ds"]].assign(on_hand=ON_HAND, receipts=0.0, censored=False)
+    write_output(engine, "stock_weekly_inventory", inventory, key, "ingest-1")
+    engine.dispose()
+    return key.cutoff_week
+
+
 @pytest.fixture(scope="module")
 def ops_server(router_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving-ops")
+    week = _publish(tmp / "source.db", router_data["demand"], router_data["products"])
     with champion_registry(router_data, tmp, EXPERIMENT + "-ops") as uri:
         env = service_env(
             tmp,
@@ -42,11 +68,20 @@ def ops_server(router_data, tmp_path_factory):
             STOCKML_SERVING__POLL_S="0",
             STOCKML_BATCH__MAX_BYTES=str(MAX_UPLOAD),
             STOCKML_BATCH__CHUNK_SKUS="10",
+            AIRFLOW_CONN_STOCKML_SOURCE=sqlite_conn_json(tmp / "source.db"),
+            STOCKML_SOURCE_CONN_ID="stockml_source",
         )
         log_path = tmp / "bentoml-serve.log"
         with bentoml_serve(env, log_path) as (proc, url):
             wait_ready(url, proc, log_path, timeout=START_TIMEOUT_S)
-            yield {"url": url, "log": log_path, "demand": router_data["demand"], "home": tmp / "home"}
+            yield {
+                "url": url,
+                "log": log_path,
+                "demand": router_data["demand"],
+                "products": router_data["products"],
+                "home": tmp / "home",
+                "published_week": week,
+            }
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +130,45 @@ def test_recommend_order(client, ops_server):
     assert levels[0.95][series[0]["sku"]]["expected_demand"] == pytest.approx(sum(p["yhat"] for p in fc), rel=1e-9)
 
 
+def test_forecast_and_orders_by_sku_from_the_published_tables(client, ops_server):
+    """A caller that knows only the SKU: the published demand, inventory and products answer; the same
+    history sent gives the same forecast; an unknown SKU is 404 naming it."""
+    (sent,) = forecast_items(ops_server["demand"], 1)
+    sku, week = sent["sku"], ops_server["published_week"]
+    by_sku = client.post("/forecast", json={"items": [{"sku": sku}], "horizon": 6})
+    assert by_sku.status_code == 200, by_sku.text
+    published = by_sku.json()["items"][0]
+    assert published["history_source"] == "published" and published["as_of_week"] == week
+    r = client.post("/forecast", json={"items": [sent], "horizon": 6})
+    with_history = r.json()["items"][0]
+    assert with_history["history_source"] == "request" and with_history["as_of_week"] == week
+    assert [p["yhat"] for p in published["forecasts"]] == [p["yhat"] for p in with_history["forecasts"]]
+    short = {"sku": sku, "history": sent["history"][-30:-10]}  # a history in the request wins
+    mine = client.post("/forecast", json={"items": [short], "horizon": 6}).json()["items"][0]
+    assert mine["history_source"] == "request" and mine["as_of_week"] < week
+
+    r = client.post("/recommend_order", json={"items": [{"sku": sku}, {"sku": sku, "on_hand": 0.0, "on_order": 3.0}]})
+    assert r.status_code == 200, r.text
+    mine, theirs = r.json()["items"]
+    product = ops_server["products"].set_index("sku").loc[sku]
+    assert mine["inventory_position"] == ON_HAND and mine["as_of_week"] == week
+    assert mine["weeks_covered"] == int(product["lead_time_weeks"]) + 1
+    assert mine["inputs"]["on_hand"].startswith("published: stock_weekly_inventory")
+    assert mine["inputs"]["on_order"].startswith("assumed 0")
+    assert mine["order_qty"] == 0 or mine["order_qty"] >= product["min_order_qty"]
+    assert theirs["inventory_position"] == 3.0 and theirs["inputs"]["on_hand"] == "request"
+
+    unpublished = forecast_items(ops_server["demand"], PUBLISHED_SKUS + 1)[-1]  # its stock nobody has
+    r = client.post("/recommend_order", json={"items": [{**unpublished, "lead_time_weeks": 2}]})
+    assert r.status_code == 404 and r.json()["detail"][0]["field"] == "items[0].on_hand", r.text
+    assert r.json()["sku"] == unpublished["sku"]
+    for path in ("/forecast", "/recommend_order"):
+        r = client.post(path, json={"items": [{"sku": "NOT-A-SKU"}]})
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["sku"] == "NOT-A-SKU" and "NOT-A-SKU" in r.json()["error"]
+        assert r.json()["detail"][0]["field"] == "items[0].sku"
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -103,7 +177,6 @@ def test_recommend_order(client, ops_server):
         ({"service_level": 0.9999}, "items[0].service_level"),
         ({"service_level": 0.4}, "items[0].service_level"),
         ({"on_hand": -1.0}, "items[0].on_hand"),
-        ({"on_hand": None}, "items[0].on_hand"),
         ({"review_period_weeks": "2"}, "items[0].review_period_weeks"),
         ({"lead": 3}, "items[0].lead"),
     ],
@@ -279,6 +352,8 @@ def test_docs_json_documents_every_status_with_the_error_body(ops_server):
             want.add("403")
         if path in ("/forecast", "/recommend_order", "/admin/reload"):
             want.add("503")
+        if path in ("/forecast", "/recommend_order"):
+            want.add("404")  # an unknown SKU sent without a history
         for code in want:
             assert op["responses"][code]["content"]["application/json"]["schema"] == ERROR_REF, (path, code)
         assert "400" not in op["responses"], path  # no answer BentoML's own validation would give

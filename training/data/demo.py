@@ -16,6 +16,11 @@ What it models, per SKU and week:
 - a few anomalous products (extreme one-off spikes, sudden sustained level shifts);
 - a few dirty rows (negative or unknown SKU or duplicated) for the validation layer.
 
+The ground truth keeps the last ``HOLDOUT_WEEKS`` weeks of each SKU's *uncensored* weekly demand
+(before stock-outs cut it to the sales): held-out demand that a replenishment policy can be
+evaluated on, which the source's sales cannot give (:func:`load_holdout_demand`). The extreme
+spikes injected as anomalies (a tender received and shipped the same week) are sales, not part of it.
+
 The weekly simulation is spread to daily ``stock_movements`` rows (only days with a
 movement, as an ERP records them). The ground truth goes to a separate JSON file, never
 into the source tables.
@@ -51,6 +56,7 @@ SEASON_SHAPES = ("spring", "autumn", "double", "none")
 SEASON_SHAPE_SHARES = (0.35, 0.25, 0.2, 0.2)
 PACKS = ("1 L", "5 L", "20 L", "1 kg", "10 kg")
 ANOMALY_SHARE = 0.04
+HOLDOUT_WEEKS = 52  # weeks of uncensored demand kept in the ground truth
 
 
 @dataclass
@@ -78,6 +84,14 @@ class DemoCatalogue:
     start: pd.Timestamp
     end: pd.Timestamp
     seed: int
+    # {sku: uncensored weekly demand of the last HOLDOUT_WEEKS weeks (oldest first)}
+    holdout_demand: dict[str, list[float]] = field(default_factory=dict)
+
+    def holdout_weeks(self) -> list[str]:
+        """The Monday of each held-out week (ISO dates), oldest first: the last weeks up to ``end``."""
+        n = len(next(iter(self.holdout_demand.values()), []))
+        first = week_start(self.end) - pd.Timedelta(weeks=n - 1)
+        return [str((first + pd.Timedelta(weeks=k)).date()) for k in range(n)]
 
     def truth_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(t) for t in self.truth]).set_index("sku")
@@ -90,6 +104,7 @@ class DemoCatalogue:
             "end": str(self.end.date()),
             "skus": [asdict(t) for t in self.truth],
             "dirty_rows": self.dirty_rows,
+            "holdout_demand": {"weeks": self.holdout_weeks(), "skus": self.holdout_demand},
         }
         path.write_text(json.dumps(payload, indent=1, default=str))
 
@@ -98,6 +113,25 @@ def load_truth(path: Path) -> pd.DataFrame:
     """Read the ground-truth file written by :meth:`DemoCatalogue.write_truth`."""
     payload = json.loads(Path(path).read_text())
     return pd.DataFrame(payload["skus"]).set_index("sku")
+
+
+def load_holdout_demand(path: Path) -> pd.DataFrame:
+    """The uncensored weekly demand of the held-out weeks from the ground-truth file: ``unique_id, ds, y``.
+
+    Raises ``ValueError`` for a file written before the generator kept it (regenerate the demo).
+    """
+    payload = json.loads(Path(path).read_text())
+    if "holdout_demand" not in payload:
+        raise ValueError(f"{path} has no holdout_demand: regenerate it with `stockml demo-data`")
+    held = payload["holdout_demand"]
+    weeks = pd.to_datetime(pd.Series(held["weeks"], dtype=str))
+    rows = [
+        pd.DataFrame({"unique_id": sku, "ds": weeks, "y": pd.Series(values, dtype=float)})
+        for sku, values in held["skus"].items()
+    ]
+    if not rows:
+        return pd.DataFrame({"unique_id": pd.Series(dtype=str), "ds": weeks[:0], "y": pd.Series(dtype=float)})
+    return pd.concat(rows, ignore_index=True)
 
 
 def season_shape(seed: int, index: int) -> str:
@@ -261,6 +295,7 @@ def generate_catalogue(
     start = week_start(end_ts - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1))
     cats = list(CATEGORIES)
     product_rows, movement_rows, truth = [], [], []
+    holdout: dict[str, list[float]] = {}
     n_anomalous = max(1, round(n_skus * ANOMALY_SHARE)) if n_skus >= 10 else 0
     anomalous = set(rng.choice(n_skus, size=n_anomalous, replace=False).tolist())
     sku_rngs = rng.spawn(n_skus)
@@ -280,6 +315,7 @@ def generate_catalogue(
         anomaly = (("extreme_spike", "level_shift")[int(srng.integers(2))]) if i in anomalous else None
         anomaly_weeks = _inject_level_shift(srng, demand, active) if anomaly == "level_shift" else []
         lead = int(srng.choice([1, 2, 3, 4, 6, 8]))
+        holdout[sku] = demand[-min(HOLDOUT_WEEKS, weeks) :].tolist()  # after the level shift, before censoring
         sales, receipts, stock, stockouts = _simulate_inventory(srng, demand, lead, active)
         if anomaly == "extreme_spike":
             anomaly_weeks = _inject_spike(srng, sales, receipts, active)
@@ -319,7 +355,7 @@ def generate_catalogue(
     dirty: list[dict] = []
     if dirty_rows and len(movements) > 100:
         movements, dirty = _add_dirty_rows(rng, movements, end_ts)
-    return DemoCatalogue(products, movements, truth, dirty, start, end_ts, seed)
+    return DemoCatalogue(products, movements, truth, dirty, start, end_ts, seed, holdout)
 
 
 def _add_dirty_rows(

@@ -335,14 +335,19 @@ class HiveStore:
             self.execute(f"INSERT OVERWRITE TABLE {name} {part} SELECT {select} FROM {stage}")
         return len(frame)
 
-    def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
-        """The rows of ``table`` (of one run), columns and types as the SQL store returns them."""
+    def read(
+        self, table: str, run_id: str | None = None, schema: str | None = None, key: OutputKey | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``table`` (of one run, of one output key), columns and types as the SQL store returns them."""
         check_output_table(table)
         if self._recreate_if_legacy(table, schema):
             self._ensure_output_table(table, schema)
         t = output_tables(schema)[table]
         select = ", ".join(quote_ident(c.name) for c in t.columns)
-        where = f" WHERE `run_id` = {string_literal(run_id)}" if run_id is not None else ""
+        conditions = [f"`run_id` = {string_literal(run_id)}"] if run_id is not None else []
+        if key is not None:
+            conditions.append(self._key_pairs(key, " AND "))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         df = self.query(f"SELECT {select} FROM {qualified(table, schema)}{where}")
         for c in t.columns:  # pyhive hands DATE and TIMESTAMP over as strings
             if isinstance(c.type, sa.DateTime):
@@ -350,6 +355,17 @@ class HiveStore:
             elif isinstance(c.type, sa.Date):
                 df[c.name] = pd.to_datetime(df[c.name]).dt.date
         return df
+
+    def keys(self, table: str, schema: str | None = None) -> pd.DataFrame:
+        """``pipeline, cutoff_week, created_at`` (the newest row's) per output key in ``table``; none without it."""
+        columns = ["pipeline", "cutoff_week", "created_at"]
+        if not self.table_exists(table, schema) or not set(PARTITION_COLUMNS) <= set(self.columns(table, schema)):
+            return pd.DataFrame(columns=columns)
+        df = self.query(
+            f"SELECT `pipeline`, `cutoff_week`, max(`created_at`) AS created_at FROM {qualified(table, schema)} "
+            "GROUP BY `pipeline`, `cutoff_week`"
+        )
+        return df.assign(created_at=pd.to_datetime(df["created_at"]))[columns]
 
     def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int:
         """Drop the quarantine rows older than the retention: whole partitions, or a partition rewritten."""

@@ -131,6 +131,30 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             _run_id(),
             _created(),
         ),
+        # the ingest's weekly contracts (training.data.weekly, training.data.inventory), published for
+        # readers on other machines than the pipeline (the service's by-SKU calls)
+        "stock_weekly_demand": sa.Table(
+            "stock_weekly_demand",
+            md,
+            *_key_columns(),
+            sa.Column("sku", sa.String(64), primary_key=True),
+            sa.Column("ds", sa.Date, primary_key=True),
+            sa.Column("y", sa.Float),
+            _run_id(),
+            _created(),
+        ),
+        "stock_weekly_inventory": sa.Table(
+            "stock_weekly_inventory",
+            md,
+            *_key_columns(),
+            sa.Column("sku", sa.String(64), primary_key=True),
+            sa.Column("ds", sa.Date, primary_key=True),
+            sa.Column("on_hand", sa.Float),  # NULL: no stock count known yet
+            sa.Column("receipts", sa.Float),
+            sa.Column("censored", sa.Boolean),
+            _run_id(),
+            _created(),
+        ),
         "stock_quarantine": sa.Table(
             "stock_quarantine",
             md,
@@ -148,7 +172,14 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
     }
 
 
-OUTPUT_TABLES = ("stock_classes", "stock_forecasts", "stock_related", "stock_quarantine")
+OUTPUT_TABLES = (
+    "stock_classes",
+    "stock_forecasts",
+    "stock_related",
+    "stock_weekly_demand",
+    "stock_weekly_inventory",
+    "stock_quarantine",
+)
 
 
 def check_output_table(table: str) -> None:
@@ -173,7 +204,11 @@ class OutputStore(Protocol):
 
     def write(self, table: str, df: pd.DataFrame, key: OutputKey, run_id: str, schema: str | None = None) -> int: ...
 
-    def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame: ...
+    def read(
+        self, table: str, run_id: str | None = None, schema: str | None = None, key: OutputKey | None = None
+    ) -> pd.DataFrame: ...
+
+    def keys(self, table: str, schema: str | None = None) -> pd.DataFrame: ...
 
     def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int: ...
 

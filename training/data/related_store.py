@@ -10,29 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from training.data.order_lines import table_exists
-from training.data.store import read_output
+from training.data.store import latest_output
 
 TABLE = "stock_related"
 
 
 def latest_related(target: Any, schema: str | None = None) -> pd.DataFrame | None:
     """The latest set of related-product rules, or ``None`` when ``stock_related`` is absent or empty."""
-    exists = table_exists(target, TABLE, schema)
-    if exists is False:
-        return None
-    try:
-        rows = read_output(target, TABLE, None, schema)
-    except Exception:
-        if exists:
-            raise
-        return None  # a backend we cannot ask, without the table
-    if rows.empty:
-        return None
-    week = rows["cutoff_week"].max()
-    rows = rows[rows["cutoff_week"] == week]
-    last = rows.sort_values("created_at").iloc[-1]["pipeline"]
-    return rows[rows["pipeline"] == last].reset_index(drop=True)
+    return latest_output(target, TABLE, schema)
 
 
 def related_by_sku(rules: pd.DataFrame | None, limit: int = 10) -> dict[str, list[dict]]:

@@ -127,16 +127,31 @@ class SqlAlchemyStore:
                 conn.execute(t.insert(), rows[i : i + 5000])
         return len(rows)
 
-    def read(self, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
+    def read(
+        self, table: str, run_id: str | None = None, schema: str | None = None, key: OutputKey | None = None
+    ) -> pd.DataFrame:
         t = output_tables(schema)[table]
         q = sa.select(t)
         if run_id is not None:
             q = q.where(t.c.run_id == run_id)
+        if key is not None:
+            q = q.where(t.c.pipeline == key.pipeline, t.c.cutoff_week == key.cutoff_week)
         with self.engine.begin() as conn:
             if sa.inspect(conn).has_table(t.name, schema=schema) and is_legacy_layout(conn, t):
                 recreate_legacy_table(conn, t)  # an old table has none of the new key's rows
                 t.create(conn)
             return pd.DataFrame(conn.execute(q).mappings().all())
+
+    def keys(self, table: str, schema: str | None = None) -> pd.DataFrame:
+        """``pipeline, cutoff_week, created_at`` (the newest row's) per output key in ``table``; none without it."""
+        t = output_tables(schema)[table]
+        q = sa.select(t.c.pipeline, t.c.cutoff_week, sa.func.max(t.c.created_at).label("created_at")).group_by(
+            t.c.pipeline, t.c.cutoff_week
+        )
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(t.name, schema=schema) or is_legacy_layout(conn, t):
+                return pd.DataFrame(columns=["pipeline", "cutoff_week", "created_at"])
+            return pd.DataFrame(conn.execute(q).mappings().all(), columns=["pipeline", "cutoff_week", "created_at"])
 
     def prune_quarantine(self, older_than_days: int, schema: str | None = None) -> int:
         t = output_tables(schema)["stock_quarantine"]

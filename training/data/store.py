@@ -41,6 +41,8 @@ __all__ = [
     "OutputStore",
     "SqlAlchemyStore",
     "is_hive_hook",
+    "latest_key",
+    "latest_output",
     "open_store",
     "output_tables",
     "prune_quarantine",
@@ -88,11 +90,36 @@ def write_output(
         return store.write(table, df, key, run_id, schema)
 
 
-def read_output(target: Any, table: str, run_id: str | None = None, schema: str | None = None) -> pd.DataFrame:
-    """The rows of ``table`` (those a run wrote and that are still in place, when ``run_id`` is given)."""
+def read_output(
+    target: Any, table: str, run_id: str | None = None, schema: str | None = None, key: OutputKey | None = None
+) -> pd.DataFrame:
+    """The rows of ``table`` (those a run wrote and that are still in place, when ``run_id`` is given;
+    those of one output key, when ``key`` is)."""
     check_output_table(table)
     with open_store(target) as store:
-        return store.read(table, run_id, schema)
+        return store.read(table, run_id, schema, key) if key is not None else store.read(table, run_id, schema)
+
+
+def latest_key(target: Any, table: str, schema: str | None = None) -> OutputKey | None:
+    """The output key readers want from ``table``: the latest data cut-off, and of the pipeline that
+    wrote last when several wrote that cut-off; None when the table is absent or empty."""
+    check_output_table(table)
+    with open_store(target) as store:
+        keys = store.keys(table, schema)
+    if keys.empty:
+        return None
+    last = keys.sort_values(["cutoff_week", "created_at"]).iloc[-1]
+    return OutputKey(str(last["pipeline"]), str(last["cutoff_week"]))
+
+
+def latest_output(target: Any, table: str, schema: str | None = None) -> pd.DataFrame | None:
+    """The rows of :func:`latest_key` in ``table`` (one query for them, not the whole history of
+    cut-offs), or None when the table is absent or empty."""
+    key = latest_key(target, table, schema)
+    if key is None:
+        return None
+    rows = read_output(target, table, None, schema, key)
+    return None if rows.empty else rows.reset_index(drop=True)
 
 
 def prune_quarantine(target: Any, older_than_days: int, schema: str | None = None) -> int:

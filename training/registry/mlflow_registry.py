@@ -1,4 +1,4 @@
-"""Log, register and promote the router in the MLflow model registry.
+"""Log, register and promote the router (and the LSTM on its own) in the MLflow model registry.
 
 Aliases, not stages (MLflow 3): a new version gets ``challenger``; ``champion`` is what serves.
 ``champion`` only moves through :func:`promote`, which scores the candidate and the current
@@ -15,6 +15,7 @@ import logging
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from training.forecasting.metrics import mean_mase
+from training.registry.member_model import MemberModel, save_member_model
 from training.registry.names import ROUTER_MODEL
-from training.registry.pyfunc import ARTIFACT
+from training.registry.pyfunc import ARTIFACT, MEMBER_ARTIFACT
 from training.router.storage import save_router
 
 log = logging.getLogger("stockml.registry")
@@ -39,6 +41,8 @@ EXPERIMENT = ROUTER_MODEL
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOLDOUT_DIR = "holdout"
 ROUTER_MODEL_CODE = Path(__file__).with_name("router_model_code.py")  # the pyfunc's "models from code" file
+MEMBER_MODEL_CODE = Path(__file__).with_name("member_model_code.py")  # the same for a member on its own
+DEEP_REQUIREMENTS = ("torch", "neuralforecast", "pytorch-lightning")
 
 
 class PromotionError(RuntimeError):
@@ -81,10 +85,10 @@ def actor(configured: str | None = None) -> str:
     return configured or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     from importlib.metadata import version
 
-    pkgs = ["stockml", "mlflow", "xgboost-cpu", "statsforecast", "pandas", "numpy", "scikit-learn", "scipy"]
+    pkgs = ["stockml", "mlflow", "xgboost-cpu", "statsforecast", "pandas", "numpy", "scikit-learn", "scipy", *extra]
     out = []
     for p in pkgs:
         try:
@@ -150,6 +154,89 @@ def log_router(
     ``holdout`` = (history up to the holdout cutoff, the actuals after it): stored with the
     run so that promotion can score any two versions on exactly the same data.
     """
+    return log_model(
+        ModelToLog(
+            save=lambda folder: save_router(model, folder),
+            predict=lambda history, h: model.predict(history, horizon=h, n_jobs=1),
+            horizon=int(model.horizon),
+            code=ROUTER_MODEL_CODE,
+            artifact=ARTIFACT,
+            flavour_name="router",
+            manifest_dir="router_manifest",
+            score_metric="holdout_mase_router",
+        ),
+        params=params, metrics=metrics, tags=tags, holdout=holdout, artifacts=artifacts, name=name,
+        run_name=run_name,
+    )  # fmt: skip
+
+
+def log_member(
+    model: MemberModel,
+    *,
+    name: str,
+    params: dict,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    holdout: tuple[pd.DataFrame, pd.DataFrame],
+    run_name: str | None = None,
+) -> RegisteredVersion:
+    """Log one member (the LSTM) as its own pyfunc and register it as ``challenger`` of ``name``.
+
+    ``metrics["holdout_mase"]`` is its score on ``holdout``, which promotion re-measures against the champion.
+    """
+    return log_model(
+        ModelToLog(
+            save=lambda folder: save_member_model(model, folder),
+            predict=lambda history, h: model.predict(history, h),
+            horizon=model.horizon,
+            code=MEMBER_MODEL_CODE,
+            artifact=MEMBER_ARTIFACT,
+            flavour_name=model.method.lower(),
+            manifest_dir=f"{model.method.lower()}_manifest",
+            score_metric="holdout_mase",
+            extra_requirements=DEEP_REQUIREMENTS,
+        ),
+        params=params, metrics=metrics, tags=tags, holdout=holdout, name=name, run_name=run_name,
+    )  # fmt: skip
+
+
+@dataclass
+class ModelToLog:
+    """What :func:`log_model` needs to know of a model saved as data and served as a "model from code" pyfunc.
+
+    ``save(folder)`` writes the model (manifest and state files) and returns the manifest's path;
+    ``predict(history, h)`` forecasts in process (for the signature's example); ``code`` is the
+    pyfunc's code file and ``artifact`` the key its ``load_context`` reads the saved folder under;
+    ``score_metric`` names the metric copied to the version's ``holdout_mase`` tag.
+    """
+
+    save: Callable[[Path], Path]
+    predict: Callable[[pd.DataFrame, int], pd.DataFrame]
+    horizon: int
+    code: Path
+    artifact: str
+    flavour_name: str
+    manifest_dir: str
+    score_metric: str
+    extra_requirements: tuple[str, ...] = ()
+
+
+def log_model(
+    spec: ModelToLog,
+    *,
+    params: dict,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    holdout: tuple[pd.DataFrame, pd.DataFrame],
+    artifacts: dict[str, Path] | None = None,
+    name: str,
+    run_name: str | None = None,
+) -> RegisteredVersion:
+    """Log a model as a pyfunc with its manifest, holdout, metrics and provenance; register it as ``challenger``.
+
+    One path for every registered model (the router, the LSTM), so that :func:`promote` and
+    :func:`rollback` judge any of them the same way: from the holdout stored with the run.
+    """
     tags = {"git_commit": git_commit(), "trained_by": actor(), **tags}
     with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(params)
@@ -166,26 +253,26 @@ def log_router(
                 mlflow.log_artifacts(str(path), path_in_run)
             elif Path(path).exists():
                 mlflow.log_artifact(str(path), path_in_run or None)
-        saved = Path(tmp) / "router_model"
-        manifest = save_router(model, saved)
-        mlflow.log_artifact(str(manifest), "router_manifest")
+        saved = Path(tmp) / f"{spec.flavour_name}_model"
+        manifest = spec.save(saved)
+        mlflow.log_artifact(str(manifest), spec.manifest_dir)
         example = hist[hist["unique_id"].isin(hist["unique_id"].unique()[:2])]
-        out_example = model.predict(example, horizon=2, n_jobs=1)
+        out_example = spec.predict(example, 2)
         info = mlflow.pyfunc.log_model(
-            name="router",
+            name=spec.flavour_name,
             input_example=(example.astype({"ds": "datetime64[ns]"}), {"horizon": 2}),
-            python_model=str(ROUTER_MODEL_CODE),
-            artifacts={ARTIFACT: str(saved)},
-            signature=router_signature(example, out_example, int(model.horizon)),
-            pip_requirements=_pip_requirements(),
+            python_model=str(spec.code),
+            artifacts={spec.artifact: str(saved)},
+            signature=router_signature(example, out_example, spec.horizon),
+            pip_requirements=_pip_requirements(spec.extra_requirements),
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_registered_model_alias(name, CHALLENGER, version)
-    for k, v in {**tags, "holdout_mase": f"{metrics.get('holdout_mase_router', float('nan')):.4f}"}.items():
+    for k, v in {**tags, "holdout_mase": f"{metrics.get(spec.score_metric, float('nan')):.4f}"}.items():
         client.set_model_version_tag(name, version, k, str(v))
-    log.info("registered router", extra={"model": name, "version": version, "run_id": run.info.run_id})
+    log.info("registered model", extra={"model": name, "version": version, "run_id": run.info.run_id})
     return RegisteredVersion(name, version, run.info.run_id, info.model_uri)
 
 
@@ -209,8 +296,12 @@ def holdout_score(model_uri: str, history: pd.DataFrame, actuals: pd.DataFrame) 
     """Mean MASE (lag-1 in-sample scale, as M4 weekly) of a registered model on a holdout."""
     model = mlflow.pyfunc.load_model(model_uri)
     h = int(actuals.groupby("unique_id").size().max())
-    fc = model.predict(history, params={"horizon": h})
-    merged = actuals.merge(fc[["unique_id", "ds", "yhat"]], on=["unique_id", "ds"], how="left")
+    return forecast_score(model.predict(history, params={"horizon": h}), history, actuals)
+
+
+def forecast_score(forecasts: pd.DataFrame, history: pd.DataFrame, actuals: pd.DataFrame) -> float:
+    """Mean MASE of ``forecasts`` (unique_id, ds, yhat) against ``actuals``; a missing forecast counts as 0."""
+    merged = actuals.merge(forecasts[["unique_id", "ds", "yhat"]], on=["unique_id", "ds"], how="left")
     return mean_mase(merged.assign(yhat=merged["yhat"].fillna(0.0)), history)
 
 

@@ -1,8 +1,9 @@
-"""The MLflow pyfunc ``stockml-router``: history (unique_id, ds, y) in, routed forecasts out.
+"""The MLflow pyfuncs ``stockml-router`` and ``stockml-lstm``: history (unique_id, ds, y) in, forecasts out.
 
-Logged as MLflow "models from code" (:mod:`training.registry.router_model_code` is the code file):
-the registered model holds that small file and the router saved as data
-(:mod:`training.router.storage`), never a pickle of our classes, so a model registered today
+Logged as MLflow "models from code" (:mod:`training.registry.router_model_code` and
+:mod:`training.registry.member_model_code` are the code files): the registered model holds that
+small file and the model saved as data (:mod:`training.router.storage`,
+:mod:`training.registry.member_model`), never a pickle of our classes, so a model registered today
 loads after any refactor of this package that keeps the format's reader. Loading needs the
 installed ``stockml`` package and nothing from a source checkout.
 """
@@ -16,6 +17,12 @@ import mlflow.pyfunc
 import pandas as pd
 
 ARTIFACT = "router"
+MEMBER_ARTIFACT = "member"
+
+
+def _horizon(params: dict | None) -> int | None:
+    horizon = (params or {}).get("horizon")
+    return int(horizon) if horizon else None
 
 
 class RouterPyfunc(mlflow.pyfunc.PythonModel):
@@ -29,6 +36,18 @@ class RouterPyfunc(mlflow.pyfunc.PythonModel):
         self.model = load_router(folder)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        params = params or {}
-        horizon = params.get("horizon")
-        return self.model.predict(model_input, horizon=int(horizon) if horizon else None)
+        return self.model.predict(model_input, horizon=_horizon(params))
+
+
+class MemberPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc flavour of one member registered on its own (the LSTM); ``params={"horizon": h}`` as the router's."""
+
+    def load_context(self, context: Any) -> None:
+        from training.registry.member_model import load_member_model, read_member_manifest
+
+        folder = Path(context.artifacts[MEMBER_ARTIFACT])
+        self.manifest = read_member_manifest(folder)
+        self.model = load_member_model(folder)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        return self.model.predict(model_input, horizon=_horizon(params))
