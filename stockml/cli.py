@@ -226,6 +226,8 @@ def run(
         d = summary.lstm
         verdict = "champion" if d["promoted"] else "not promoted"
         console.print(f"  stockml-lstm v{d['candidate']}: {verdict} ({d['reason']})")
+    if summary.orders:
+        console.print(f"  {orders_line(summary.orders)}")
 
 
 @app.command()
@@ -445,6 +447,54 @@ def show(
     df = read_output(r.hook(), table, run_id, r.settings.source_schema)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(df.head(limit).to_string() if not df.empty else f"{table} is empty")
+
+
+def orders_line(report: dict) -> str:
+    """One line on the orders step for ``stockml run``."""
+    if report.get("status") != "written":
+        return f"orders: skipped ({report.get('reason')})"
+    line = (
+        f"orders: {report['with_order']} of {report['skus']} SKUs to order, in stock_orders; "
+        f"policy per pattern {report['pattern_policy']}"
+    )
+    decision = report.get("promotion")
+    if decision:
+        verdict = "champion" if decision["promoted"] else "not promoted"
+        line += f"; stockml-rl-agent v{decision['candidate']}: {verdict} ({decision['reason']})"
+    return line
+
+
+@app.command()
+@_guard
+def orders(
+    sku: Annotated[str | None, typer.Option(help="Only this SKU.")] = None,
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most rows to print.")] = 30,
+) -> None:
+    """Recommended orders (stock_orders, the latest data cut-off): quantity, the policy behind it, its cost."""
+    from stockml.run import Run
+    from stockml.steps.orders import read_orders
+
+    r = Run(get_settings(source_conn_id=source))
+    rows = read_orders(r)
+    if rows is None:
+        _fail("stock_orders is empty: run the pipeline first (`stockml run` or the stock_training DAG)")
+    if sku is not None:
+        rows = rows[rows["sku"] == sku]
+        if rows.empty:
+            _fail(f"no recommendation for SKU {sku!r}: unknown SKU, or one without enough history (see `stockml run`)")
+    rows = rows.sort_values(["order_qty", "sku"], ascending=[False, True], na_position="last")
+    t = Table(title=f"Recommended orders · cut-off {rows['cutoff_week'].iloc[0]} · as of week {rows['as_of_week'].iloc[0]}")
+    for col in ("sku", "on hand", "order qty", "policy", "cost/week", "model", "reason"):
+        t.add_column(col, justify="left" if col in ("sku", "policy", "reason", "model") else "right")
+    for row in rows.head(limit).itertuples():
+        qty = "-" if pd.isna(row.order_qty) else f"{row.order_qty:,.0f}"
+        cost = "-" if pd.isna(row.expected_cost_per_period) else f"{row.expected_cost_per_period:,.2f}"
+        version = "" if row.model_version is None or pd.isna(row.model_version) else f"v{row.model_version}"
+        t.add_row(row.sku, f"{row.on_hand:,.0f}", qty, str(row.policy or "-"), cost, version, str(row.reason or ""))
+    console.print(t)
+    if len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more (--limit)")
 
 
 @app.command()
