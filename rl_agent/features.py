@@ -8,10 +8,12 @@ of zero weeks, and the forecast as the mean over the next ``L + R`` periods and 
 bound, both over ``mu``. Values are clipped so that a rare huge backlog cannot saturate the network.
 
 The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position,
-``target = mu * (L + R + 2) * (1 + a)``; the order is ``max(target - IP, 0)``. Any order quantity is
-reachable (the target may depend on the whole state, so this is not a base-stock restriction), and the
-scale makes ``a = 0`` a sensible order-up-to level for every product, so learning starts near a decent
-policy instead of at an arbitrary quantity.
+``target = mu * (L + R + 1) * 4 ** a`` (a quarter to four times the mean demand over lead time and
+review period plus one); the order is ``max(target - IP, 0)``. Any order quantity is reachable (the
+target may depend on the whole state, so this is not a base-stock restriction); ``a = 0`` is a sensible
+order-up-to level for every product, so learning starts near a decent policy instead of at an arbitrary
+quantity; and the exponential scale gives the same relative resolution to a product selling 2 and one
+selling 2,000, and room for the high targets of erratic products with a high service target.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ OBS_NAMES: tuple[str, ...] = (
 )
 OBS_DIM = len(OBS_NAMES)
 CLIP = 20.0
+TARGET_RANGE = 4.0  # the target spans [1/4, 4] x mean demand over L + R + 1 periods
 Z80 = 0.8416  # one-sided 80 % normal quantile: the fallback forecast width is Z80 * cv
 
 
@@ -109,7 +112,7 @@ def observe(
 def target_from_action(action: np.ndarray, params: BatchParams, profile: dict[str, np.ndarray]) -> np.ndarray:
     """Order-up-to target on the inventory position for an action in [-1, 1]."""
     a = np.clip(np.asarray(action, dtype=float).reshape(params.n), -1.0, 1.0)
-    return profile["mean"] * (params.lead + params.review + 2) * (1.0 + a)
+    return profile["mean"] * (params.lead + params.review + 1) * np.power(TARGET_RANGE, a)
 
 
 def order_from_action(
