@@ -155,7 +155,6 @@ def prepare_catalogue(
         if train.sum() <= 0:
             catalogue.skipped[sku] = "no demand in the training weeks"
             continue
-        profile = DemandProfile.of(train)
         costs = CostConfig.from_product(
             float(product["unit_cost"]),
             float(product["unit_price"]),
@@ -165,14 +164,16 @@ def prepare_catalogue(
             config.purchase_cost,
         )
         moq = int(product["min_order_qty"])
+        mean = max(float(train.mean()), 1e-3)
         spec = InventorySpec(
             costs,
             lead_time=lead,
             mode=config.mode,
             review_period=config.review_period,
             min_order_qty=moq,
-            max_order_qty=max(moq, int(math.ceil(20 * profile.mean * config.review_period)) + 1),
+            max_order_qty=max(moq, int(math.ceil(20 * mean * config.review_period)) + 1),
         )
+        profile = DemandProfile.of(train, spec)
         train_fc = holdout_fc = None
         if fc is not None:
             keys = pd.MultiIndex.from_arrays([[sku] * len(y), rows["ds"].to_numpy()])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rl_agent.dynamics import BatchParams, BatchState, InventorySpec
+from rl_agent.features import fractile_level, window_sums
 from rl_agent.policies import BaseStock, CappedBaseStock, MinMax, Policy
 from rl_agent.simulate import simulate
 
@@ -33,23 +34,10 @@ class Tuned:
     train_cost: float
 
 
-def window_sums(demand: np.ndarray, width: int) -> np.ndarray:
-    """All sums of ``width`` consecutive periods of every path."""
-    demand = np.asarray(demand, dtype=float)
-    width = max(int(width), 1)
-    cums = np.concatenate([np.zeros((demand.shape[0], 1)), np.cumsum(demand, axis=1)], axis=1)
-    return (cums[:, width:] - cums[:, :-width]).ravel()
-
-
 def analytic_level(spec: InventorySpec, demand: np.ndarray) -> int:
     """The critical-fractile order-up-to level ``S`` with ``P(D_{L+R} <= S) >= p / (p + h)``, from the
     empirical demand over ``L + R`` periods (exact for backorders with ``R = 1``, a start otherwise)."""
-    fractile = spec.costs.penalty / max(spec.costs.penalty + spec.costs.holding, 1e-12)
-    sums = np.sort(window_sums(demand, spec.lead_time + spec.review_period))
-    if len(sums) == 0:
-        return 0
-    index = min(int(math.ceil(fractile * len(sums) - 1e-9)) - 1, len(sums) - 1)
-    return int(sums[max(index, 0)])
+    return int(fractile_level(window_sums(demand, spec.lead_time + spec.review_period), spec))
 
 
 @dataclass(frozen=True)
