@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.mode == "backorder":
         level = dp.base_stock_level(dp.poisson_pmf(args.mean), args.lead_time, costs)
         policies["base_stock"]["analytic_level"] = level
-        policies["base_stock"]["analytic_cost"] = round(dp.base_stock_cost(dp.poisson_pmf(args.mean), args.lead_time, costs, level), 4)
+        policies["base_stock"]["analytic_cost"] = round(
+            dp.base_stock_cost(dp.poisson_pmf(args.mean), args.lead_time, costs, level), 4
+        )
         policies["base_stock"]["equals_analytic"] = bool(policies["base_stock"]["parameters"]["level"] == level)
     if args.train_steps > 0:
         case = ProductCase.poisson(spec, args.mean)
@@ -157,7 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     tmp.replace(args.out)
     for name, entry in report["policies"].items():
         gap = entry.get("gap_to_optimal_pct")
-        print(f"{name:>18}: {entry['cost_per_period']:.4f} {entry['ci95']}" + (f"  gap {gap:+.2f} %" if gap is not None else ""))
+        print(
+            f"{name:>18}: {entry['cost_per_period']:.4f} {entry['ci95']}"
+            + (f"  gap {gap:+.2f} %" if gap is not None else "")
+        )
 
 
 if __name__ == "__main__":

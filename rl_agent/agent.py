@@ -31,7 +31,7 @@ from rl_agent.features import CLIP, OBS_DIM, OBS_NAMES, DemandProfile, observe, 
 from rl_agent.policies import Situation
 
 FORMAT_VERSION = 1
-ACTION_SCALING = "target_position = mean_demand * (lead_time + review_period + 2) * (1 + clip(a, -1, 1))"
+ACTION_SCALING = "target_position = mean * base_level * (lead_time + review_period + 1) * 4 ** clip(a, -1, 1)"
 
 
 @dataclass

@@ -28,7 +28,7 @@ from rl_agent.env import ProductCase
 from rl_agent.features import MAX_LEAD, DemandProfile
 from rl_agent.policies import BaseStock, CappedBaseStock, MinMax, Policy, Situation
 from rl_agent.simulate import mean_ci95, simulate
-from rl_agent.tuning import TUNERS, Tuned
+from rl_agent.tuning import TUNERS, Tuned, tune_many
 
 CLASSICAL = tuple(TUNERS)
 PRODUCT_COLUMNS = ("sku", "unit_cost", "unit_price", "lead_time_weeks", "min_order_qty")
@@ -67,7 +67,9 @@ class ProductData:
 
     def case(self) -> ProductCase:
         mean, upper = self.train_forecast if self.train_forecast is not None else (None, None)
-        return ProductCase(self.spec, self.profile, history=self.train, forecast_mean=mean, forecast_upper=upper, name=self.sku)
+        return ProductCase(
+            self.spec, self.profile, history=self.train, forecast_mean=mean, forecast_upper=upper, name=self.sku
+        )
 
 
 @dataclass
@@ -131,7 +133,9 @@ def prepare_catalogue(
             catalogue.skipped[sku] = "not in the products table"
             continue
         if len(rows) < config.holdout_weeks + config.min_train_weeks:
-            catalogue.skipped[sku] = f"{len(rows)} weeks of demand, need {config.holdout_weeks + config.min_train_weeks}"
+            catalogue.skipped[sku] = (
+                f"{len(rows)} weeks of demand, need {config.holdout_weeks + config.min_train_weeks}"
+            )
             continue
         product = table.loc[sku]
         lead = int(product["lead_time_weeks"])
@@ -143,11 +147,14 @@ def prepare_catalogue(
         train, held = y[:cut], y[cut:]
         if true_holdout is not None:
             keys = list(zip([sku] * (len(y) - cut), rows["ds"].iloc[cut:], strict=True))
-            held = true_holdout.reindex(keys).fillna(pd.Series(held, index=pd.MultiIndex.from_tuples(keys))).to_numpy(float)
+            held = (
+                true_holdout.reindex(keys)
+                .fillna(pd.Series(held, index=pd.MultiIndex.from_tuples(keys)))
+                .to_numpy(float)
+            )
         if train.sum() <= 0:
             catalogue.skipped[sku] = "no demand in the training weeks"
             continue
-        profile = DemandProfile.of(train)
         costs = CostConfig.from_product(
             float(product["unit_cost"]),
             float(product["unit_price"]),
@@ -157,14 +164,16 @@ def prepare_catalogue(
             config.purchase_cost,
         )
         moq = int(product["min_order_qty"])
+        mean = max(float(train.mean()), 1e-3)
         spec = InventorySpec(
             costs,
             lead_time=lead,
             mode=config.mode,
             review_period=config.review_period,
             min_order_qty=moq,
-            max_order_qty=max(moq, int(math.ceil(20 * profile.mean * config.review_period)) + 1),
+            max_order_qty=max(moq, int(math.ceil(20 * mean * config.review_period)) + 1),
         )
+        profile = DemandProfile.of(train, spec)
         train_fc = holdout_fc = None
         if fc is not None:
             keys = pd.MultiIndex.from_arrays([[sku] * len(y), rows["ds"].to_numpy()])
@@ -189,15 +198,18 @@ def training_paths(product: ProductData, paths: int, window: int, seed: int) -> 
 
 
 def tune_classical(catalogue: Catalogue, policies: tuple[str, ...] = CLASSICAL) -> dict[str, dict[str, Tuned]]:
-    """Every classical policy tuned per product on its training paths (common random numbers)."""
+    """Every classical policy tuned per product on its training paths (common random numbers), all
+    products of a policy in one batched search."""
     config = catalogue.config
-    tuned: dict[str, dict[str, Tuned]] = {}
-    for i, (sku, product) in enumerate(sorted(catalogue.products.items())):
-        window = min(config.train_window, 4 * len(product.train))
-        demand = training_paths(product, config.train_paths, window, config.seed + i)
-        warmup = min(product.spec.lead_time + 4, window // 4)
-        tuned[sku] = {name: TUNERS[name](product.spec, demand, warmup) for name in policies}
-    return tuned
+    skus = sorted(catalogue.products)
+    products = [catalogue.products[s] for s in skus]
+    demands = [
+        training_paths(p, config.train_paths, config.train_window, config.seed + i) for i, p in enumerate(products)
+    ]
+    warmup = min(MAX_LEAD + 4, config.train_window // 4)
+    specs = [p.spec for p in products]
+    by_policy = {name: tune_many(name, specs, demands, warmup) for name in policies}
+    return {sku: {name: by_policy[name][i] for name in policies} for i, sku in enumerate(skus)}
 
 
 def train_catalogue_agent(
@@ -271,12 +283,12 @@ def evaluate_policies(
     shifts = rng.integers(0, weeks, (len(skus), seeds))
     index = (shifts[:, :, None] + np.arange(weeks)[None, None, :]) % weeks
     rows = np.repeat(np.arange(len(skus)), seeds)
-    demand = np.stack([p.holdout for p in products])[rows, index.reshape(-1, weeks)]
+    demand = np.stack([p.holdout for p in products])[rows[:, None], index.reshape(-1, weeks)]
     has_fc = all(p.holdout_forecast is not None for p in products)
     fmean = fupper = None
     if has_fc:
-        fmean = np.stack([p.holdout_forecast[0] for p in products])[rows, index.reshape(-1, weeks)]
-        fupper = np.stack([p.holdout_forecast[1] for p in products])[rows, index.reshape(-1, weeks)]
+        fmean = np.stack([p.holdout_forecast[0] for p in products])[rows[:, None], index.reshape(-1, weeks)]
+        fupper = np.stack([p.holdout_forecast[1] for p in products])[rows[:, None], index.reshape(-1, weeks)]
     params = BatchParams.from_specs([products[r].spec for r in rows])
     means = np.array([products[r].profile.mean for r in rows])
     start = _start_states(params, means, rng)
@@ -368,8 +380,15 @@ def recommend(
     for row in state.itertuples(index=False):
         sku = str(row.sku)
         if sku not in catalogue.products or sku not in tuned:
-            out.append({"sku": sku, "order_qty": None, "policy": None, "expected_cost_per_period": None,
-                        "reason": catalogue.skipped.get(sku, "unknown sku")})
+            out.append(
+                {
+                    "sku": sku,
+                    "order_qty": None,
+                    "policy": None,
+                    "expected_cost_per_period": None,
+                    "reason": catalogue.skipped.get(sku, "unknown sku"),
+                }
+            )
             continue
         product = catalogue.products[sku]
         name, reason = _choose(product, tuned[sku], agent, evaluation)
@@ -391,8 +410,15 @@ def recommend(
         expected = float(costs.get((sku, name), np.nan)) if costs is not None else np.nan
         if np.isnan(expected):
             expected = tuned[sku][name].train_cost if name in tuned[sku] else np.nan
-        out.append({"sku": sku, "order_qty": qty, "policy": name,
-                    "expected_cost_per_period": None if np.isnan(expected) else expected, "reason": reason})
+        out.append(
+            {
+                "sku": sku,
+                "order_qty": qty,
+                "policy": name,
+                "expected_cost_per_period": None if np.isnan(expected) else expected,
+                "reason": reason,
+            }
+        )
     return pd.DataFrame(out)
 
 

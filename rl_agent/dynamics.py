@@ -199,7 +199,9 @@ def feasible_order(params: BatchParams, state: BatchState, wanted: np.ndarray) -
     return np.where(reviewing, q, 0.0)
 
 
-def step(params: BatchParams, state: BatchState, wanted: np.ndarray, demand: np.ndarray) -> tuple[BatchState, StepOutcome]:
+def step(
+    params: BatchParams, state: BatchState, wanted: np.ndarray, demand: np.ndarray
+) -> tuple[BatchState, StepOutcome]:
     """Advance every row one period; returns the next decision-time state and what happened."""
     q = feasible_order(params, state, wanted)
     d = np.asarray(demand, dtype=float)

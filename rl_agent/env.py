@@ -56,7 +56,7 @@ class ProductCase:
 
     @classmethod
     def poisson(cls, spec: InventorySpec, mean: float, name: str = "") -> ProductCase:
-        return cls(spec, DemandProfile.poisson(mean), poisson_mean=float(mean), name=name)
+        return cls(spec, DemandProfile.poisson(mean, spec), poisson_mean=float(mean), name=name)
 
 
 class BatchedInventory:

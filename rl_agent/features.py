@@ -8,19 +8,23 @@ of zero weeks, and the forecast as the mean over the next ``L + R`` periods and 
 bound, both over ``mu``. Values are clipped so that a rare huge backlog cannot saturate the network.
 
 The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position,
-``target = mu * (L + R + 2) * (1 + a)``; the order is ``max(target - IP, 0)``. Any order quantity is
-reachable (the target may depend on the whole state, so this is not a base-stock restriction), and the
-scale makes ``a = 0`` a sensible order-up-to level for every product, so learning starts near a decent
-policy instead of at an arbitrary quantity.
+``target = S0 * 4 ** a`` (a quarter to four times ``S0``, the product's critical-fractile base-stock
+level, see :class:`DemandProfile`); the order is ``max(target - IP, 0)``. Any order quantity is reachable (the
+target may depend on the whole state, so this is not a base-stock restriction); ``a = 0`` is a sensible
+order-up-to level for every product, so learning starts near a decent policy instead of at an arbitrary
+quantity; and the exponential scale gives the same relative resolution to a product selling 2 and one
+selling 2,000, and room for the high targets of erratic products with a high service target.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from rl_agent.dynamics import BatchParams, BatchState
+from rl_agent.dp import lead_time_demand, poisson_pmf
+from rl_agent.dynamics import BatchParams, BatchState, InventorySpec
 
 MAX_LEAD = 8
 OBS_NAMES: tuple[str, ...] = (
@@ -38,39 +42,80 @@ OBS_NAMES: tuple[str, ...] = (
     "forecast_mean",
     "forecast_width",
     "lost_sales",
+    "base_level",
 )
 OBS_DIM = len(OBS_NAMES)
 CLIP = 20.0
+TARGET_RANGE = 4.0  # the target spans [1/4, 4] x the critical-fractile base-stock level
 Z80 = 0.8416  # one-sided 80 % normal quantile: the fallback forecast width is Z80 * cv
 
 
 @dataclass(frozen=True)
 class DemandProfile:
-    """A product's demand in three numbers (from its training history): what the features normalise by."""
+    """A product's demand in a few numbers (from its training history): what the features normalise by.
+
+    ``base_level`` is the critical-fractile order-up-to level (the quantile ``p / (p + h)`` of demand over
+    ``L + R`` periods) over ``mu * (L + R + 1)``: the tail of the demand in the units the action uses.
+    The action is scaled around it, so ``a = 0`` starts the agent at the analytic base-stock level.
+    """
 
     mean: float
     cv: float
     zero_share: float
+    base_level: float = 1.0
 
     @classmethod
-    def of(cls, demand: np.ndarray) -> DemandProfile:
+    def of(cls, demand: np.ndarray, spec: InventorySpec | None = None) -> DemandProfile:
         demand = np.asarray(demand, dtype=float).ravel()
         if demand.size == 0 or not np.isfinite(demand).all() or (demand < 0).any():
             raise ValueError("demand history must be a non-empty array of finite values >= 0")
-        mean = float(demand.mean())
-        safe = max(mean, 1e-3)
-        return cls(safe, float(demand.std() / safe), float((demand == 0).mean()))
+        mean = max(float(demand.mean()), 1e-3)
+        level = 1.0
+        if spec is not None:
+            width = spec.lead_time + spec.review_period
+            level = _level_ratio(fractile_level(window_sums(demand[None, :], width), spec), mean, width)
+        return cls(mean, float(demand.std() / mean), float((demand == 0).mean()), level)
 
     @classmethod
-    def poisson(cls, mean: float) -> DemandProfile:
-        return cls(float(mean), float(1 / np.sqrt(mean)), float(np.exp(-mean)))
+    def poisson(cls, mean: float, spec: InventorySpec | None = None) -> DemandProfile:
+        level = 1.0
+        if spec is not None:
+            width = spec.lead_time + spec.review_period
+            total = lead_time_demand(poisson_pmf(mean), width)
+            fractile = spec.costs.penalty / max(spec.costs.penalty + spec.costs.holding, 1e-12)
+            level = _level_ratio(float(np.searchsorted(np.cumsum(total), fractile - 1e-12)), mean, width)
+        return cls(float(mean), float(1 / np.sqrt(mean)), float(np.exp(-mean)), level)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
+def _level_ratio(level: float, mean: float, width: int) -> float:
+    # At least one period's mean demand, so a product whose quantile is 0 can still be ordered for.
+    return max(level, mean) / (mean * (width + 1))
+
+
+def window_sums(demand: np.ndarray, width: int) -> np.ndarray:
+    """All sums of ``width`` consecutive periods of every path (rows of ``demand``)."""
+    demand = np.asarray(demand, dtype=float)
+    width = max(int(width), 1)
+    cums = np.concatenate([np.zeros((demand.shape[0], 1)), np.cumsum(demand, axis=1)], axis=1)
+    return (cums[:, width:] - cums[:, :-width]).ravel()
+
+
+def fractile_level(sums: np.ndarray, spec: InventorySpec) -> float:
+    """The smallest observed sum whose empirical CDF reaches the critical ratio ``p / (p + h)``."""
+    fractile = spec.costs.penalty / max(spec.costs.penalty + spec.costs.holding, 1e-12)
+    ordered = np.sort(np.asarray(sums, dtype=float))
+    if len(ordered) == 0:
+        return 0.0
+    index = min(int(math.ceil(fractile * len(ordered) - 1e-9)) - 1, len(ordered) - 1)
+    return float(ordered[max(index, 0)])
+
+
 def profile_arrays(profiles: list[DemandProfile]) -> dict[str, np.ndarray]:
-    return {k: np.array([getattr(p, k) for p in profiles], dtype=float) for k in ("mean", "cv", "zero_share")}
+    keys = ("mean", "cv", "zero_share", "base_level")
+    return {k: np.array([getattr(p, k) for p in profiles], dtype=float) for k in keys}
 
 
 def observe(
@@ -103,13 +148,14 @@ def observe(
     else:
         obs[:, 19] = np.maximum(forecast_upper - forecast_mean, 0.0) / mu
     obs[:, 20] = params.lost_sales
+    obs[:, 21] = profile["base_level"]
     return np.clip(obs, -CLIP, CLIP).astype(np.float32)
 
 
 def target_from_action(action: np.ndarray, params: BatchParams, profile: dict[str, np.ndarray]) -> np.ndarray:
     """Order-up-to target on the inventory position for an action in [-1, 1]."""
     a = np.clip(np.asarray(action, dtype=float).reshape(params.n), -1.0, 1.0)
-    return profile["mean"] * (params.lead + params.review + 2) * (1.0 + a)
+    return profile["mean"] * profile["base_level"] * (params.lead + params.review + 1) * np.power(TARGET_RANGE, a)
 
 
 def order_from_action(

@@ -62,8 +62,11 @@ def _env(mp: pytest.MonkeyPatch, root: Path) -> Path:
     return db
 
 
+OUTPUTS = ("stock_classes", "stock_forecasts", "stock_quarantine", "stock_weekly_demand", "stock_weekly_inventory")
+
+
 def _counts(engine: sa.Engine, run_id: str) -> dict[str, int]:
-    return {t: len(read_output(engine, t, run_id)) for t in ("stock_classes", "stock_forecasts", "stock_quarantine")}
+    return {t: len(read_output(engine, t, run_id)) for t in OUTPUTS}
 
 
 @pytest.fixture(scope="module")
