@@ -484,17 +484,20 @@ def orders(
         if rows.empty:
             _fail(f"no recommendation for SKU {sku!r}: unknown SKU, or one without enough history (see `stockml run`)")
     rows = rows.sort_values(["order_qty", "sku"], ascending=[False, True], na_position="last")
-    t = Table(title=f"Recommended orders · cut-off {rows['cutoff_week'].iloc[0]} · as of week {rows['as_of_week'].iloc[0]}")
-    for col in ("sku", "on hand", "order qty", "policy", "cost/week", "model", "reason"):
+    first = rows.iloc[0]
+    t = Table(title=f"Recommended orders · cut-off {first['cutoff_week']} · as of week {first['as_of_week']}")
+    columns = ["sku", "on hand", "order qty", "policy", "cost/week", "model"] + (["reason"] if sku else [])
+    for col in columns:
         t.add_column(col, justify="left" if col in ("sku", "policy", "reason", "model") else "right")
     for row in rows.head(limit).itertuples():
         qty = "-" if pd.isna(row.order_qty) else f"{row.order_qty:,.0f}"
         cost = "-" if pd.isna(row.expected_cost_per_period) else f"{row.expected_cost_per_period:,.2f}"
         version = "" if row.model_version is None or pd.isna(row.model_version) else f"v{row.model_version}"
-        t.add_row(row.sku, f"{row.on_hand:,.0f}", qty, str(row.policy or "-"), cost, version, str(row.reason or ""))
+        cells = [row.sku, f"{row.on_hand:,.0f}", qty, str(row.policy or "-"), cost, version]
+        t.add_row(*cells, *([str(row.reason or "")] if sku else []))
     console.print(t)
     if len(rows) > limit:
-        console.print(f"... {len(rows) - limit} more (--limit)")
+        console.print(f"... {len(rows) - limit} more (--limit); `--sku S` shows why a policy answered")
 
 
 @app.command()

@@ -42,7 +42,7 @@ from rl_agent.catalogue import (
     tune_classical,
 )
 from stockml.run import Progress, Run, noop_progress
-from stockml.steps.ingest import load_demand
+from stockml.steps.ingest import load_demand, load_inventory
 from stockml.steps.registry import configure_mlflow, provenance_tags
 from training.registry import agent_registry
 
@@ -77,7 +77,7 @@ def load_catalogue(run: Run) -> tuple[Catalogue, pd.DataFrame]:
             f"the longest history has {longest} weeks; the policies need {need} "
             f"({config.holdout_weeks} held out + {config.min_train_weeks} to tune on: lower STOCKML_RL_HOLDOUT_WEEKS)"
         )
-    inventory = pd.read_parquet(run.layout.inventory)
+    inventory = load_inventory(run)
     merged = demand.merge(inventory[["unique_id", "ds", "censored"]], on=["unique_id", "ds"], how="left")
     patterns = None
     if run.layout.classes.exists():
@@ -139,9 +139,11 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
     recs = recommend(catalogue, state[["sku", "on_hand"]], tuned, agent, evaluation)
     orders = state.merge(recs, on="sku", how="left")
     orders["reason"] = orders["reason"].fillna("") + "; open orders unknown to the source: taken as none"
-    orders["model_version"] = registered.version if registered is not None else None
+    version = registered.version if registered is not None else None
+    orders["model_version"] = [version if p == "rl" else None for p in orders["policy"]]
     written = run.write("stock_orders", orders[[*ORDER_COLUMNS, "model_version"]])
     report = {
+        "status": "written",
         "skus": len(orders),
         "with_order": int((orders["order_qty"].fillna(0) > 0).sum()),
         "skipped": dict(list(catalogue.skipped.items())[:20]),
