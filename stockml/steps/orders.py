@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 
@@ -134,7 +135,7 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
     costs = agent_registry.catalogue_costs(evaluation.per_product)
     registered = decision = None
     if agent is not None and s.rl_register:
-        registered, decision = _register(run, folder, costs, evaluation)
+        registered, decision = _register(run, folder, costs)
     state = current_state(inventory)
     recs = recommend(catalogue, state[["sku", "on_hand"]], tuned, agent, evaluation)
     orders = state.merge(recs, on="sku", how="left")
@@ -162,7 +163,7 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
     return report
 
 
-def _register(run: Run, folder, costs: dict, evaluation) -> tuple:
+def _register(run: Run, folder: Path, costs: dict[str, float]) -> tuple:
     s = run.settings
     agent_registry.configure(s.tracking_uri, s.artifact_root)
     try:
@@ -170,7 +171,7 @@ def _register(run: Run, folder, costs: dict, evaluation) -> tuple:
             folder,
             costs=costs,
             tags={**provenance_tags(s), "pipeline_run_id": run.run_id, "mode": s.rl_mode},
-            tables={"policy_by_pattern.csv": evaluation.per_pattern},
+            files=[run.layout.policy_patterns, run.layout.policy_evaluation],
             run_name=f"rl-agent-{run.run_id}",
         )
         decision = agent_registry.promote_agent(registered.version, who=s.actor)

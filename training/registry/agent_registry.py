@@ -16,7 +16,6 @@ leaves the champion where it is and is recorded on the version's tags, like the 
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -71,7 +70,7 @@ def log_agent(
     *,
     costs: dict[str, float],
     tags: dict[str, str],
-    tables: dict[str, pd.DataFrame] | None = None,
+    files: list[Path] = (),
     run_name: str | None = None,
 ) -> RegisteredVersion:
     """Log the agent folder as a pyfunc with its held-out costs; register it as ``challenger``."""
@@ -83,12 +82,10 @@ def log_agent(
     tags = {"git_commit": git_commit(), "trained_by": actor(), **tags, "best_classical": name}
     metrics = {f"holdout_cost_{k}": v for k, v in costs.items()}
     example = pd.DataFrame([[0.0] * len(OBS_NAMES)], columns=list(OBS_NAMES))
-    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
-        for file_name, frame in (tables or {}).items():
-            path = Path(tmp) / file_name
-            frame.to_csv(path, index=False)
+        for path in files:
             mlflow.log_artifact(str(path), "evaluation")
         mlflow.log_artifact(str(Path(folder) / "agent.json"), "agent_manifest")
         info = mlflow.pyfunc.log_model(
