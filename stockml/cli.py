@@ -21,6 +21,7 @@ from rich.table import Table
 
 from stockml.cli_report import console, print_ingest, print_router, print_summary
 from stockml.settings import Settings, get_settings
+from training.data.output_schema import OUTPUT_TABLES
 from training.registry.names import ROUTER_MODEL
 
 # Output rows are keyed by (pipeline, data cut-off week), not by the run id.
@@ -434,7 +435,7 @@ def prune(
 @app.command()
 @_guard
 def show(
-    table: Annotated[str, typer.Argument(help="stock_classes | stock_forecasts | stock_related | stock_quarantine")],
+    table: Annotated[str, typer.Argument(help=" | ".join(OUTPUT_TABLES))],
     run_id: Annotated[str | None, typer.Option(help="Only this run.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
