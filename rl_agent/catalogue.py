@@ -171,7 +171,7 @@ def prepare_catalogue(
             mode=config.mode,
             review_period=config.review_period,
             min_order_qty=moq,
-            max_order_qty=max(moq, int(math.ceil(20 * mean * config.review_period)) + 1),
+            max_order_qty=max(moq, math.ceil(20 * mean * config.review_period) + 1),
         )
         profile = DemandProfile.of(train, spec)
         train_fc = holdout_fc = None

@@ -62,11 +62,11 @@ def default_bounds(pmf: np.ndarray, lead_time: int, mode: Mode) -> tuple[int, in
     """(min_stock, max_stock, max_order) wide enough for the optimal policy of an i.i.d. instance."""
     mean = float(np.arange(len(pmf)) @ pmf)
     sd = math.sqrt(max(float(np.arange(len(pmf)) ** 2 @ pmf) - mean**2, 1e-9))
-    max_order = int(math.ceil(mean + 4 * sd)) + 1
+    max_order = math.ceil(mean + 4 * sd) + 1
     horizon = lead_time + 1
-    max_stock = int(math.ceil(horizon * mean + 5 * sd * math.sqrt(horizon))) + 2
+    max_stock = math.ceil(horizon * mean + 5 * sd * math.sqrt(horizon)) + 2
     if mode == "lost_sales":
-        max_stock = min(max_stock, int(math.ceil(mean + 5 * sd)) + max_order + 2)
+        max_stock = min(max_stock, math.ceil(mean + 5 * sd) + max_order + 2)
         return 0, max_stock, max_order
     return -(len(pmf) + 2 * max_order), max_stock, max_order
 
@@ -106,10 +106,9 @@ def solve(
     d = np.arange(len(pmf))[None, :]
     x = stocks[:, None]
     holding = costs.holding * (np.maximum(x - d, 0) @ pmf)
-    if mode == "lost_sales":
-        short = np.maximum(d - np.maximum(x, 0), 0) @ pmf
-    else:
-        short = np.maximum(d - x, 0) @ pmf
+    # Lost sales: units short this period; backorder: units backlogged at the period's end.
+    available = np.maximum(x, 0) if mode == "lost_sales" else x
+    short = np.maximum(d - available, 0) @ pmf
     period = holding + costs.penalty * short
     orders = np.arange(qmax + 1)
     order_cost = costs.fixed_order * (orders > 0) + costs.purchase * orders

@@ -109,7 +109,7 @@ def fractile_level(sums: np.ndarray, spec: InventorySpec) -> float:
     ordered = np.sort(np.asarray(sums, dtype=float))
     if len(ordered) == 0:
         return 0.0
-    index = min(int(math.ceil(fractile * len(ordered) - 1e-9)) - 1, len(ordered) - 1)
+    index = min(math.ceil(fractile * len(ordered) - 1e-9) - 1, len(ordered) - 1)
     return float(ordered[max(index, 0)])
 
 

@@ -11,7 +11,6 @@ gets the same number of candidates, on grids scaled to its own demand), which is
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 

@@ -71,7 +71,7 @@ def test_vec_env_steps_many_products_and_restarts_episodes():
     env = CatalogueVecEnv(cases, n_envs=6, episode_length=5, seed=1)
     obs = env.reset()
     assert obs.shape == (6, OBS_DIM)
-    for t in range(5):
+    for _ in range(5):
         obs, rewards, dones, infos = env.step(np.zeros((6, 1)))
         assert (rewards <= 0).all()
     assert dones.all() and all(i["TimeLimit.truncated"] for i in infos)
