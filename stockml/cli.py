@@ -397,6 +397,10 @@ def status() -> None:
     from stockml.steps.related import status_line
 
     console.print(status_line(served.read_json(served.ingest_report) if served.ingest_report.exists() else None))
+    if served.orders.exists():
+        console.print(orders_line(served.read_json(served.orders)))
+    else:
+        console.print("orders: not recommended by this run (STOCKML_ORDERS off, or a run from before the orders step)")
 
 
 @app.command()
