@@ -7,6 +7,10 @@ moves ``champion`` to it only if it is not worse on the holdout (a refusal is a 
 the champion stays). Forecasts come from the champion and are written to ``stock_forecasts``;
 classes to ``stock_classes``. Outputs are keyed by (``stock_training``, the last complete week of
 the demand the run adopted), not by the run id: any re-run over the same data replaces them.
+``recommend_orders`` (after ``classify``) tunes the classical order policies, trains the RL agent,
+registers it as ``stockml-rl-agent`` (champion only when its held-out cost is not above the best
+classical policy's) and writes ``stock_orders``.
+
 With the setting ``lstm_register`` the LSTM is also trained on its own and registered as
 ``stockml-lstm`` (``train_lstm`` → ``promote_lstm``, beside the router); without it both are skipped.
 """
@@ -114,8 +118,23 @@ def stock_training():
         fc = forecast_with_champion(run_for(get_current_context()))
         return {"rows": len(fc), "model_version": str(fc["model_version"].iloc[0])}
 
+    @task
+    def recommend_orders(_: dict) -> dict:
+        """Tune the classical policies, train the RL agent, register it (stockml-rl-agent), write stock_orders."""
+        from stockml.steps.orders import orders_step
+
+        run = run_for(get_current_context())
+        if not run.settings.orders:
+            raise AirflowSkipException("orders is off: no recommendations in this run")
+        report = orders_step(run)
+        if report.get("status") != "written":
+            raise AirflowSkipException(f"orders skipped: {report.get('reason')}")
+        return {k: report[k] for k in ("skus", "with_order", "pattern_policy", "promotion")}
+
     prepared = prepare()
-    trained = train_router(automl(backtest(tune_zoo(classify(prepared)))))
+    classified = classify(prepared)
+    recommend_orders(classified)
+    trained = train_router(automl(backtest(tune_zoo(classified))))
     trained >> promote
     forecast(promote.output)
     train_lstm(prepared) >> promote_lstm

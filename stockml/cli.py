@@ -21,6 +21,7 @@ from rich.table import Table
 
 from stockml.cli_report import console, print_ingest, print_router, print_summary
 from stockml.settings import Settings, get_settings
+from training.data.output_schema import OUTPUT_TABLES
 from training.registry.names import ROUTER_MODEL
 
 # Output rows are keyed by (pipeline, data cut-off week), not by the run id.
@@ -226,6 +227,8 @@ def run(
         d = summary.lstm
         verdict = "champion" if d["promoted"] else "not promoted"
         console.print(f"  stockml-lstm v{d['candidate']}: {verdict} ({d['reason']})")
+    if summary.orders:
+        console.print(f"  {orders_line(summary.orders)}")
 
 
 @app.command()
@@ -394,6 +397,10 @@ def status() -> None:
     from stockml.steps.related import status_line
 
     console.print(status_line(served.read_json(served.ingest_report) if served.ingest_report.exists() else None))
+    if served.orders.exists():
+        console.print(orders_line(served.read_json(served.orders)))
+    else:
+        console.print("orders: not recommended by this run (STOCKML_ORDERS off, or a run from before the orders step)")
 
 
 @app.command()
@@ -432,7 +439,7 @@ def prune(
 @app.command()
 @_guard
 def show(
-    table: Annotated[str, typer.Argument(help="stock_classes | stock_forecasts | stock_related | stock_quarantine")],
+    table: Annotated[str, typer.Argument(help=" | ".join(OUTPUT_TABLES))],
     run_id: Annotated[str | None, typer.Option(help="Only this run.")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 20,
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
@@ -445,6 +452,57 @@ def show(
     df = read_output(r.hook(), table, run_id, r.settings.source_schema)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(df.head(limit).to_string() if not df.empty else f"{table} is empty")
+
+
+def orders_line(report: dict) -> str:
+    """One line on the orders step for ``stockml run``."""
+    if report.get("status") != "written":
+        return f"orders: skipped ({report.get('reason')})"
+    line = (
+        f"orders: {report['with_order']} of {report['skus']} SKUs to order, in stock_orders; "
+        f"policy per pattern {report['pattern_policy']}"
+    )
+    decision = report.get("promotion")
+    if decision:
+        verdict = "champion" if decision["promoted"] else "not promoted"
+        line += f"; stockml-rl-agent v{decision['candidate']}: {verdict} ({decision['reason']})"
+    return line
+
+
+@app.command()
+@_guard
+def orders(
+    sku: Annotated[str | None, typer.Option(help="Only this SKU.")] = None,
+    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most rows to print.")] = 30,
+) -> None:
+    """Recommended orders (stock_orders, the latest data cut-off): quantity, the policy behind it, its cost."""
+    from stockml.run import Run
+    from stockml.steps.orders import read_orders
+
+    r = Run(get_settings(source_conn_id=source))
+    rows = read_orders(r)
+    if rows is None:
+        _fail("stock_orders is empty: run the pipeline first (`stockml run` or the stock_training DAG)")
+    if sku is not None:
+        rows = rows[rows["sku"] == sku]
+        if rows.empty:
+            _fail(f"no recommendation for SKU {sku!r}: unknown SKU, or one without enough history (see `stockml run`)")
+    rows = rows.sort_values(["order_qty", "sku"], ascending=[False, True], na_position="last")
+    first = rows.iloc[0]
+    t = Table(title=f"Recommended orders · cut-off {first['cutoff_week']} · as of week {first['as_of_week']}")
+    columns = ["sku", "on hand", "order qty", "policy", "cost/week", "model"] + (["reason"] if sku else [])
+    for col in columns:
+        t.add_column(col, justify="left" if col in ("sku", "policy", "reason", "model") else "right")
+    for row in rows.head(limit).itertuples():
+        qty = "-" if pd.isna(row.order_qty) else f"{row.order_qty:,.0f}"
+        cost = "-" if pd.isna(row.expected_cost_per_period) else f"{row.expected_cost_per_period:,.2f}"
+        version = "" if row.model_version is None or pd.isna(row.model_version) else f"v{row.model_version}"
+        cells = [row.sku, f"{row.on_hand:,.0f}", qty, str(row.policy or "-"), cost, version]
+        t.add_row(*cells, *([str(row.reason or "")] if sku else []))
+    console.print(t)
+    if len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more (--limit); `--sku S` shows why a policy answered")
 
 
 @app.command()

@@ -143,6 +143,27 @@ class RunLayout:
         """The promotion decision of ``model_name`` in this run (the router's is ``promotion.json``)."""
         return self.promotion if model_name == ROUTER_MODEL else self.root / f"promotion.{model_name}.json"
 
+    # order recommendations (rl_agent/)
+    @property
+    def orders(self) -> Path:
+        """The orders step's report: policies per pattern, the agent's registered version, the guardrail (JSON)."""
+        return self.root / "orders.json"
+
+    @property
+    def rl_agent_model(self) -> Path:
+        """The trained RL agent (``policy.pt`` state_dict + ``agent.json``) and the tuned classical parameters."""
+        return self.root / "rl_agent"
+
+    @property
+    def policy_evaluation(self) -> Path:
+        """Held-out cost, fill rate, service and stock per SKU and policy (CSV)."""
+        return self.root / "policy_evaluation.csv"
+
+    @property
+    def policy_patterns(self) -> Path:
+        """The same per demand pattern, with 95 % intervals over seeds (CSV)."""
+        return self.root / "policy_by_pattern.csv"
+
     # the LSTM on its own (stockml-lstm)
     @property
     def lstm(self) -> Path:

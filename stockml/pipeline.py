@@ -21,6 +21,7 @@ from stockml.steps.classify import classify_step
 from stockml.steps.forecast import forecast_step
 from stockml.steps.ingest import ingest
 from stockml.steps.lstm import promote_lstm_step, train_lstm_step
+from stockml.steps.orders import orders_step
 from stockml.steps.promotion import promote_step
 from stockml.steps.router import train_router_step
 from stockml.steps.tuning import automl_step, tune_zoo_step
@@ -40,6 +41,7 @@ class PipelineSummary:
     router: dict | None = None
     promotion: dict | None = None
     lstm: dict | None = None  # the stockml-lstm promotion decision, when lstm_register is on
+    orders: dict | None = None  # the orders step's report (policies per pattern, the agent's promotion)
 
     def patterns_table(self) -> pd.DataFrame:
         c = self.classes
@@ -98,4 +100,5 @@ def run_pipeline(
     if run.settings.lstm_register:
         train_lstm_step(run, progress)
         lstm = asdict(promote_lstm_step(run))
-    return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts, routed, promotion, lstm)
+    orders = orders_step(run, progress) if run.settings.orders else None
+    return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts, routed, promotion, lstm, orders)

@@ -132,6 +132,36 @@ class Settings(BaseSettings):
     lstm_max_steps: int = Field(
         default=300, ge=1, description="Training steps of the registered LSTM (early stopping may end it sooner)."
     )
+    orders: bool = Field(
+        default=True,
+        description="Recommend orders in every pipeline run (tune base-stock, (s,S) and capped base-stock per "
+        "SKU, train the RL agent, evaluate them on the held-out year, write stock_orders).",
+    )
+    rl_mode: typing.Literal["lost_sales", "backorder"] = Field(
+        default="lost_sales", description="Unmet demand is lost (lost_sales) or waits (backorder)."
+    )
+    rl_train_steps: int = Field(
+        default=60_000, ge=0, description="PPO environment steps of the RL agent per run (0: classical policies only)."
+    )
+    rl_sample_skus: int = Field(
+        default=200,
+        ge=1,
+        description="Products the RL agent trains on (a seeded sample; it serves the whole catalogue).",
+    )
+    rl_seed: int = Field(default=0, description="Seed of the agent's training and of the evaluation's replications.")
+    rl_eval_seeds: int = Field(default=10, ge=2, description="Replications of the held-out year per policy (95 % CI).")
+    rl_holdout_weeks: int = Field(default=52, ge=4, description="Weeks held out to evaluate the policies on.")
+    holding_rate_per_year: float = Field(
+        default=0.25, gt=0, description="Holding cost per year as a fraction of unit cost."
+    )
+    shortage_cost_per_unit: float | None = Field(
+        default=None, gt=0, description="Penalty per unit short (default: the margin, unit_price - unit_cost)."
+    )
+    rl_register: bool = Field(
+        default=True,
+        description="Register the trained agent as stockml-rl-agent (challenger; champion only when its held-out "
+        "cost is not above the best classical policy's).",
+    )
     promotion_tolerance: float = Field(
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
     )

@@ -19,6 +19,10 @@ _REPO = Path(__file__).resolve().parents[1]
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(_REPO / "plugins")
 os.environ.setdefault("STOCKML_HOME", str(_HOME / "stockml"))
+# Every pipeline run recommends orders; a short PPO training keeps the many pipeline runs of the suite
+# fast (the orders tests and bench.rl_* measure the agent at full budget).
+os.environ.setdefault("STOCKML_RL_TRAIN_STEPS", "1024")
+os.environ.setdefault("STOCKML_RL_SAMPLE_SKUS", "20")
 
 import pytest  # noqa: E402
 

@@ -146,6 +146,7 @@ def resolve_order_input(item: OrderItem, stock: PublishedStock, index: int) -> t
 
     moq = optional("min_order_qty", item.min_order_qty, product.min_order_qty if product else None)
     cost = optional("unit_cost", item.unit_cost, product.unit_cost if product else None)
+    price = optional("unit_price", item.unit_price, product.unit_price if product else None)
     order = OrderInput(
         on_hand=on_hand,
         lead_time_weeks=lead,
@@ -155,5 +156,6 @@ def resolve_order_input(item: OrderItem, stock: PublishedStock, index: int) -> t
         unit_cost=cost,
         holding_cost_rate=item.holding_cost_rate,
         min_order_qty=moq,
+        unit_price=price,
     )
     return order, inputs

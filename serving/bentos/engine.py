@@ -10,6 +10,7 @@ status code and the common error body. Tests drive it directly (``tests/unit/ser
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 
 import bentoml
 
+from serving.bentos.agent import AgentLookup, ServedAgent, choose_policy
 from serving.bentos.batch import BatchLimits, BatchRunner, CsvError, FormatUnavailable, JobStore, parse_csv, render
 from serving.bentos.by_sku import Provenance, StockLookup, needs_published, resolve_order_input, resolve_series
 from serving.bentos.cache import Cache, cache_key, history_hash, make_cache
@@ -87,6 +89,7 @@ class Engine:
         batch_limits: BatchLimits,
         related: RelatedLookup | None = None,
         stock: StockLookup | None = None,
+        agent: AgentLookup | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -97,6 +100,7 @@ class Engine:
         self.batch_limits = batch_limits
         self.related = related
         self.stock = stock
+        self.agent = agent
         self.batch = BatchRunner(jobs, self._batch_champion, batch_limits)
 
     @classmethod
@@ -115,6 +119,7 @@ class Engine:
             BatchLimits.from_settings(settings.batch),
             RelatedLookup.from_settings(settings),
             StockLookup.from_settings(settings),
+            AgentLookup.from_settings(settings),
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -306,13 +311,23 @@ class Engine:
         orders = [resolve_order_input(item, stock, i) for i, item in enumerate(req.items)]
         horizon = max(o.lead_time_weeks + o.review_period_weeks for o, _ in orders)  # one forecast call, one key
         keys, hits, fresh, _ = self._forecast_values(champ, series, horizon)
+        served = self.agent.get() if self.agent is not None else ServedAgent()
+        weekly = _weekly_histories(series)
         out = []
         for item, (order, inputs) in zip(req.items, orders, strict=True):
             value = self._value(item.sku, keys[item.sku], hits, fresh)
             rec = recommend(value["forecasts"], order)
+            choice = choose_policy(
+                item.policy, served, value["pattern"], order, rec.order_up_to, weekly.get(item.sku), self.settings
+            )
+            if choice.policy == "rl":
+                rec = dataclasses.replace(rec, order_qty=choice.order_qty, policy="rl")
             out.append(
                 OrderRecommendationOut(
                     sku=item.sku,
+                    policy_reason=choice.reason,
+                    expected_cost_per_period=choice.expected_cost_per_period,
+                    agent_version=served.version if choice.policy == "rl" else None,
                     service_level=item.service_level,
                     model_version=champ.version,
                     method=value["method"],
@@ -324,7 +339,11 @@ class Engine:
                 )
             )
         return RecommendOrderResponse(
-            model_name=champ.name, model_version=champ.version, policy=POLICY, formula=ORDER_FORMULA, items=out
+            model_name=champ.name,
+            model_version=champ.version,
+            policy="+".join(sorted({o.policy for o in out})) or POLICY,
+            formula=ORDER_FORMULA,
+            items=out,
         )
 
     # ------------------------------------------------------------ models, feedback, bandit
@@ -411,3 +430,11 @@ def _timesfm_checkpoint() -> dict[str, Any]:
     from training.forecasting.foundation import checkpoint_status
 
     return checkpoint_status().as_dict()
+
+
+def _weekly_histories(series: list) -> dict[str, list[float]]:
+    """{sku: weekly demand on the W-MON grid} of the resolved series (what the order policies learn from)."""
+    if not series:
+        return {}
+    weekly = regularise(frame(series), min_weeks=1)
+    return {str(k): g["y"].tolist() for k, g in weekly.groupby("unique_id", sort=False)}

@@ -46,6 +46,7 @@ class OrderInput:
     unit_cost: float | None = None
     holding_cost_rate: float | None = None  # per year, as a fraction of unit cost
     min_order_qty: float | None = None
+    unit_price: float | None = None  # with unit_cost: the margin a lost sale costs (the RL agent's penalty)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ Units = Annotated[float, Field(strict=True, ge=0, le=MAX_Y, allow_inf_nan=False)
 PUBLISHED = "published"  # where a by-SKU input came from: the source database's published tables
 
 
+OrderPolicyChoice = Literal["auto", "base-stock"]
+
+
 class OrderItem(ForecastItem):
     """One SKU: its demand history (as for ``/forecast``, optional) and its stock situation. Left out, the
     history, ``on_hand``, ``lead_time_weeks``, ``min_order_qty`` and ``unit_cost`` come from what the platform
@@ -61,6 +64,17 @@ class OrderItem(ForecastItem):
     min_order_qty: Annotated[
         Units | None, Field(description="Minimum order quantity (MOQ). Optional: the products table's.")
     ] = None
+    unit_price: Annotated[
+        Units | None,
+        Field(description="Selling price per unit: with unit_cost, the margin a lost sale costs (the RL agent's "
+              "shortage penalty). Optional: the products table's."),
+    ] = None  # fmt: skip
+    policy: Annotated[
+        OrderPolicyChoice,
+        Field(description="auto: the RL agent (stockml-rl-agent@champion) for demand patterns where it beat the "
+              "tuned classical policies on the held-out year, else base-stock; base-stock: always the base-stock "
+              "policy on the forecast."),
+    ] = "auto"  # fmt: skip
 
 
 class RecommendOrderRequest(BaseModel):
@@ -106,6 +120,12 @@ class FeedbackBody(BaseModel):
 
 class OrderRecommendationOut(BaseModel):
     sku: str
+    policy_reason: str = Field(description="Why this policy answered (the agent, or why base-stock did).")
+    expected_cost_per_period: float | None = Field(
+        description="Expected cost per week (holding + lost sales) of the answering policy from the current "
+        "stock, simulated over the next 26 weeks on the SKU's last year of demand; null without demand or prices."
+    )
+    agent_version: str | None = Field(description="The stockml-rl-agent version that answered, when it did.")
     order_qty: float
     order_up_to: float
     safety_stock: float

@@ -57,6 +57,8 @@ def test_dag_structure(dagbag):
     assert [t for t in order if t in expected] == expected
     # The LSTM on its own hangs off the adopted demand and is promoted through its own guardrail task.
     assert [t.task_id for t in training.get_task("train_lstm").upstream_list] == ["prepare"]
+    # Orders need the demand patterns, nothing of the forecasting branch.
+    assert [t.task_id for t in training.get_task("recommend_orders").upstream_list] == ["classify"]
     promote_lstm = training.get_task("promote_lstm")
     assert promote_lstm.model_name == "stockml-lstm" and promote_lstm.upstream_task_ids == {"train_lstm"}
     assert promote_lstm.enabled_by == "lstm_register" and promote_lstm.trigger_rule == "none_failed"
@@ -116,14 +118,16 @@ def assert_reruns_leave_one_set(dagbag, target, schema: str | None, day: int) ->
     fc = read_output(target, "stock_forecasts", f"stock_training__{tr.run_id}", schema)
     assert fc["sku"].nunique() >= 25
     n_fc, n_classes = len(fc), 30
+    n_orders = len(read_output(target, "stock_orders", f"stock_training__{tr.run_id}", schema))
+    assert n_orders == n_classes  # one recommendation (or the reason there is none) per SKU
 
     def training_rows(run_id: str) -> None:
-        for table, n in (("stock_forecasts", n_fc), ("stock_classes", n_classes)):
+        for table, n in (("stock_forecasts", n_fc), ("stock_classes", n_classes), ("stock_orders", n_orders)):
             rows = one_set(target, table, schema, "stock_training", n, f"stock_training__{run_id}")
             assert set(rows["cutoff_week"]) == {week}  # training keys by the demand it adopted
 
     training_rows(tr.run_id)
-    cleared = clear_and_rerun(training_dag, tr.run_id, ["classify", "forecast"])  # (a)
+    cleared = clear_and_rerun(training_dag, tr.run_id, ["classify", "forecast", "recommend_orders"])  # (a)
     assert cleared.state == "success", [(ti.task_id, ti.state) for ti in cleared.get_task_instances()]
     training_rows(tr.run_id)
     triggered = asset_triggered_run(training_dag, "stock_ingest", again.run_id)  # (d)

@@ -39,6 +39,7 @@ ROW_KEYS = {
     "stock_classes": ["sku"],
     "stock_forecasts": ["sku", "ds"],
     "stock_related": ["sku", "related_sku"],
+    "stock_orders": ["sku"],
     "stock_quarantine": ["sku", "reason", "date"],
 }
 

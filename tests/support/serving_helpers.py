@@ -6,6 +6,7 @@ Starting and stopping ``bentoml serve`` is in :mod:`bench.serving_stack` (the be
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -141,3 +142,39 @@ def assert_xlsx_matches_csv(xlsx: bytes, csv_bytes: bytes) -> None:
     assert list(got.columns) == list(want.columns) == RESULT_COLUMNS
     got["ds"] = got["ds"].dt.strftime("%Y-%m-%d")
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def register_agent_champion(uri: str, tmp: Path) -> str:
+    """Register a tiny trained RL agent as ``stockml-rl-agent`` champion on the registry ``uri``, answering
+    for every demand pattern; returns its version. The held-out costs it is registered with are set so
+    the guardrail passes: this fixture is about serving the champion (the guardrail on real costs is
+    tested in tests/integration/test_orders_step.py). MLflow's URIs are put back."""
+    import mlflow
+    import numpy as np
+
+    from rl_agent.agent import AgentConfig, RLAgent
+    from rl_agent.dynamics import CostConfig, InventorySpec
+    from rl_agent.env import ProductCase
+    from rl_agent.features import DemandProfile
+    from training.registry import agent_registry
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    history = np.random.default_rng(0).poisson(3, 120).astype(float)
+    spec = InventorySpec(CostConfig(holding=0.05, penalty=2.0), lead_time=2, min_order_qty=1, max_order_qty=80)
+    agent = RLAgent.train(
+        [ProductCase(spec, DemandProfile.of(history), history=history, name="A")],
+        256,
+        AgentConfig(seed=0, n_envs=4, n_steps=32, batch_size=64),
+    )
+    folder = tmp / "rl_agent"
+    agent.save(folder)
+    patterns = {p: "rl" for p in ("smooth", "erratic", "intermittent", "lumpy")}
+    (folder / "pattern_policy.json").write_text(json.dumps(patterns))
+    try:
+        agent_registry.configure(uri)
+        version = agent_registry.log_agent(folder, costs={"rl": 1.0, "base_stock": 2.0}, tags={"fixture": "1"})
+        assert agent_registry.promote_agent(version.version).promoted
+        return version.version
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])

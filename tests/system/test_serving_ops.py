@@ -22,6 +22,7 @@ from serving_helpers import (
     bentoml_serve,
     champion_registry,
     forecast_items,
+    register_agent_champion,
     service_env,
     wait_ready,
 )
@@ -61,6 +62,7 @@ def ops_server(router_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving-ops")
     week = _publish(tmp / "source.db", router_data["demand"], router_data["products"])
     with champion_registry(router_data, tmp, EXPERIMENT + "-ops") as uri:
+        agent_version = register_agent_champion(uri, tmp)
         env = service_env(
             tmp,
             uri,
@@ -81,6 +83,7 @@ def ops_server(router_data, tmp_path_factory):
                 "products": router_data["products"],
                 "home": tmp / "home",
                 "published_week": week,
+                "agent_version": agent_version,
             }
 
 
@@ -100,7 +103,8 @@ def test_recommend_order(client, ops_server):
         {"on_hand": 5.0, "on_order": 2.0, "lead_time_weeks": 2, "review_period_weeks": 2, "min_order_qty": 40.0},
         {"on_hand": 1e6, "lead_time_weeks": 8, "unit_cost": 3.5, "holding_cost_rate": 0.25},
     ]
-    items = [{**s, **k} for s, k in zip(series, stock, strict=True)]
+    # base-stock asked for: this test checks its formula (the agent's answers are tested below)
+    items = [{**s, **k, "policy": "base-stock"} for s, k in zip(series, stock, strict=True)]
     levels = {}
     for sl in (0.5, 0.8, 0.95, 0.99):
         r = client.post("/recommend_order", json={"items": [{**i, "service_level": sl} for i in items]})
@@ -157,6 +161,24 @@ def test_forecast_and_orders_by_sku_from_the_published_tables(client, ops_server
     assert mine["inputs"]["on_order"].startswith("assumed 0")
     assert mine["order_qty"] == 0 or mine["order_qty"] >= product["min_order_qty"]
     assert theirs["inventory_position"] == 3.0 and theirs["inputs"]["on_hand"] == "request"
+
+
+def test_orders_by_sku_come_from_the_agent_champion_unless_base_stock_is_asked_for(client, ops_server):
+    """The published products carry cost and price, so the stockml-rl-agent champion answers; asked for,
+    base-stock does; both say why and what they are expected to cost."""
+    (sent,) = forecast_items(ops_server["demand"], 1)
+    sku = sent["sku"]
+    r = client.post("/recommend_order", json={"items": [{"sku": sku}, {"sku": sku, "policy": "base-stock"}]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    agent, base = body["items"]
+    assert agent["policy"] == "rl" and agent["agent_version"] == ops_server["agent_version"]
+    assert f"stockml-rl-agent v{ops_server['agent_version']}" in agent["policy_reason"]
+    assert agent["inputs"]["unit_price"] == "published: products"
+    assert base["policy"] == "base-stock" and base["agent_version"] is None and "asked for" in base["policy_reason"]
+    for item in (agent, base):
+        assert item["expected_cost_per_period"] > 0 and item["order_qty"] >= 0
+    assert body["policy"] == "base-stock+rl"
 
     unpublished = forecast_items(ops_server["demand"], PUBLISHED_SKUS + 1)[-1]  # its stock nobody has
     r = client.post("/recommend_order", json={"items": [{**unpublished, "lead_time_weeks": 2}]})

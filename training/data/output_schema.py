@@ -155,6 +155,21 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             _run_id(),
             _created(),
         ),
+        "stock_orders": sa.Table(
+            "stock_orders",
+            md,
+            *_key_columns(),
+            sa.Column("sku", sa.String(64), primary_key=True),
+            sa.Column("as_of_week", sa.Date),  # the inventory week the recommendation starts from
+            sa.Column("on_hand", sa.Float),
+            sa.Column("order_qty", sa.Float),  # NULL: no policy could be tuned for the SKU (see reason)
+            sa.Column("policy", sa.String(32)),
+            sa.Column("expected_cost_per_period", sa.Float),
+            sa.Column("reason", sa.Text),
+            sa.Column("model_version", sa.String(64)),
+            _run_id(),
+            _created(),
+        ),
         "stock_quarantine": sa.Table(
             "stock_quarantine",
             md,
@@ -178,6 +193,7 @@ OUTPUT_TABLES = (
     "stock_related",
     "stock_weekly_demand",
     "stock_weekly_inventory",
+    "stock_orders",
     "stock_quarantine",
 )
 

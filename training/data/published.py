@@ -38,6 +38,7 @@ class SkuProduct:
     lead_time_weeks: int | None
     min_order_qty: float | None
     unit_cost: float | None
+    unit_price: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def stock_by_sku(rows: pd.DataFrame | None) -> dict[str, SkuStock]:
 
 
 def products_by_sku(products: pd.DataFrame | None) -> dict[str, SkuProduct]:
-    """{sku: lead time, MOQ, unit cost} of the validated ``products`` rows (invalid rows are left out)."""
+    """{sku: lead time, MOQ, unit cost and price} of the validated ``products`` rows (invalid rows are left out)."""
     if products is None or products.empty:
         return {}
     valid, _ = validate_products(products)
@@ -98,7 +99,10 @@ def products_by_sku(products: pd.DataFrame | None) -> dict[str, SkuProduct]:
     for r in valid.itertuples(index=False):
         lead = _number(r.lead_time_weeks)
         out[str(r.sku)] = SkuProduct(
-            int(lead) if lead is not None else None, _number(r.min_order_qty), _number(r.unit_cost)
+            int(lead) if lead is not None else None,
+            _number(r.min_order_qty),
+            _number(r.unit_cost),
+            _number(getattr(r, "unit_price", None)),
         )
     return out
 

@@ -1,4 +1,4 @@
-"""The MLflow pyfuncs ``stockml-router`` and ``stockml-lstm``: history (unique_id, ds, y) in, forecasts out.
+"""The MLflow pyfuncs ``stockml-router`` and ``stockml-lstm`` (history in, forecasts out) and ``stockml-rl-agent``.
 
 Logged as MLflow "models from code" (:mod:`training.registry.router_model_code` and
 :mod:`training.registry.member_model_code` are the code files): the registered model holds that
@@ -51,3 +51,26 @@ class MemberPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return self.model.predict(model_input, horizon=_horizon(params))
+
+
+class AgentPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc flavour of ``stockml-rl-agent``: normalised observations in, actions and targets out.
+
+    Input columns are :data:`rl_agent.features.OBS_NAMES` (each product's state over its mean
+    demand, see :mod:`rl_agent.features`); output ``action`` in [-1, 1], which
+    :func:`rl_agent.features.target_from_action` turns into an order-up-to level for the product.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from rl_agent.agent import RLAgent
+
+        self.agent = RLAgent.load(Path(context.artifacts["agent"]))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        from rl_agent.features import OBS_NAMES
+
+        missing = [c for c in OBS_NAMES if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"the observation frame lacks columns {missing}")
+        obs = model_input[list(OBS_NAMES)].to_numpy(dtype=float)
+        return pd.DataFrame({"action": self.agent.act(obs)})

@@ -1,0 +1,137 @@
+"""The replenishment policies on the demo catalogue, lost-sales mode, per demand pattern.
+
+Why: the published instances say how close the agent gets to the optimum on i.i.d. demand; this says
+whether the one catalogue agent beats the per-product tuned classical policies on the platform's own
+kind of data (seasonal, intermittent, lumpy demand, stock-outs, MOQs, lead times of 1-8 weeks).
+
+The catalogue comes from ``training.data.demo.generate_catalogue`` (seeded), aggregated weekly with
+``training.data.weekly.to_weekly_demand``; the generator's truth gives each SKU's pattern and its
+stock-out weeks (censored sales, imputed before training). The last 52 weeks are held out; the
+classical policies are tuned per product on the weeks before, the agent trains on a seeded sample of
+``--train-skus`` products (all of them by default) for ``--train-steps`` steps, and every policy is
+scored on the held-out weeks over ``--seeds`` seeds (rotations of the held-out year and starting
+stocks, common to all policies). Costs: holding 25 % of unit cost a year, lost sales at the margin.
+
+Example (the figures in bench/RESULTS.md)::
+
+    python -m bench.rl_demo --skus 200 --train-steps 3000000 --out bench/results/rl_demo_200.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rl_agent.agent import AgentConfig
+from rl_agent.catalogue import (
+    CatalogueConfig,
+    evaluate_policies,
+    prepare_catalogue,
+    train_catalogue_agent,
+    tune_classical,
+)
+from training.data.demo import generate_catalogue
+from training.data.weekly import to_weekly_demand
+
+
+def demo_frames(skus: int, weeks: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Weekly demand with the ``censored`` mask, the products table and each SKU's pattern."""
+    demo = generate_catalogue(skus, weeks, seed, dirty_rows=False)
+    weekly = to_weekly_demand(demo.movements)
+    censored = {(t.sku, demo.start + pd.Timedelta(weeks=w)) for t in demo.truth for w in t.stockout_weeks}
+    weekly["censored"] = [(u, d) in censored for u, d in zip(weekly["unique_id"], weekly["ds"], strict=True)]
+    return weekly, demo.products, {t.sku: t.pattern for t in demo.truth}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
+    weekly, products, patterns = demo_frames(args.skus, args.weeks, args.seed)
+    catalogue = prepare_catalogue(weekly, products, patterns=patterns, config=CatalogueConfig(seed=args.seed))
+    timings["prepare_seconds"] = round(time.perf_counter() - began, 2)
+    began = time.perf_counter()
+    tuned = tune_classical(catalogue)
+    timings["tune_seconds"] = round(time.perf_counter() - began, 2)
+    agent = None
+    if args.train_steps > 0:
+        config = AgentConfig(seed=args.seed, episode_length=args.episode_length)
+        agent = train_catalogue_agent(catalogue, args.train_steps, args.train_skus, config)
+        timings["train_seconds"] = agent.train_info["train_seconds"]
+    began = time.perf_counter()
+    evaluation = evaluate_policies(catalogue, tuned, agent, seeds=args.seeds)
+    timings["evaluate_seconds"] = round(time.perf_counter() - began, 2)
+    table = evaluation.per_pattern.round(4)
+    return {
+        "catalogue": {
+            "skus": args.skus,
+            "weeks": args.weeks,
+            "seed": args.seed,
+            "evaluated": len(catalogue.products),
+            "skipped": len(catalogue.skipped),
+            "mode": "lost_sales",
+            "holdout_weeks": catalogue.config.holdout_weeks,
+            "censored_weeks": int(weekly["censored"].sum()),
+        },
+        "agent": None if agent is None else {**agent.train_info, "config": agent.config.__dict__},
+        "seeds": args.seeds,
+        "per_pattern": table.to_dict(orient="records"),
+        "pattern_policy": evaluation.pattern_policy,
+        "timings": timings,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "command": "python -m bench.rl_demo " + " ".join(sys.argv[1:]),
+        "date": dt.date.today().isoformat(),
+    }
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The per-pattern table as bench/RESULTS.md shows it."""
+    lines = [
+        "| pattern | policy | products | mean total cost (52 wk) | 95 % CI | fill rate | cycle service | avg stock |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["per_pattern"]:
+        lines.append(
+            f"| {r['pattern']} | {r['policy']} | {r['products']} | {r['mean_total_cost']:.1f} | "
+            f"[{r['ci95_lo']:.1f}, {r['ci95_hi']:.1f}] | {r['fill_rate']:.3f} | {r['cycle_service']:.3f} | "
+            f"{r['average_stock']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skus", type=int, default=200)
+    parser.add_argument("--weeks", type=int, default=156)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--train-steps", type=int, default=3_000_000, help="PPO steps; 0 skips the agent")
+    parser.add_argument("--train-skus", type=int, default=None, help="train on a sample of this many SKUs")
+    parser.add_argument("--episode-length", type=int, default=104)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.skus < 1 or args.weeks < 52 + 26 or args.seeds < 2:
+        parser.error("need --skus >= 1, --weeks >= 78 and --seeds >= 2")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    report = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    tmp.replace(args.out)
+    print(markdown_table(report))
+    print(json.dumps({"pattern_policy": report["pattern_policy"], "timings": report["timings"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""One product's order from the trained agent, from what a service request carries.
+
+The catalogue API (:mod:`rl_agent.catalogue`) recommends for the products it was built from. A
+service answers for whatever history, stock and costs a request brings, so this module builds the
+same per-product problem from those plain values (:func:`product_spec`, shared with the
+catalogue) and asks the agent for one order. The demand profile that normalises the observation
+comes from the history, as in training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rl_agent.agent import RLAgent
+from rl_agent.dynamics import BatchParams, BatchState, CostConfig, InventorySpec, Mode, feasible_order
+from rl_agent.features import MAX_LEAD, DemandProfile
+from rl_agent.policies import BaseStock, Policy, Situation
+from rl_agent.simulate import simulate
+
+EXPECTED_WEEKS = 26
+EXPECTED_PATHS = 20
+
+
+@dataclass(frozen=True)
+class ProductTerms:
+    """A product's commercial terms: what its costs and order limits are built from."""
+
+    unit_cost: float
+    unit_price: float
+    lead_time: int
+    min_order_qty: float = 0.0
+    review_period: int = 1
+    holding_rate_per_year: float = 0.25
+    penalty_per_unit: float | None = None
+    mode: Mode = "lost_sales"
+
+
+def product_spec(terms: ProductTerms, profile: DemandProfile) -> InventorySpec:
+    """The replenishment problem of one product (orders capped at 20 review periods of mean demand)."""
+    if not 0 <= terms.lead_time <= MAX_LEAD:
+        raise ValueError(f"lead time {terms.lead_time} outside 0..{MAX_LEAD} weeks")
+    costs = CostConfig.from_product(
+        terms.unit_cost, terms.unit_price, terms.holding_rate_per_year, terms.penalty_per_unit
+    )
+    moq = math.ceil(terms.min_order_qty or 0)
+    return InventorySpec(
+        costs,
+        lead_time=int(terms.lead_time),
+        mode=terms.mode,
+        review_period=int(terms.review_period),
+        min_order_qty=moq,
+        max_order_qty=max(moq, math.ceil(20 * profile.mean * terms.review_period) + 1),
+    )
+
+
+@dataclass(frozen=True)
+class Advice:
+    """An order and what the policy that made it is expected to cost per week from here."""
+
+    order_qty: float
+    expected_cost_per_period: float | None
+    policy: str
+
+
+def _problem(history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float):
+    demand = np.asarray(history, dtype=float)
+    profile = DemandProfile.of(demand)
+    spec = product_spec(terms, profile)
+    params = BatchParams.from_specs([spec])
+    state = BatchState.start(params, float(on_hand))
+    slots = max(spec.lead_time - 1, 0)
+    if slots and on_order > 0:
+        state.pipeline[0, :slots] = float(on_order) / slots
+    return demand, profile, params, state
+
+
+def expected_cost(policy: Policy, params: BatchParams, state: BatchState, history: np.ndarray, seed: int = 0) -> float:
+    """Mean cost per week of ``policy`` over the next weeks, from ``state``, on demand resampled from the
+    last year of ``history`` (a seeded bootstrap of whole weeks: the demand's own distribution, no model)."""
+    recent = history[-52:]
+    rng = np.random.default_rng(seed)
+    demand = rng.choice(recent, size=(EXPECTED_PATHS, EXPECTED_WEEKS), replace=True)
+    many = BatchParams(**{k: np.repeat(v, EXPECTED_PATHS, axis=0) for k, v in vars(params).items()})
+    start = BatchState(
+        np.repeat(state.on_hand, EXPECTED_PATHS), np.repeat(state.pipeline, EXPECTED_PATHS, axis=0),
+        np.repeat(state.period, EXPECTED_PATHS),
+    )  # fmt: skip
+    result = simulate(policy, many, demand, start)
+    return float(result.total_cost.mean() / EXPECTED_WEEKS)
+
+
+def base_stock_advice(
+    level: float, history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float = 0.0
+) -> Advice:
+    """What the base-stock policy at ``level`` is expected to cost, on the same simulation as the agent."""
+    demand, _, params, state = _problem(history, on_hand, terms, on_order)
+    policy = BaseStock(float(level))
+    qty = float(feasible_order(params, state, policy.order(Situation(state, params)))[0])
+    cost = expected_cost(policy, params, state, demand) if demand.sum() > 0 else None
+    return Advice(qty, cost, "base-stock")
+
+
+def agent_advice(
+    agent: RLAgent,
+    history: Sequence[float],
+    on_hand: float,
+    terms: ProductTerms,
+    on_order: float = 0.0,
+) -> Advice:
+    """The agent's order now and its expected cost per week (see :func:`expected_cost`)."""
+    demand, profile, params, state = _problem(history, on_hand, terms, on_order)
+    if demand.size == 0 or demand.sum() <= 0:
+        return Advice(0.0, None, "rl")
+    qty = agent_order(agent, history, on_hand, terms, on_order)
+    return Advice(qty, expected_cost(agent.policy_for([profile] * EXPECTED_PATHS), params, state, demand), "rl")
+
+
+def agent_order(
+    agent: RLAgent, history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float = 0.0
+) -> float:
+    """The agent's order quantity now for one product (whole units, MOQ respected; 0 without demand).
+
+    ``on_order`` (open orders in total) is spread evenly over the ``L - 1`` periods in transit, as the
+    catalogue does when only the total is known."""
+    demand, profile, params, state = _problem(history, on_hand, terms, on_order)
+    if demand.size == 0 or demand.sum() <= 0:
+        return 0.0
+    wanted = agent.policy_for([profile]).order(Situation(state, params))
+    return float(feasible_order(params, state, wanted)[0])

@@ -1,0 +1,92 @@
+"""The catalogue API on the demo generator's data: censored weeks, tuning, evaluation with intervals,
+the per-pattern fallback and recommendations from a current state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.rl_demo import demo_frames
+from rl_agent.agent import AgentConfig
+from rl_agent.catalogue import (
+    CatalogueConfig,
+    evaluate_policies,
+    impute_censored,
+    prepare_catalogue,
+    recommend,
+    train_catalogue_agent,
+    tune_classical,
+)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    weekly, products, patterns = demo_frames(12, 130, 5)
+    catalogue = prepare_catalogue(weekly, products, patterns=patterns, config=CatalogueConfig(train_paths=4))
+    tuned = tune_classical(catalogue)
+    agent = train_catalogue_agent(catalogue, 512, 6, AgentConfig(n_envs=8, n_steps=32, batch_size=64, n_epochs=1))
+    return catalogue, tuned, agent
+
+
+def test_censored_weeks_are_imputed_not_taken_as_demand():
+    frame = pd.DataFrame(
+        {
+            "unique_id": ["a"] * 5,
+            "ds": pd.date_range("2026-01-05", periods=5, freq="W-MON"),
+            "y": [10.0, 10.0, 1.0, 10.0, 10.0],
+            "censored": [False, False, True, False, False],
+        }
+    )
+    assert impute_censored(frame).tolist() == [10, 10, 10, 10, 10]
+    assert impute_censored(frame.drop(columns="censored")).tolist() == [10, 10, 1, 10, 10]
+
+
+def test_evaluation_has_every_policy_with_intervals_and_a_choice_per_pattern(setup):
+    catalogue, tuned, agent = setup
+    evaluation = evaluate_policies(catalogue, tuned, agent, seeds=10)
+    per = evaluation.per_product
+    assert set(per["policy"]) == {"base_stock", "capped_base_stock", "s_S", "rl"}
+    assert len(per) == 4 * len(catalogue.products)
+    assert (per["ci95_lo"] <= per["total_cost"]).all() and (per["total_cost"] <= per["ci95_hi"]).all()
+    assert per["fill_rate"].between(0, 1).all() and per["cycle_service"].between(0, 1).all()
+    table = evaluation.per_pattern.set_index(["pattern", "policy"])["mean_total_cost"]
+    for pattern, choice in evaluation.pattern_policy.items():
+        costs = table.loc[pattern]
+        classical = costs.drop("rl")
+        # The agent only where its mean is not above the best classical policy's; else that policy.
+        assert choice == ("rl" if costs["rl"] <= classical.min() else classical.idxmin())
+
+
+def test_recommendations_follow_the_pattern_choice_and_say_why(setup):
+    catalogue, tuned, agent = setup
+    evaluation = evaluate_policies(catalogue, tuned, agent, seeds=3)
+    skus = sorted(catalogue.products)
+    state = pd.DataFrame({"sku": [*skus, "NOPE"], "on_hand": [0.0] * len(skus) + [1.0]})
+    out = recommend(catalogue, state, tuned, agent, evaluation).set_index("sku")
+    for sku in skus:
+        pattern = catalogue.products[sku].pattern
+        assert out.loc[sku, "policy"] == evaluation.pattern_policy[pattern]
+        assert out.loc[sku, "order_qty"] >= 0 and np.isfinite(out.loc[sku, "expected_cost_per_period"])
+        assert pattern in out.loc[sku, "reason"]
+    assert pd.isna(out.loc["NOPE", "order_qty"]) and "unknown" in out.loc["NOPE", "reason"]
+
+
+def test_recommended_base_stock_order_fills_the_gap_to_its_level(setup):
+    catalogue, tuned, _ = setup
+    sku = sorted(catalogue.products)[0]
+    level = tuned[sku]["base_stock"].parameters["level"]
+    product = catalogue.products[sku]
+    out = recommend(catalogue, pd.DataFrame({"sku": [sku], "on_hand": [0.0]}), tuned)
+    assert out.loc[0, "policy"] == "base_stock"
+    assert out.loc[0, "order_qty"] == min(
+        max(level, product.spec.min_order_qty if level > 0 else 0), product.spec.max_order_qty
+    )
+
+
+def test_bad_frames_get_clear_errors():
+    weekly, products, _ = demo_frames(3, 100, 1)
+    with pytest.raises(ValueError, match="lacks columns"):
+        prepare_catalogue(weekly.drop(columns="y"), products)
+    with pytest.raises(ValueError, match="y must be"):
+        prepare_catalogue(weekly.assign(y=-1.0), products)
