@@ -3,11 +3,14 @@ the per-pattern fallback and recommendations from a current state."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.rl_demo import demo_frames
+from bench.rl_demo import demo_frames, markdown_table
 from rl_agent.agent import AgentConfig
 from rl_agent.catalogue import (
     CatalogueConfig,
@@ -90,3 +93,11 @@ def test_bad_frames_get_clear_errors():
         prepare_catalogue(weekly.drop(columns="y"), products)
     with pytest.raises(ValueError, match="y must be"):
         prepare_catalogue(weekly.assign(y=-1.0), products)
+
+
+@pytest.mark.parametrize("name", ["rl_demo_200", "rl_demo_1000"])
+def test_results_doc_tables_are_the_json_they_quote(name):
+    # Bug caught: a per-pattern figure typed or rounded by hand, or a table left from an earlier run.
+    root = Path(__file__).resolve().parents[3]
+    report = json.loads((root / "bench" / "results" / f"{name}.json").read_text())
+    assert markdown_table(report) in (root / "bench" / "RESULTS.md").read_text()
