@@ -6,7 +6,8 @@ kind of data (seasonal, intermittent, lumpy demand, stock-outs, MOQs, lead times
 
 The catalogue comes from ``training.data.demo.generate_catalogue`` (seeded), aggregated weekly with
 ``training.data.weekly.to_weekly_demand``; the generator's truth gives each SKU's pattern and its
-stock-out weeks (censored sales, imputed before training). The last 52 weeks are held out; the
+stock-out weeks (censored sales, imputed before training). The last 52 weeks are held out and scored on
+the uncensored demand the generator keeps in its truth (not the censored sales); the
 classical policies are tuned per product on the weeks before, the agent trains on a seeded sample of
 ``--train-skus`` products (all of them by default) for ``--train-steps`` steps, and every policy is
 scored on the held-out weeks over ``--seeds`` seeds (rotations of the held-out year and starting
@@ -42,20 +43,22 @@ from training.data.demo import generate_catalogue
 from training.data.weekly import to_weekly_demand
 
 
-def demo_frames(skus: int, weeks: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """Weekly demand with the ``censored`` mask, the products table and each SKU's pattern."""
+def demo_frames(skus: int, weeks: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], pd.DataFrame]:
+    """Weekly demand with the ``censored`` mask, the products table, each SKU's pattern and the uncensored
+    demand of the held-out weeks (the generator's truth: what the policies are scored on)."""
     demo = generate_catalogue(skus, weeks, seed, dirty_rows=False)
     weekly = to_weekly_demand(demo.movements)
     censored = {(t.sku, demo.start + pd.Timedelta(weeks=w)) for t in demo.truth for w in t.stockout_weeks}
     weekly["censored"] = [(u, d) in censored for u, d in zip(weekly["unique_id"], weekly["ds"], strict=True)]
-    return weekly, demo.products, {t.sku: t.pattern for t in demo.truth}
+    return weekly, demo.products, {t.sku: t.pattern for t in demo.truth}, demo.holdout_frame()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    weekly, products, patterns = demo_frames(args.skus, args.weeks, args.seed)
-    catalogue = prepare_catalogue(weekly, products, patterns=patterns, config=CatalogueConfig(seed=args.seed))
+    weekly, products, patterns, held = demo_frames(args.skus, args.weeks, args.seed)
+    config = CatalogueConfig(seed=args.seed)
+    catalogue = prepare_catalogue(weekly, products, patterns=patterns, holdout=held, config=config)
     timings["prepare_seconds"] = round(time.perf_counter() - began, 2)
     began = time.perf_counter()
     tuned = tune_classical(catalogue)
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "mode": "lost_sales",
             "holdout_weeks": catalogue.config.holdout_weeks,
             "censored_weeks": int(weekly["censored"].sum()),
+            "holdout_demand": "uncensored (the generator's truth)",
         },
         "agent": None if agent is None else {**agent.train_info, "config": agent.config.__dict__},
         "seeds": args.seeds,

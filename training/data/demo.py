@@ -93,6 +93,10 @@ class DemoCatalogue:
         first = week_start(self.end) - pd.Timedelta(weeks=n - 1)
         return [str((first + pd.Timedelta(weeks=k)).date()) for k in range(n)]
 
+    def holdout_frame(self) -> pd.DataFrame:
+        """The uncensored demand of the held-out weeks as ``unique_id, ds, y`` (what the file keeps)."""
+        return holdout_frame(self.holdout_weeks(), self.holdout_demand)
+
     def truth_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(t) for t in self.truth]).set_index("sku")
 
@@ -124,10 +128,15 @@ def load_holdout_demand(path: Path) -> pd.DataFrame:
     if "holdout_demand" not in payload:
         raise ValueError(f"{path} has no holdout_demand: regenerate it with `stockml demo-data`")
     held = payload["holdout_demand"]
-    weeks = pd.to_datetime(pd.Series(held["weeks"], dtype=str))
+    return holdout_frame(held["weeks"], held["skus"])
+
+
+def holdout_frame(week_dates: list[str], skus: dict[str, list[float]]) -> pd.DataFrame:
+    """``unique_id, ds, y`` from the held-out weeks and each SKU's demand in them."""
+    weeks = pd.to_datetime(pd.Series(week_dates, dtype=str))
     rows = [
         pd.DataFrame({"unique_id": sku, "ds": weeks, "y": pd.Series(values, dtype=float)})
-        for sku, values in held["skus"].items()
+        for sku, values in skus.items()
     ]
     if not rows:
         return pd.DataFrame({"unique_id": pd.Series(dtype=str), "ds": weeks[:0], "y": pd.Series(dtype=float)})

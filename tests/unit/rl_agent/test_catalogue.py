@@ -25,7 +25,7 @@ from rl_agent.catalogue import (
 
 @pytest.fixture(scope="module")
 def setup():
-    weekly, products, patterns = demo_frames(12, 130, 5)
+    weekly, products, patterns, _ = demo_frames(12, 130, 5)
     catalogue = prepare_catalogue(weekly, products, patterns=patterns, config=CatalogueConfig(train_paths=4))
     tuned = tune_classical(catalogue)
     agent = train_catalogue_agent(catalogue, 512, 6, AgentConfig(n_envs=8, n_steps=32, batch_size=64, n_epochs=1))
@@ -88,7 +88,7 @@ def test_recommended_base_stock_order_fills_the_gap_to_its_level(setup):
 
 
 def test_bad_frames_get_clear_errors():
-    weekly, products, _ = demo_frames(3, 100, 1)
+    weekly, products, _, _ = demo_frames(3, 100, 1)
     with pytest.raises(ValueError, match="lacks columns"):
         prepare_catalogue(weekly.drop(columns="y"), products)
     with pytest.raises(ValueError, match="y must be"):
