@@ -141,7 +141,9 @@ class Settings(BaseSettings):
         default="lost_sales", description="Unmet demand is lost (lost_sales) or waits (backorder)."
     )
     rl_train_steps: int = Field(
-        default=60_000, ge=0, description="PPO environment steps of the RL agent per run (0: classical policies only)."
+        default=1_000_000,
+        ge=0,
+        description="PPO environment steps of the RL agent per run (0: classical policies only).",
     )
     rl_sample_skus: int = Field(
         default=200,
