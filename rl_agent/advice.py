@@ -2,8 +2,8 @@
 
 The catalogue API (:mod:`rl_agent.catalogue`) recommends for the products it was built from. A
 service answers for whatever history, stock and costs a request brings, so this module builds the
-same per-product problem from those plain values (:func:`product_spec`, shared with the
-catalogue) and asks the agent for one order. The demand profile that normalises the observation
+same per-product problem from those plain values (:func:`product_spec`, the catalogue's rule for
+costs and order limits) and asks the agent for one order. The demand profile that normalises the observation
 comes from the history, as in training.
 """
 
@@ -39,8 +39,8 @@ class ProductTerms:
     mode: Mode = "lost_sales"
 
 
-def product_spec(terms: ProductTerms, profile: DemandProfile) -> InventorySpec:
-    """The replenishment problem of one product (orders capped at 20 review periods of mean demand)."""
+def product_spec(terms: ProductTerms, mean: float) -> InventorySpec:
+    """The replenishment problem of one product (orders capped at 20 review periods of ``mean`` demand)."""
     if not 0 <= terms.lead_time <= MAX_LEAD:
         raise ValueError(f"lead time {terms.lead_time} outside 0..{MAX_LEAD} weeks")
     costs = CostConfig.from_product(
@@ -53,7 +53,7 @@ def product_spec(terms: ProductTerms, profile: DemandProfile) -> InventorySpec:
         mode=terms.mode,
         review_period=int(terms.review_period),
         min_order_qty=moq,
-        max_order_qty=max(moq, math.ceil(20 * profile.mean * terms.review_period) + 1),
+        max_order_qty=max(moq, math.ceil(20 * mean * terms.review_period) + 1),
     )
 
 
@@ -66,10 +66,16 @@ class Advice:
     policy: str
 
 
+def _has_demand(history: Sequence[float]) -> bool:
+    return len(history) > 0 and float(np.sum(history)) > 0
+
+
 def _problem(history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float):
     demand = np.asarray(history, dtype=float)
-    profile = DemandProfile.of(demand)
-    spec = product_spec(terms, profile)
+    spec = product_spec(terms, max(float(demand.mean()), 1e-3) if demand.size else 1e-3)
+    # As in training (rl_agent.catalogue): the profile carries the product's critical-fractile level,
+    # the centre of the agent's action scale.
+    profile = DemandProfile.of(demand, spec)
     params = BatchParams.from_specs([spec])
     state = BatchState.start(params, float(on_hand))
     slots = max(spec.lead_time - 1, 0)
@@ -97,11 +103,12 @@ def base_stock_advice(
     level: float, history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float = 0.0
 ) -> Advice:
     """What the base-stock policy at ``level`` is expected to cost, on the same simulation as the agent."""
+    if not _has_demand(history):
+        return Advice(max(0.0, float(level) - on_hand - on_order), None, "base-stock")
     demand, _, params, state = _problem(history, on_hand, terms, on_order)
     policy = BaseStock(float(level))
     qty = float(feasible_order(params, state, policy.order(Situation(state, params)))[0])
-    cost = expected_cost(policy, params, state, demand) if demand.sum() > 0 else None
-    return Advice(qty, cost, "base-stock")
+    return Advice(qty, expected_cost(policy, params, state, demand), "base-stock")
 
 
 def agent_advice(
@@ -112,9 +119,9 @@ def agent_advice(
     on_order: float = 0.0,
 ) -> Advice:
     """The agent's order now and its expected cost per week (see :func:`expected_cost`)."""
-    demand, profile, params, state = _problem(history, on_hand, terms, on_order)
-    if demand.size == 0 or demand.sum() <= 0:
+    if not _has_demand(history):
         return Advice(0.0, None, "rl")
+    demand, profile, params, state = _problem(history, on_hand, terms, on_order)
     qty = agent_order(agent, history, on_hand, terms, on_order)
     return Advice(qty, expected_cost(agent.policy_for([profile] * EXPECTED_PATHS), params, state, demand), "rl")
 
@@ -126,8 +133,8 @@ def agent_order(
 
     ``on_order`` (open orders in total) is spread evenly over the ``L - 1`` periods in transit, as the
     catalogue does when only the total is known."""
-    demand, profile, params, state = _problem(history, on_hand, terms, on_order)
-    if demand.size == 0 or demand.sum() <= 0:
+    if not _has_demand(history):
         return 0.0
+    _, profile, params, state = _problem(history, on_hand, terms, on_order)
     wanted = agent.policy_for([profile]).order(Situation(state, params))
     return float(feasible_order(params, state, wanted)[0])

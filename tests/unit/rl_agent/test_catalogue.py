@@ -101,3 +101,27 @@ def test_results_doc_tables_are_the_json_they_quote(name):
     root = Path(__file__).resolve().parents[3]
     report = json.loads((root / "bench" / "results" / f"{name}.json").read_text())
     assert markdown_table(report) in (root / "bench" / "RESULTS.md").read_text()
+
+
+def test_the_service_path_orders_what_the_catalogue_path_orders(setup):
+    """rl_agent.advice (what /recommend_order calls with a request's history and terms) builds the same
+    problem and profile as the catalogue, so for a catalogue product's training weeks both order the same."""
+    from rl_agent.advice import ProductTerms, agent_order
+
+    catalogue, tuned, agent = setup
+    _, products, _, _ = demo_frames(12, 130, 5)
+    table = products.set_index("sku")
+    for sku, product in list(catalogue.products.items())[:4]:
+        row = table.loc[sku]
+        terms = ProductTerms(
+            unit_cost=float(row["unit_cost"]),
+            unit_price=float(row["unit_price"]),
+            lead_time=int(row["lead_time_weeks"]),
+            min_order_qty=float(row["min_order_qty"]),
+        )
+        on_hand = float(round(product.profile.mean))
+        served = agent_order(agent, product.train, on_hand, terms)
+        state = pd.DataFrame({"sku": [sku], "on_hand": [on_hand]})
+        direct = recommend(catalogue, state, {sku: {**tuned[sku]}}, agent)
+        assert direct["policy"].iloc[0] == "rl"
+        assert served == direct["order_qty"].iloc[0], sku
