@@ -76,11 +76,13 @@ def unknown_sku(sku: str, stock: PublishedStock, index: int) -> NotFound:
 
 
 def resolve_series(
-    items: Sequence[ForecastItem], stock: PublishedStock
+    items: Sequence[ForecastItem], stock: PublishedStock, positions: dict[str, int] | None = None
 ) -> tuple[list[SeriesIn], dict[str, Provenance]]:
     """Each SKU with the history to forecast from (the request's, else the published one) and its provenance.
 
-    Raises :class:`NotFound` for a SKU with neither (``items[i]``: its position among the distinct SKUs).
+    Raises :class:`NotFound` for a SKU with neither, naming ``items[i]``: its position in the request
+    (``positions``: the first request item of each SKU, when ``items`` are the SKUs pooled), so the
+    client sees the index it sent.
     """
     series: list[SeriesIn] = []
     provenance: dict[str, Provenance] = {}
@@ -91,7 +93,7 @@ def resolve_series(
             continue
         published = stock.demand.get(item.sku)
         if published is None or stock.as_of_week is None:
-            raise unknown_sku(item.sku, stock, i)
+            raise unknown_sku(item.sku, stock, positions.get(item.sku, i) if positions else i)
         weeks, units = (values[-MAX_WEEKS:] for values in published)
         history = [Observation.model_construct(ds=d, y=y) for d, y in zip(weeks, units, strict=True)]
         series.append(SeriesIn.model_construct(sku=item.sku, history=history))

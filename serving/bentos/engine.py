@@ -307,7 +307,10 @@ class Engine:
         (:func:`~serving.bentos.by_sku.resolve_order_input`), then the policy runs on them."""
         champ = self._champion()
         stock = self.published(req.items)
-        series, provenance = resolve_series(req.series(), stock)  # one per sku
+        first = {}
+        for i, item in enumerate(req.items):
+            first.setdefault(item.sku, i)
+        series, provenance = resolve_series(req.series(), stock, first)  # one per sku
         orders = [resolve_order_input(item, stock, i) for i, item in enumerate(req.items)]
         horizon = max(o.lead_time_weeks + o.review_period_weeks for o, _ in orders)  # one forecast call, one key
         keys, hits, fresh, _ = self._forecast_values(champ, series, horizon)

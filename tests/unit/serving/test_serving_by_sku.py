@@ -96,6 +96,11 @@ def test_an_unknown_sku_is_404_naming_it(tmp_path, source):
     assert body["detail"][0]["field"] == "items[1].sku"
     with pytest.raises(NotFound):
         engine.recommend_order(_parse(RecommendOrderRequest, {"items": [{"sku": "NOPE", "on_hand": 1.0}]}))
+    # Order items naming the same SKU share one forecast; the 404 still names the index the client sent.
+    items = [{"sku": "A"}, {"sku": "A", "on_hand": 0.0}, {"sku": "NOPE", "on_hand": 1.0}]
+    with pytest.raises(NotFound) as info:
+        engine.recommend_order(_parse(RecommendOrderRequest, {"items": items}))
+    assert info.value.body()["detail"][0]["field"] == "items[2].sku"
 
 
 def test_recommend_order_by_sku_takes_stock_lead_time_moq_and_cost_from_the_tables(tmp_path, source):
