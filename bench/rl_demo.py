@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report import write_report
 from rl_agent.agent import AgentConfig
 from rl_agent.catalogue import (
     CatalogueConfig,
@@ -129,10 +130,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     report = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    tmp.replace(args.out)
+    write_report(args.out, report)
     print(markdown_table(report))
     print(json.dumps({"pattern_policy": report["pattern_policy"], "timings": report["timings"]}))
 

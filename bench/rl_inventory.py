@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import write_report
 from rl_agent import dp
 from rl_agent.agent import AgentConfig, RLAgent
 from rl_agent.dynamics import BatchParams, BatchState, CostConfig, InventorySpec
@@ -153,10 +153,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     report = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(args.out)
+    write_report(args.out, report)
     for name, entry in report["policies"].items():
         gap = entry.get("gap_to_optimal_pct")
         print(
