@@ -7,11 +7,13 @@ kind of data (seasonal, intermittent, lumpy demand, stock-outs, MOQs, lead times
 The catalogue comes from ``training.data.demo.generate_catalogue`` (seeded), aggregated weekly with
 ``training.data.weekly.to_weekly_demand``; the generator's truth gives each SKU's pattern and its
 stock-out weeks (censored sales, imputed before training). The last 52 weeks are held out and scored on
-the uncensored demand the generator keeps in its truth (not the censored sales); the
-classical policies are tuned per product on the weeks before, the agent trains on a seeded sample of
-``--train-skus`` products (all of them by default) for ``--train-steps`` steps, and every policy is
-scored on the held-out weeks over ``--seeds`` seeds (rotations of the held-out year and starting
-stocks, common to all policies). Costs: holding 25 % of unit cost a year, lost sales at the margin.
+the uncensored demand the generator keeps in its truth (not the censored sales); the classical policies
+are tuned per product on the weeks before, the agent trains on a seeded sample of ``--train-skus``
+products (all of them by default) for ``--train-steps`` steps, its action centred on each SKU's tuned
+base-stock level (``--anchor tuned``, as the pipeline does) or on the critical fractile, and every
+policy is scored on the held-out weeks over ``--seeds`` seeds (rotations of the held-out year and
+starting stocks, common to all policies). Costs: holding 25 % of unit cost a year, lost sales at the
+margin.
 
 Example (the figures in bench/RESULTS.md)::
 
@@ -35,6 +37,7 @@ from bench.report import write_report
 from rl_agent.agent import AgentConfig
 from rl_agent.catalogue import (
     CatalogueConfig,
+    anchor_on_tuned,
     evaluate_policies,
     prepare_catalogue,
     train_catalogue_agent,
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
     tuned = tune_classical(catalogue)
     timings["tune_seconds"] = round(time.perf_counter() - began, 2)
+    if args.anchor == "tuned":
+        anchor_on_tuned(catalogue, tuned)
     agent = None
     if args.train_steps > 0:
         config = AgentConfig(seed=args.seed, episode_length=args.episode_length)
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "holdout_weeks": catalogue.config.holdout_weeks,
             "censored_weeks": int(weekly["censored"].sum()),
             "holdout_demand": "uncensored (the generator's truth)",
+            "action_centre": args.anchor,
         },
         "agent": None if agent is None else {**agent.train_info, "config": agent.config.__dict__},
         "seeds": args.seeds,
@@ -120,6 +126,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=3_000_000, help="PPO steps; 0 skips the agent")
     parser.add_argument("--train-skus", type=int, default=None, help="train on a sample of this many SKUs")
     parser.add_argument("--episode-length", type=int, default=104)
+    parser.add_argument(
+        "--anchor",
+        choices=("tuned", "fractile"),
+        default="tuned",
+        help="centre the agent's action on each SKU's tuned base-stock level (the pipeline's way) or on the "
+        "critical fractile of its demand",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.skus < 1 or args.weeks < 52 + 26 or args.seeds < 2:

@@ -70,12 +70,16 @@ def _has_demand(history: Sequence[float]) -> bool:
     return len(history) > 0 and float(np.sum(history)) > 0
 
 
-def _problem(history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float):
+def _problem(
+    history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float, level: float | None = None
+):
     demand = np.asarray(history, dtype=float)
     spec = product_spec(terms, max(float(demand.mean()), 1e-3) if demand.size else 1e-3)
-    # As in training (rl_agent.catalogue): the profile carries the product's critical-fractile level,
-    # the centre of the agent's action scale.
+    # As in training (rl_agent.catalogue): the centre of the agent's action scale is the SKU's tuned
+    # base-stock level where the catalogue tuned one (``level``), else its critical-fractile level.
     profile = DemandProfile.of(demand, spec)
+    if level is not None:
+        profile = profile.anchored(level, spec)
     params = BatchParams.from_specs([spec])
     state = BatchState.start(params, float(on_hand))
     slots = max(spec.lead_time - 1, 0)
@@ -117,24 +121,19 @@ def agent_advice(
     on_hand: float,
     terms: ProductTerms,
     on_order: float = 0.0,
+    level: float | None = None,
+    with_cost: bool = True,
 ) -> Advice:
-    """The agent's order now and its expected cost per week (see :func:`expected_cost`)."""
+    """The agent's order now (whole units, MOQ respected; 0 without demand) and, ``with_cost``, its
+    expected cost per week (see :func:`expected_cost`).
+
+    ``level`` is the SKU's tuned base-stock level the agent was centred on in training (None: its
+    critical fractile). ``on_order`` (open orders in total) is spread evenly over the ``L - 1``
+    periods in transit, as the catalogue does when only the total is known."""
     if not _has_demand(history):
         return Advice(0.0, None, "rl")
-    demand, profile, params, state = _problem(history, on_hand, terms, on_order)
-    qty = agent_order(agent, history, on_hand, terms, on_order)
-    return Advice(qty, expected_cost(agent.policy_for([profile] * EXPECTED_PATHS), params, state, demand), "rl")
-
-
-def agent_order(
-    agent: RLAgent, history: Sequence[float], on_hand: float, terms: ProductTerms, on_order: float = 0.0
-) -> float:
-    """The agent's order quantity now for one product (whole units, MOQ respected; 0 without demand).
-
-    ``on_order`` (open orders in total) is spread evenly over the ``L - 1`` periods in transit, as the
-    catalogue does when only the total is known."""
-    if not _has_demand(history):
-        return 0.0
-    _, profile, params, state = _problem(history, on_hand, terms, on_order)
+    demand, profile, params, state = _problem(history, on_hand, terms, on_order, level)
     wanted = agent.policy_for([profile]).order(Situation(state, params))
-    return float(feasible_order(params, state, wanted)[0])
+    qty = float(feasible_order(params, state, wanted)[0])
+    cost = expected_cost(agent.policy_for([profile] * EXPECTED_PATHS), params, state, demand) if with_cost else None
+    return Advice(qty, cost, "rl")

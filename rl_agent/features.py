@@ -19,7 +19,7 @@ selling 2,000, and room for the high targets of erratic products with a high ser
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -85,6 +85,17 @@ class DemandProfile:
             fractile = spec.costs.penalty / max(spec.costs.penalty + spec.costs.holding, 1e-12)
             level = _level_ratio(float(np.searchsorted(np.cumsum(total), fractile - 1e-12)), mean, width)
         return cls(float(mean), float(1 / np.sqrt(mean)), float(np.exp(-mean)), level)
+
+    def anchored(self, level: float, spec: InventorySpec) -> DemandProfile:
+        """The same profile with the action scale centred on ``level`` (units of inventory position).
+
+        The catalogue centres each product on its *tuned* base-stock level (see
+        :func:`rl_agent.catalogue.anchor_on_tuned`): the critical fractile of the historical demand is a
+        poor centre for seasonal and lumpy products, where the level that simulates best on the
+        product's own paths can be far from it, and the agent then spends its range getting back there.
+        """
+        width = spec.lead_time + spec.review_period
+        return replace(self, base_level=_level_ratio(float(level), self.mean, width))
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

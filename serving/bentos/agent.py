@@ -1,11 +1,12 @@
 """The order agent the service answers with: ``models:/stockml-rl-agent@champion``, checked again every ``ttl_s``.
 
-The registered version's folder holds the agent (``policy.pt`` + ``agent.json``) and
-``pattern_policy.json``: for each demand pattern, the policy that had the lowest held-out cost when
-the agent was trained (the agent, or the best tuned classical policy). ``/recommend_order`` with
-``policy="auto"`` asks the agent only for the patterns it won; for the others, and when no
-champion exists (the guardrail refused every version, or none was trained), the base-stock policy
-answers and the response says why. A failed registry read keeps the previous agent (logged).
+The registered version's folder holds the agent (``policy.pt`` + ``agent.json``) and ``classical.json``
+(the tuned classical parameters per SKU: the agent's action is centred on the SKU's tuned base-stock
+level, as in training) and ``pattern_policy.json``: for each demand pattern, the policy that had the
+lowest held-out cost when the agent was trained (the agent, or the best tuned classical policy).
+``/recommend_order`` with ``policy="auto"`` asks the agent only for the patterns it won; for the others,
+and when no champion exists (the guardrail refused every version, or none was trained), the base-stock
+policy answers and the response says why. A failed registry read keeps the previous agent (logged).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ServedAgent:
     agent: object | None = None  # rl_agent.agent.RLAgent (imported lazily: torch loads only when used)
     version: str | None = None
     pattern_policy: dict[str, str] = field(default_factory=dict)
+    levels: dict[str, float] = field(default_factory=dict)  # sku -> tuned base-stock level (the action's centre)
 
     def answers_for(self, pattern: str) -> tuple[bool, str]:
         """(whether the agent answers for this demand pattern, why or why not)."""
@@ -56,7 +58,22 @@ def load_agent_folder(folder: Path, version: str) -> ServedAgent:
         raise FileNotFoundError(f"stockml-rl-agent v{version} has no agent.json")
     policy = manifest.parent / "pattern_policy.json"
     patterns = json.loads(policy.read_text()) if policy.exists() else {}
-    return ServedAgent(RLAgent.load(manifest.parent), version, patterns)
+    return ServedAgent(RLAgent.load(manifest.parent), version, patterns, tuned_levels(manifest.parent))
+
+
+def tuned_levels(folder: Path) -> dict[str, float]:
+    """Each SKU's tuned base-stock level from the registered ``classical.json``: training centred the agent's
+    action on it (:func:`rl_agent.catalogue.anchor_on_tuned`), so serving must too; an SKU the catalogue did
+    not tune falls back to its critical-fractile level, as an unseen product would."""
+    from rl_agent.catalogue import ANCHOR_POLICY
+
+    path = Path(folder) / "classical.json"
+    if not path.exists():
+        return {}
+    tuned = json.loads(path.read_text())
+    return {
+        str(sku): float(by[ANCHOR_POLICY]["level"]) for sku, by in tuned.items() if "level" in by.get(ANCHOR_POLICY, {})
+    }
 
 
 def registry_loader(settings: Settings) -> Callable[[], ServedAgent]:
@@ -117,6 +134,7 @@ def choose_policy(
     order_up_to: float,
     history: list[float] | None,
     settings: Settings,
+    sku: str | None = None,
 ) -> PolicyChoice:
     """The agent where it won for the SKU's demand pattern and the item has what it needs, else base-stock.
 
@@ -157,5 +175,6 @@ def choose_policy(
         return base_stock(why)
     if terms is None:
         return base_stock(f"{missing_terms}; the base-stock policy answers")
-    advice = agent_advice(served.agent, demand, order.on_hand, terms, on_order)
+    level = served.levels.get(sku) if sku is not None else None
+    advice = agent_advice(served.agent, demand, order.on_hand, terms, on_order, level)
     return PolicyChoice("rl", why, advice.order_qty, advice.expected_cost_per_period)

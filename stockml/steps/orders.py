@@ -7,7 +7,8 @@ the demand patterns. :mod:`rl_agent.catalogue` then
 
 1. tunes base-stock, (s,S) and capped base-stock per SKU on the weeks before the held-out year;
 2. trains one PPO agent on a seeded sample of the catalogue (it serves every SKU: its
-   observation is normalised by each product's mean demand);
+   observation is normalised by each product's mean demand, and its action is centred on each
+   SKU's tuned base-stock level, which ``classical.json`` keeps beside the agent for the service);
 3. evaluates every policy on the held-out year (``rl_holdout_weeks``) over ``rl_eval_seeds``
    replications, per SKU and per demand pattern, and picks per pattern the agent where its mean
    cost is not above the best classical policy's, else that classical policy;
@@ -36,6 +37,7 @@ import pandas as pd
 from rl_agent.catalogue import (
     Catalogue,
     CatalogueConfig,
+    anchor_on_tuned,
     evaluate_policies,
     prepare_catalogue,
     recommend,
@@ -115,6 +117,7 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
         run.save_json(run.layout.orders, report)
         return report
     tuned = tune_classical(catalogue)
+    anchor_on_tuned(catalogue, tuned)
     progress("orders", 1, 4)
     agent = None
     if s.rl_train_steps > 0:

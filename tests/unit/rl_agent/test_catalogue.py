@@ -14,6 +14,7 @@ from bench.rl_demo import demo_frames, markdown_table
 from rl_agent.agent import AgentConfig
 from rl_agent.catalogue import (
     CatalogueConfig,
+    anchor_on_tuned,
     evaluate_policies,
     impute_censored,
     prepare_catalogue,
@@ -28,6 +29,7 @@ def setup():
     weekly, products, patterns, _ = demo_frames(12, 130, 5)
     catalogue = prepare_catalogue(weekly, products, patterns=patterns, config=CatalogueConfig(train_paths=4))
     tuned = tune_classical(catalogue)
+    assert anchor_on_tuned(catalogue, tuned) == len(catalogue.products)  # as the pipeline trains
     agent = train_catalogue_agent(catalogue, 512, 6, AgentConfig(n_envs=8, n_steps=32, batch_size=64, n_epochs=1))
     return catalogue, tuned, agent
 
@@ -103,10 +105,24 @@ def test_results_doc_tables_are_the_json_they_quote(name):
     assert markdown_table(report) in (root / "bench" / "RESULTS.md").read_text()
 
 
+def test_anchoring_centres_the_action_on_the_tuned_base_stock_level(setup):
+    # Bug caught: the agent's a = 0 drifting off the level it was centred on (the serving path rebuilds it).
+    from rl_agent.dynamics import BatchParams
+    from rl_agent.features import profile_arrays, target_from_action
+
+    catalogue, tuned, _ = setup
+    for sku, product in catalogue.products.items():
+        level = tuned[sku]["base_stock"].parameters["level"]
+        params = BatchParams.from_specs([product.spec])
+        target = target_from_action(np.zeros(1), params, profile_arrays([product.profile]))[0]
+        assert target == pytest.approx(max(level, product.profile.mean)), sku
+
+
 def test_the_service_path_orders_what_the_catalogue_path_orders(setup):
     """rl_agent.advice (what /recommend_order calls with a request's history and terms) builds the same
-    problem and profile as the catalogue, so for a catalogue product's training weeks both order the same."""
-    from rl_agent.advice import ProductTerms, agent_order
+    problem and profile as the catalogue, centred on the SKU's tuned level as the registered
+    ``classical.json`` gives it, so for a catalogue product's training weeks both order the same."""
+    from rl_agent.advice import ProductTerms, agent_advice
 
     catalogue, tuned, agent = setup
     _, products, _, _ = demo_frames(12, 130, 5)
@@ -120,7 +136,8 @@ def test_the_service_path_orders_what_the_catalogue_path_orders(setup):
             min_order_qty=float(row["min_order_qty"]),
         )
         on_hand = float(round(product.profile.mean))
-        served = agent_order(agent, product.train, on_hand, terms)
+        level = tuned[sku]["base_stock"].parameters["level"]
+        served = agent_advice(agent, product.train, on_hand, terms, level=level, with_cost=False).order_qty
         state = pd.DataFrame({"sku": [sku], "on_hand": [on_hand]})
         direct = recommend(catalogue, state, {sku: {**tuned[sku]}}, agent)
         assert direct["policy"].iloc[0] == "rl"

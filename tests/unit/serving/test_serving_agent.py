@@ -1,6 +1,6 @@
 """/recommend_order with the RL agent: the agent answers for the demand patterns it won on the held-out year
-(its order is exactly what :func:`rl_agent.advice.agent_order` gives), base-stock answers for the others,
-when asked for, without a champion or without prices, and every answer says which policy and why, with an
+(its order is exactly what :func:`rl_agent.advice.agent_advice` gives), base-stock answers for the
+others, when asked for, without a champion or without prices, and every answer says which policy and why, with an
 expected cost simulated the same way for both. A tiny agent (a few hundred PPO steps) is trained here: the
 test checks the wiring and the contract, not the agent's quality (bench.rl_* measure that)."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_serving_engine import FakeModel, _engine, _items, _parse
 
-from rl_agent.advice import ProductTerms, agent_order
+from rl_agent.advice import ProductTerms, agent_advice
 from rl_agent.agent import AgentConfig, RLAgent
 from rl_agent.dynamics import CostConfig, InventorySpec
 from rl_agent.env import ProductCase
@@ -38,6 +38,18 @@ def _item(sku: str = "A", **extra) -> dict:
     }
 
 
+def test_the_agent_is_centred_on_the_skus_tuned_level_when_the_registry_has_one(tmp_path, agent):
+    # Bug caught: serving ignoring classical.json, so the agent ordered around another level than in training.
+    pattern = _pattern(tmp_path)
+    served = ServedAgent(agent, "7", {pattern: "rl"}, {"A": 40.0})
+    rec = _engine_with(tmp_path / "e", served).recommend_order(_parse(RecommendOrderRequest, {"items": [_item()]}))
+    weekly = [h["y"] for h in _item()["history"]]
+    terms = ProductTerms(unit_cost=2.0, unit_price=5.0, lead_time=2, min_order_qty=0.0)
+    centred = agent_advice(agent, weekly, 2.0, terms, level=40.0, with_cost=False).order_qty
+    assert rec.items[0].order_qty == centred
+    assert centred != agent_advice(agent, weekly, 2.0, terms, with_cost=False).order_qty
+
+
 def _engine_with(tmp_path, served: ServedAgent):
     engine = _engine(tmp_path, FakeModel())
     engine.agent = AgentLookup(lambda: served)
@@ -59,7 +71,7 @@ def test_agent_answers_for_the_patterns_it_won(tmp_path, agent):
     assert "stockml-rl-agent v7" in rec.policy_reason and pattern in rec.policy_reason
     weekly = [h["y"] for h in _item()["history"]]
     terms = ProductTerms(unit_cost=2.0, unit_price=5.0, lead_time=2, min_order_qty=0.0)
-    assert rec.order_qty == agent_order(agent, weekly, 2.0, terms)
+    assert rec.order_qty == agent_advice(agent, weekly, 2.0, terms, with_cost=False).order_qty
     assert rec.expected_cost_per_period is not None and rec.expected_cost_per_period > 0
 
 
@@ -94,7 +106,9 @@ def test_a_registered_folder_loads_with_its_pattern_choice(tmp_path, agent):
     folder = tmp_path / "artifacts" / "agent"
     agent.save(folder)
     (folder / "pattern_policy.json").write_text('{"smooth": "rl", "lumpy": "base_stock"}')
+    (folder / "classical.json").write_text('{"A": {"base_stock": {"level": 9.0}, "s_S": {"s": 3, "S": 9}}}')
     served = load_agent_folder(tmp_path / "artifacts", "3")
     assert served.version == "3" and served.answers_for("smooth")[0] and not served.answers_for("lumpy")[0]
+    assert served.levels == {"A": 9.0}
     obs = np.random.default_rng(1).uniform(0, 2, (4, OBS_DIM))
     np.testing.assert_allclose(served.agent.act(obs), agent.act(obs))
