@@ -88,9 +88,18 @@ def _problem(
     return demand, profile, params, state
 
 
-def expected_cost(policy: Policy, params: BatchParams, state: BatchState, history: np.ndarray, seed: int = 0) -> float:
+def expected_cost(
+    policy: Policy,
+    params: BatchParams,
+    state: BatchState,
+    history: np.ndarray,
+    forecast_mean: np.ndarray | None = None,
+    forecast_upper: np.ndarray | None = None,
+    seed: int = 0,
+) -> float:
     """Mean cost per week of ``policy`` over the next weeks, from ``state``, on demand resampled from the
-    last year of ``history`` (a seeded bootstrap of whole weeks: the demand's own distribution, no model)."""
+    last year of ``history`` (a seeded bootstrap of whole weeks: the demand's own distribution, no model);
+    ``forecast_mean`` / ``forecast_upper`` (paths x weeks) are what the policy sees each week, if any."""
     recent = history[-52:]
     rng = np.random.default_rng(seed)
     demand = rng.choice(recent, size=(EXPECTED_PATHS, EXPECTED_WEEKS), replace=True)
@@ -99,7 +108,7 @@ def expected_cost(policy: Policy, params: BatchParams, state: BatchState, histor
         np.repeat(state.on_hand, EXPECTED_PATHS), np.repeat(state.pipeline, EXPECTED_PATHS, axis=0),
         np.repeat(state.period, EXPECTED_PATHS),
     )  # fmt: skip
-    result = simulate(policy, many, demand, start)
+    result = simulate(policy, many, demand, start, forecast_mean, forecast_upper)
     return float(result.total_cost.mean() / EXPECTED_WEEKS)
 
 
@@ -123,17 +132,27 @@ def agent_advice(
     on_order: float = 0.0,
     level: float | None = None,
     with_cost: bool = True,
+    forecast_mean: float | None = None,
+    forecast_upper: float | None = None,
 ) -> Advice:
     """The agent's order now (whole units, MOQ respected; 0 without demand) and, ``with_cost``, its
     expected cost per week (see :func:`expected_cost`).
 
     ``level`` is the SKU's tuned base-stock level the agent was centred on in training (None: its
     critical fractile). ``on_order`` (open orders in total) is spread evenly over the ``L - 1``
-    periods in transit, as the catalogue does when only the total is known."""
+    periods in transit, as the catalogue does when only the total is known. ``forecast_mean`` /
+    ``forecast_upper`` are the forecast made now, as the observation defines them (the mean per week over
+    the next ``L + R`` weeks and next week's 80 % bound: :func:`rl_agent.features.forecast_inputs` of the
+    router's forecast); None leaves the no-forecast values. The expected cost holds that forecast over
+    the simulated weeks (nothing later is known)."""
     if not _has_demand(history):
         return Advice(0.0, None, "rl")
     demand, profile, params, state = _problem(history, on_hand, terms, on_order, level)
-    wanted = agent.policy_for([profile]).order(Situation(state, params))
+    fmean, fupper = (None if v is None else np.array([float(v)]) for v in (forecast_mean, forecast_upper))
+    wanted = agent.policy_for([profile]).order(Situation(state, params, fmean, fupper))
     qty = float(feasible_order(params, state, wanted)[0])
-    cost = expected_cost(agent.policy_for([profile] * EXPECTED_PATHS), params, state, demand) if with_cost else None
+    cost = None
+    if with_cost:
+        held = (None if v is None else np.full((EXPECTED_PATHS, EXPECTED_WEEKS), v[0]) for v in (fmean, fupper))
+        cost = expected_cost(agent.policy_for([profile] * EXPECTED_PATHS), params, state, demand, *held)
     return Advice(qty, cost, "rl")

@@ -4,9 +4,13 @@ on held-out demand and order recommendations.
 Inputs are the platform's contracts: weekly demand ``unique_id, ds, y`` (optionally a boolean
 ``censored`` column, True where a stock-out censored sales), the products table ``sku, unit_cost,
 unit_price, lead_time_weeks, min_order_qty`` and, optionally, per-origin forecasts ``unique_id, ds, yhat,
-hi80`` (the router's backtest forecasts for each week). Censored weeks are not demand: their sales are a
-lower bound, so they are imputed as the larger of the sales and the mean of the uncensored weeks around
-them (a centred 9-week window), before anything trains on them.
+hi80``: the row at ``ds`` is the forecast made at the start of week ``ds`` from the weeks before it,
+``yhat`` the mean demand per week over weeks ``ds .. ds + L + R - 1`` and ``hi80`` the 80 % upper bound of
+week ``ds`` (:func:`training.forecasting.rolling.rolling_forecasts` makes them for every week; the
+agent's observation reads them as they are, see :mod:`rl_agent.features`). Weeks without a forecast
+(before the first origin) get the no-forecast values: the mean demand and a ``Z80 * cv`` width. Censored
+weeks are not demand: their sales are a lower bound, so they are imputed as the larger of the sales and
+the mean of the uncensored weeks around them (a centred 9-week window), before anything trains on them.
 
 After tuning, :func:`anchor_on_tuned` centres each product's agent action on its tuned base-stock
 level. The last ``holdout_weeks`` weeks of each product are held out: the classical policies are tuned and the
@@ -26,7 +30,7 @@ import pandas as pd
 from rl_agent.agent import AgentConfig, RLAgent
 from rl_agent.dynamics import BatchParams, BatchState, CostConfig, InventorySpec, Mode, feasible_order
 from rl_agent.env import ProductCase
-from rl_agent.features import MAX_LEAD, DemandProfile
+from rl_agent.features import MAX_LEAD, Z80, DemandProfile
 from rl_agent.policies import BaseStock, CappedBaseStock, MinMax, Policy, Situation
 from rl_agent.simulate import mean_ci95, simulate
 from rl_agent.tuning import TUNERS, Tuned, tune_many
@@ -179,8 +183,12 @@ def prepare_catalogue(
         if fc is not None:
             keys = pd.MultiIndex.from_arrays([[sku] * len(y), rows["ds"].to_numpy()])
             aligned = fc.reindex(keys)
+            missing = aligned["yhat"].isna().to_numpy()
             mean = aligned["yhat"].fillna(profile.mean).clip(lower=0).to_numpy(float)
-            upper = np.maximum(aligned["hi80"].fillna(pd.Series(mean, index=keys)).to_numpy(float), mean)
+            # Without a bound, the width the observation has without forecasts (Z80 * cv, in units of mu).
+            fallback = mean + Z80 * profile.cv * profile.mean
+            bound = aligned["hi80"].to_numpy(float)
+            upper = np.maximum(np.where(np.isnan(bound) | missing, fallback, bound), mean)
             train_fc, holdout_fc = (mean[:cut], upper[:cut]), (mean[cut:], upper[cut:])
         pattern = None if patterns is None else patterns.get(sku)
         catalogue.products[sku] = ProductData(sku, spec, profile, train, held, train_fc, holdout_fc, pattern)
@@ -392,11 +400,13 @@ def recommend(
 
     ``state`` has ``sku, on_hand`` and optionally ``open_orders`` (a list of quantities, next arrival
     first, at most ``L - 1`` of them) or ``on_order`` (the total, spread over the open slots), and
-    ``forecast_mean`` / ``forecast_upper`` (the mean forecast per week over the next ``L + R`` weeks and
-    the next week's 80 % bound). The policy is the one chosen for the SKU's pattern by ``evaluation``
-    (the agent where it wins, else the best classical policy; the ``reason`` column says which), else
-    the agent when given, else tuned base-stock. ``expected_cost_per_period`` is the policy's held-out
-    mean cost for the SKU where evaluated, else its training cost."""
+    ``forecast_mean`` / ``forecast_upper`` (the forecast made now: the mean per week over the next
+    ``L + R`` weeks and the next week's 80 % bound, as :func:`rl_agent.features.forecast_inputs` makes
+    them from a forecast's weekly points; the agent reads them as it did in training). The policy is the
+    one chosen for the SKU's pattern by ``evaluation`` (the agent where it wins, else the best classical
+    policy; the ``reason`` column says which), else the agent when given, else tuned base-stock.
+    ``expected_cost_per_period`` is the policy's held-out mean cost for the SKU where evaluated, else
+    its training cost."""
     missing = [c for c in ("sku", "on_hand") if c not in state.columns]
     if missing:
         raise ValueError(f"the state frame lacks columns {missing}")

@@ -2,7 +2,7 @@
 
 Both run :class:`BatchedInventory`, which draws demand (Poisson for published instances, or contiguous
 circular windows of a product's history, so that the per-origin forecasts stay aligned with the weeks
-they forecast), steps :func:`rl_agent.dynamics.step` and builds the observation of
+they were made for), steps :func:`rl_agent.dynamics.step` and builds the observation of
 :mod:`rl_agent.features`. The batched form steps hundreds of products in one numpy call, which is what
 makes PPO training on a catalogue fast on two cores (a ``DummyVecEnv`` of Python envs would spend its
 time in interpreter overhead).
@@ -26,8 +26,12 @@ class ProductCase:
     """One product for the environments: its problem, its demand model and, optionally, the forecasts.
 
     Exactly one of ``history`` (demand per period, replayed in circular windows) and ``poisson_mean``.
-    ``forecast_mean``/``forecast_upper`` are aligned with ``history`` (the router's mean and 80 % upper
-    bound for each week, made at an origin before it).
+    ``forecast_mean``/``forecast_upper`` are per-origin forecasts aligned with ``history``: entry ``t`` was
+    made at the start of period ``t`` from the periods before it (e.g.
+    :func:`training.forecasting.rolling.rolling_forecasts`), ``forecast_mean[t]`` the mean demand per period
+    over periods ``t .. t + L + R - 1`` and ``forecast_upper[t]`` the 80 % upper bound of period ``t``. They
+    are read as they are at the decision of period ``t`` (never averaged over later entries: those were
+    made later, with demand the decision cannot know).
     """
 
     spec: InventorySpec
@@ -125,16 +129,10 @@ class BatchedInventory:
         return (self.offset + self.elapsed + ahead) % self.length[case]
 
     def forecasts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean forecast per period over the next ``L + R`` periods, and the next period's 80 % bound."""
-        case = self.rows
-        horizon = self.params.lead + self.params.review
-        ahead = np.arange(MAX_LEAD + 8)[None, :]
-        weeks = (self.offset + self.elapsed)[:, None] + ahead
-        weeks = weeks % self.length[case][:, None]
-        values = self.fmean[case[:, None], weeks]
-        use = ahead < horizon[:, None]
-        mean = (values * use).sum(axis=1) / np.maximum(use.sum(axis=1), 1)
-        return mean, self.fupper[case, self._week()]
+        """The forecast made at the current week's origin: the mean per period over the next ``L + R``
+        periods and this period's 80 % bound (per-origin values, read as they are: see :class:`ProductCase`)."""
+        case, week = self.rows, self._week()
+        return self.fmean[case, week], self.fupper[case, week]
 
     def observation(self) -> np.ndarray:
         mean, upper = self.forecasts()

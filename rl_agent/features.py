@@ -4,8 +4,12 @@ Everything is divided by the product's mean demand per period ``mu``: a product 
 selling 2,000 then look alike to the network, which is what lets one policy serve a whole catalogue and
 products it was not trained on. Cost parameters enter as dimensionless ratios (the critical ratio
 ``p / (p + h)``, the fixed cost over ``h * mu``), demand shape as its coefficient of variation and share
-of zero weeks, and the forecast as the mean over the next ``L + R`` periods and the width of the 80 %
-bound, both over ``mu``. Values are clipped so that a rare huge backlog cannot saturate the network.
+of zero weeks, and the forecast made at the decision (from the periods before it) as the mean per period
+over the next ``L + R`` periods and the width of the next period's 80 % bound above that mean, both over
+``mu`` (:func:`forecast_inputs` is the one definition, used by the service on the router's forecast; the
+training weeks get the same from :func:`training.forecasting.rolling.rolling_forecasts`). Without a
+forecast the two are 1 and ``Z80 * cv``. Values are clipped so that a rare huge backlog cannot saturate
+the network.
 
 The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position, ``target =
 S0 * 2 ** a`` (half to twice ``S0``: the product's tuned base-stock level where the catalogue tuned one,
@@ -20,6 +24,7 @@ erratic products with a high service target.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -123,6 +128,23 @@ def fractile_level(sums: np.ndarray, spec: InventorySpec) -> float:
         return 0.0
     index = min(math.ceil(fractile * len(ordered) - 1e-9) - 1, len(ordered) - 1)
     return float(ordered[max(index, 0)])
+
+
+def forecast_inputs(
+    yhat: Sequence[float], hi80_next: float | None, lead_time: int, review_period: int = 1
+) -> tuple[float | None, float | None]:
+    """The observation's two forecast inputs from a forecast's weekly points made now (next week first):
+    the mean of ``yhat`` over the next ``L + R`` weeks (fewer if the forecast is shorter; negatives
+    floored at 0) and the next week's 80 % bound ``hi80_next`` (None where unknown: the observation then
+    uses the no-forecast width). (None, None) without points."""
+    given = [float(v) for v in list(yhat)[: max(lead_time + review_period, 1)] if v is not None]
+    points = [max(v, 0.0) for v in given if math.isfinite(v)]
+    if not points:
+        return None, None
+    mean = sum(points) / len(points)
+    if hi80_next is None or not math.isfinite(float(hi80_next)):
+        return mean, None
+    return mean, max(float(hi80_next), mean)
 
 
 def profile_arrays(profiles: list[DemandProfile]) -> dict[str, np.ndarray]:

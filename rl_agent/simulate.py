@@ -34,16 +34,6 @@ class SimulationResult:
         return self.cost_per_period * self.periods
 
 
-def forecast_window(values: np.ndarray, t: int, width: np.ndarray) -> np.ndarray:
-    """Per row, the mean of ``values[row, t : t + width[row]]`` (fewer columns at the end of the array)."""
-    n, horizon = values.shape
-    cums = np.concatenate([np.zeros((n, 1)), np.cumsum(values, axis=1)], axis=1)
-    stop = np.minimum(t + np.maximum(width, 1), horizon)
-    start = min(t, horizon - 1)
-    rows = np.arange(n)
-    return (cums[rows, stop] - cums[rows, start]) / np.maximum(stop - start, 1)
-
-
 def simulate(
     policy: Policy,
     params: BatchParams,
@@ -55,8 +45,9 @@ def simulate(
 ) -> SimulationResult:
     """Simulate ``policy`` on ``demand`` (rows x periods); the first ``warmup`` periods are not scored.
 
-    ``forecast_mean`` / ``forecast_upper`` (same shape as ``demand``) are the per-origin forecasts for
-    each period; the policy sees the mean over the next ``L + R`` periods and the next period's bound.
+    ``forecast_mean`` / ``forecast_upper`` (same shape as ``demand``) are the per-origin forecasts made at
+    each period's decision (see :class:`rl_agent.env.ProductCase`): the mean per period over the next
+    ``L + R`` periods and the period's 80 % bound; the policy sees column ``t`` at period ``t``.
     """
     demand = np.asarray(demand, dtype=float)
     if demand.ndim != 2 or demand.shape[0] != params.n:
@@ -64,13 +55,12 @@ def simulate(
     if not 0 <= warmup < demand.shape[1]:
         raise ValueError(f"warmup must be in [0, periods), got {warmup!r} for {demand.shape[1]} periods")
     state = start.copy() if start is not None else BatchState.start(params)
-    horizon = params.lead + params.review
     sums = {k: np.zeros(params.n) for k in ("cost", "hold", "short", "order", "demand", "served", "ok", "stock")}
     for t in range(demand.shape[1]):
         situation = Situation(
             state,
             params,
-            None if forecast_mean is None else forecast_window(forecast_mean, t, horizon),
+            None if forecast_mean is None else forecast_mean[:, t],
             None if forecast_upper is None else forecast_upper[:, t],
         )
         state, out = step(params, state, policy.order(situation), demand[:, t])

@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     rl_seed: int = Field(default=0, description="Seed of the agent's training and of the evaluation's replications.")
     rl_eval_seeds: int = Field(default=10, ge=2, description="Replications of the held-out year per policy (95 % CI).")
     rl_holdout_weeks: int = Field(default=52, ge=4, description="Weeks held out to evaluate the policies on.")
+    rl_forecasts: typing.Literal["rolling", "none"] = Field(
+        default="rolling",
+        description="The RL agent's observation carries a forecast made the week before every week (rolling: the "
+        "zoo's SES, CrostonSBA and TSB refitted at each origin, the best by recent error, conformal 80 % bound) "
+        "or none.",
+    )
     holding_rate_per_year: float = Field(
         default=0.25, gt=0, description="Holding cost per year as a fraction of unit cost."
     )

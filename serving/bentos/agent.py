@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,13 +135,18 @@ def choose_policy(
     history: list[float] | None,
     settings: Settings,
     sku: str | None = None,
+    forecast: Sequence[dict] | None = None,
 ) -> PolicyChoice:
     """The agent where it won for the SKU's demand pattern and the item has what it needs, else base-stock.
+
+    ``forecast`` is the router's forecast for the item (weekly points with ``yhat`` and ``hi80``, next
+    week first): the agent observes its mean over the next ``L + R`` weeks and next week's 80 % bound,
+    as it did in training (:func:`rl_agent.features.forecast_inputs`).
 
     The expected cost of either is simulated the same way (:func:`rl_agent.advice.expected_cost`), so the
     two figures compare; it needs the unit cost and price (the lost-sales penalty is the margin)."""
     from rl_agent.advice import ProductTerms, agent_advice, base_stock_advice
-    from rl_agent.features import MAX_LEAD
+    from rl_agent.features import MAX_LEAD, forecast_inputs
 
     terms = None
     missing_terms = "the agent needs unit_cost and unit_price (a margin > 0): send them or publish products"
@@ -176,5 +181,12 @@ def choose_policy(
     if terms is None:
         return base_stock(f"{missing_terms}; the base-stock policy answers")
     level = served.levels.get(sku) if sku is not None else None
-    advice = agent_advice(served.agent, demand, order.on_hand, terms, on_order, level)
+    points = list(forecast or [])
+    fmean, fupper = forecast_inputs(
+        [p.get("yhat") for p in points], points[0].get("hi80") if points else None,
+        order.lead_time_weeks, order.review_period_weeks,
+    )  # fmt: skip
+    advice = agent_advice(
+        served.agent, demand, order.on_hand, terms, on_order, level, forecast_mean=fmean, forecast_upper=fupper
+    )
     return PolicyChoice("rl", why, advice.order_qty, advice.expected_cost_per_period)

@@ -329,6 +329,7 @@ class Engine:
                 weekly.get(item.sku),
                 self.settings,
                 sku=item.sku,
+                forecast=value["forecasts"],
             )
             if choice.policy == "rl":
                 rec = dataclasses.replace(rec, order_qty=choice.order_qty, policy="rl")

@@ -20,15 +20,23 @@ held-out cost over the catalogue is not above the best classical policy's: the s
 idea as the router's, judged on cost instead of MASE. ``stock_orders`` is replaced per output key
 like every output, so re-running the step over the same data replaces its rows.
 
-Forecasts are not yet part of the agent's observation here: the backtest covers only its last
-windows, so the training weeks would have none; the observation falls back to the demand
-profile (see :mod:`rl_agent.features`).
+The agent's observation carries a forecast made the week before each week (``rl_forecasts="rolling"``,
+the default): :func:`training.forecasting.rolling.rolling_forecasts` runs the zoo's fast local members
+(SES, CrostonSBA, TSB) at every weekly origin, keeps per SKU the one with the lowest recent one-step
+error, and bounds it with a rolling conformal 80 % interval. Not the router's own backtest: that covers
+only its last windows (``backtest_windows`` x ``horizon`` = the last 39 weeks), so the training weeks
+would have none, and re-running the full router at ~150 origins costs hours. The same definition (mean
+over the next ``L + R`` weeks, next week's 80 % bound) is what the service computes from the router's
+forecast (:func:`rl_agent.features.forecast_inputs`). The latest origin (the week after the data) gives
+the forecast the recommendations are made with. ``rl_forecasts="none"`` leaves the observation's
+no-forecast values (mean demand, ``Z80 * cv`` width).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,6 +55,7 @@ from rl_agent.catalogue import (
 from stockml.run import Progress, Run, noop_progress
 from stockml.steps.ingest import load_demand, load_inventory
 from stockml.steps.registry import configure_mlflow, provenance_tags
+from training.forecasting.rolling import horizons_from_products, rolling_forecasts
 from training.registry import agent_registry
 
 log = logging.getLogger("stockml.pipeline")
@@ -69,8 +78,9 @@ class NoUsableProduct(ValueError):
     """No SKU has the history the policies need (a held-out year plus training weeks)."""
 
 
-def load_catalogue(run: Run) -> tuple[Catalogue, pd.DataFrame]:
-    """The catalogue of per-product problems and the weekly inventory it starts from."""
+def load_catalogue(run: Run) -> tuple[Catalogue, pd.DataFrame, pd.DataFrame | None]:
+    """The catalogue of per-product problems, the weekly inventory it starts from and the per-origin
+    forecasts its observation carries (None with ``rl_forecasts="none"``)."""
     demand, products = load_demand(run)
     config = catalogue_config(run)
     need = config.holdout_weeks + config.min_train_weeks
@@ -90,7 +100,24 @@ def load_catalogue(run: Run) -> tuple[Catalogue, pd.DataFrame]:
             if "sku" in classes
             else (classes["pattern"].astype(str).to_dict())
         )
-    return prepare_catalogue(merged, products, patterns=patterns, config=config), inventory
+    forecasts = None
+    if run.settings.rl_forecasts == "rolling":
+        horizons = horizons_from_products(products, config.review_period)
+        forecasts = rolling_forecasts(demand, horizons, n_jobs=run.settings.n_jobs)
+    catalogue = prepare_catalogue(merged, products, forecasts, patterns=patterns, config=config)
+    return catalogue, inventory, forecasts
+
+
+def latest_forecasts(forecasts: pd.DataFrame | None) -> pd.DataFrame:
+    """Per SKU the forecast of its latest origin (the week after the data): ``sku, forecast_mean,
+    forecast_upper`` as :func:`rl_agent.catalogue.recommend` reads them (empty without forecasts)."""
+    if forecasts is None or forecasts.empty:
+        return pd.DataFrame(columns=["sku", "forecast_mean", "forecast_upper"])
+    last = forecasts.sort_values("ds").groupby("unique_id", sort=True).tail(1)
+    return pd.DataFrame(
+        {"sku": last["unique_id"].astype(str).to_numpy(), "forecast_mean": last["yhat"].to_numpy(float),
+         "forecast_upper": last["hi80"].to_numpy(float)}
+    )  # fmt: skip
 
 
 def current_state(inventory: pd.DataFrame) -> pd.DataFrame:
@@ -110,7 +137,9 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
     s = run.settings
     progress("orders", 0, 4)
     try:
-        catalogue, inventory = load_catalogue(run)
+        began = time.perf_counter()
+        catalogue, inventory, forecasts = load_catalogue(run)
+        prepare_seconds = round(time.perf_counter() - began, 2)
     except NoUsableProduct as exc:
         log.warning("orders skipped: %s", exc)
         report = {"status": "skipped", "reason": str(exc)}
@@ -140,7 +169,8 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
     if agent is not None and s.rl_register:
         registered, decision = _register(run, folder, costs)
     state = current_state(inventory)
-    recs = recommend(catalogue, state[["sku", "on_hand"]], tuned, agent, evaluation)
+    state = state.merge(latest_forecasts(forecasts), on="sku", how="left")
+    recs = recommend(catalogue, state[["sku", "on_hand", "forecast_mean", "forecast_upper"]], tuned, agent, evaluation)
     orders = state.merge(recs, on="sku", how="left")
     orders["reason"] = orders["reason"].fillna("") + "; open orders unknown to the source: taken as none"
     version = registered.version if registered is not None else None
@@ -159,6 +189,12 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
         "promotion": None if decision is None else asdict(decision),
         "rows_written": written,
         "mode": s.rl_mode,
+        "forecasts": {
+            "kind": s.rl_forecasts,
+            "origins": 0 if forecasts is None else len(forecasts),
+            "methods": {} if forecasts is None else forecasts["method"].value_counts().to_dict(),
+            "prepare_seconds": prepare_seconds,
+        },
     }
     run.save_json(run.layout.orders, report)
     progress("orders", 4, 4)

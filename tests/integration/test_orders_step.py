@@ -17,13 +17,15 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from rl_agent.agent import RLAgent
+from rl_agent.catalogue import recommend
 from rl_agent.features import OBS_NAMES
 from stockml.cli import app
 from stockml.connections import sqlite_conn_json
 from stockml.layout import HomeLayout
 from stockml.run import Run
 from stockml.settings import get_settings
-from stockml.steps.orders import orders_step, read_orders
+from stockml.steps import orders as orders_module
+from stockml.steps.orders import latest_forecasts, load_catalogue, orders_step, read_orders
 from training.registry.names import RL_AGENT_MODEL
 
 runner = CliRunner()
@@ -48,7 +50,7 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.mark.slow
-def test_run_recommends_orders_registers_the_agent_and_rerun_replaces(home):
+def test_run_recommends_orders_registers_the_agent_and_rerun_replaces(home, monkeypatch):
     out = runner.invoke(app, ["run", "--run-id", "r1", "--no-router", "--windows", "1"])
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())
@@ -88,8 +90,28 @@ def test_run_recommends_orders_registers_the_agent_and_rerun_replaces(home):
     served = mlflow.pyfunc.load_model(f"models:/{RL_AGENT_MODEL}/1").predict(obs)
     np.testing.assert_allclose(served["action"].to_numpy(), agent.act(obs.to_numpy()), rtol=1e-6)
 
+    # The agent's observation carries the rolling forecasts over every week, and the orders use the latest.
+    assert report["forecasts"]["kind"] == "rolling" and report["forecasts"]["origins"] > 0
+    catalogue, _, forecasts = load_catalogue(run)
+    demand = pd.read_parquet(layout.demand)
+    for sku, product in list(catalogue.products.items())[:3]:
+        weeks = pd.to_datetime(demand[demand["unique_id"] == sku].sort_values("ds")["ds"]).to_numpy()
+        made = forecasts[forecasts["unique_id"] == sku].set_index("ds")["yhat"]
+        assert product.train_forecast is not None and product.holdout_forecast is not None
+        # entry t of the catalogue's forecasts is the one made at the start of week t
+        np.testing.assert_allclose(product.train_forecast[0][8:20], made.loc[weeks[8:20]].to_numpy(), err_msg=sku)
+    states: list[pd.DataFrame] = []
+
+    def recording(catalogue, state, *args, **kwargs):
+        states.append(state)
+        return recommend(catalogue, state, *args, **kwargs)
+
+    monkeypatch.setattr(orders_module, "recommend", recording)
     # Re-running the task over the same data replaces its rows (one output key), never duplicates.
     again = orders_step(run)
+    latest = latest_forecasts(forecasts).set_index("sku")
+    given = states[0].set_index("sku").loc[latest.index]
+    np.testing.assert_allclose(given["forecast_mean"], latest["forecast_mean"])
     assert again["status"] == "written"
     rerun = read_orders(run)
     assert len(rerun) == len(orders) and rerun["sku"].is_unique

@@ -118,23 +118,27 @@ def test_anchoring_centres_the_action_on_the_tuned_base_stock_level(setup):
         assert target == pytest.approx(max(level, product.profile.mean)), sku
 
 
+def _terms(row: pd.Series):
+    from rl_agent.advice import ProductTerms
+
+    return ProductTerms(
+        unit_cost=float(row["unit_cost"]),
+        unit_price=float(row["unit_price"]),
+        lead_time=int(row["lead_time_weeks"]),
+        min_order_qty=float(row["min_order_qty"]),
+    )
+
+
 def test_the_service_path_orders_what_the_catalogue_path_orders(setup):
     """rl_agent.advice (what /recommend_order calls with a request's history and terms) builds the same
     problem and profile as the catalogue, centred on the SKU's tuned level as the registered
     ``classical.json`` gives it, so for a catalogue product's training weeks both order the same."""
-    from rl_agent.advice import ProductTerms, agent_advice
+    from rl_agent.advice import agent_advice
 
     catalogue, tuned, agent = setup
-    _, products, _, _ = demo_frames(12, 130, 5)
-    table = products.set_index("sku")
+    table = demo_frames(12, 130, 5)[1].set_index("sku")
     for sku, product in list(catalogue.products.items())[:4]:
-        row = table.loc[sku]
-        terms = ProductTerms(
-            unit_cost=float(row["unit_cost"]),
-            unit_price=float(row["unit_price"]),
-            lead_time=int(row["lead_time_weeks"]),
-            min_order_qty=float(row["min_order_qty"]),
-        )
+        terms = _terms(table.loc[sku])
         on_hand = float(round(product.profile.mean))
         level = tuned[sku]["base_stock"].parameters["level"]
         served = agent_advice(agent, product.train, on_hand, terms, level=level, with_cost=False).order_qty
@@ -142,3 +146,66 @@ def test_the_service_path_orders_what_the_catalogue_path_orders(setup):
         direct = recommend(catalogue, state, {sku: {**tuned[sku]}}, agent)
         assert direct["policy"].iloc[0] == "rl"
         assert served == direct["order_qty"].iloc[0], sku
+
+
+@pytest.fixture(scope="module")
+def forecast_setup(setup):
+    """The same catalogue with the rolling-origin forecasts the pipeline gives it, anchored as it trains."""
+    from training.forecasting.rolling import horizons_from_products, rolling_forecasts
+
+    weekly, products, patterns, _ = demo_frames(12, 130, 5)
+    forecasts = rolling_forecasts(weekly, horizons_from_products(products))
+    catalogue = prepare_catalogue(weekly, products, forecasts, patterns, config=CatalogueConfig(train_paths=4))
+    anchor_on_tuned(catalogue, setup[1])
+    return catalogue, forecasts, weekly, products
+
+
+def test_each_week_carries_the_forecast_made_at_its_origin_and_the_fallback_before_the_first(forecast_setup):
+    # Bug caught: forecasts shifted by a week against the demand (the env reads entry t at week t's decision).
+    from rl_agent.features import Z80
+
+    catalogue, forecasts, weekly, _ = forecast_setup
+    by_key = forecasts.set_index(["unique_id", "ds"])
+    for sku, product in catalogue.products.items():
+        weeks = weekly[weekly["unique_id"] == sku].sort_values("ds")["ds"].to_numpy()
+        mean = np.concatenate([product.train_forecast[0], product.holdout_forecast[0]])
+        upper = np.concatenate([product.train_forecast[1], product.holdout_forecast[1]])
+        made = [i for i, week in enumerate(weeks) if (sku, week) in by_key.index]
+        assert made and made[0] == 8 and len(product.train_forecast[0]) == len(product.train), sku
+        expected = by_key.loc[[(sku, weeks[i]) for i in made]]
+        np.testing.assert_allclose(mean[made], expected["yhat"].to_numpy(), err_msg=sku)
+        bound = expected["hi80"].to_numpy()
+        known = ~np.isnan(bound)
+        np.testing.assert_allclose(upper[made][known], np.maximum(bound, expected["yhat"].to_numpy())[known])
+        profile = product.profile
+        np.testing.assert_allclose(mean[:8], profile.mean)
+        np.testing.assert_allclose(upper[:8], profile.mean * (1 + Z80 * profile.cv))
+
+
+def test_the_service_observation_is_the_training_one_for_the_same_history_and_forecast(setup, forecast_setup):
+    """What /recommend_order's agent sees (rl_agent.advice, given the forecast as the service computes it)
+    is, value for value, what the training environment shows the agent at a week with that forecast."""
+    from agent_recorder import RecordingAgent
+
+    from rl_agent.advice import agent_advice
+    from rl_agent.env import BatchedInventory
+
+    recorder = RecordingAgent(setup[2])
+    seen = recorder.seen
+    catalogue, _, _, products = forecast_setup
+    table = products.set_index("sku")
+
+    for sku, product in list(catalogue.products.items())[:4]:
+        level = setup[1][sku]["base_stock"].parameters["level"]
+        for week in (3, 40, len(product.train) - 1):
+            sim = BatchedInventory([product.case()], np.zeros(1, dtype=int), episode_length=10)
+            sim.reset_rows(np.ones(1, dtype=bool))
+            sim.offset[:] = week
+            sim.state.pipeline[:] = 0.0
+            sim.state.on_hand[:] = on_hand = float(round(product.profile.mean * 2))
+            fmean, fupper = (float(f[week]) for f in product.train_forecast)
+            seen.clear()
+            agent_advice(recorder, product.train, on_hand, _terms(table.loc[sku]), level=level,
+                         with_cost=False, forecast_mean=fmean, forecast_upper=fupper)  # fmt: skip
+            np.testing.assert_allclose(seen[0][0], sim.observation()[0], rtol=1e-6, err_msg=f"{sku} week {week}")
+            assert seen[0][0][18] != 1.0 or week < 8  # a forecast, not the no-forecast value

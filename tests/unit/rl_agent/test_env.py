@@ -85,3 +85,40 @@ def test_bad_cases_get_clear_errors():
         history_case(np.ones(5), np.ones(4))
     with pytest.raises(ValueError, match="lead time"):
         ProductCase.poisson(SPEC.with_(lead_time=9), 5.0)
+
+
+def test_each_week_reads_the_forecast_made_for_it_never_a_later_one():
+    # Bug caught: averaging the per-origin entries of later weeks (made with demand the decision cannot know).
+    history = np.full(6, 4.0)
+    forecast = np.array([4.0, 8.0, 12.0, 16.0, 20.0, 24.0])  # entry t: made at the start of week t
+    case = ProductCase(SPEC, DemandProfile.of(history), history=history, forecast_mean=forecast,
+                       forecast_upper=forecast + 2.0)  # fmt: skip
+    env = InventoryEnv(case, episode_length=6, action_mode="quantity")
+    obs, _ = env.reset(seed=0, options={"offset": 2})
+    seen = [obs]
+    for _ in range(5):
+        seen.append(env.step(np.array([0.0], dtype=np.float32))[0])
+    weeks = (2 + np.arange(6)) % 6
+    np.testing.assert_allclose([o[18] for o in seen], forecast[weeks] / 4.0, rtol=1e-6)
+    np.testing.assert_allclose([o[19] for o in seen], np.full(6, 0.5), rtol=1e-6)
+
+
+def test_simulate_shows_the_policy_column_t_at_period_t():
+    from rl_agent.dynamics import BatchParams
+    from rl_agent.simulate import simulate
+
+    class Recorder:
+        name = "recorder"
+        seen: list = []  # noqa: RUF012 - a test double
+
+        def order(self, situation):
+            self.seen.append((situation.forecast_mean.copy(), situation.forecast_upper.copy()))
+            return np.zeros(situation.params.n)
+
+    params = BatchParams.from_specs([SPEC, SPEC])
+    fmean = np.arange(10.0).reshape(2, 5)
+    policy = Recorder()
+    simulate(policy, params, np.ones((2, 5)), forecast_mean=fmean, forecast_upper=fmean + 1)
+    for t, (mean, upper) in enumerate(policy.seen):
+        np.testing.assert_array_equal(mean, fmean[:, t])
+        np.testing.assert_array_equal(upper, fmean[:, t] + 1)

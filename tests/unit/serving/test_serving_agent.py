@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from agent_recorder import RecordingAgent
 from test_serving_engine import FakeModel, _engine, _items, _parse
 
 from rl_agent.advice import ProductTerms, agent_advice
@@ -45,15 +46,50 @@ def test_the_agent_is_centred_on_the_skus_tuned_level_when_the_registry_has_one(
     rec = _engine_with(tmp_path / "e", served).recommend_order(_parse(RecommendOrderRequest, {"items": [_item()]}))
     weekly = [h["y"] for h in _item()["history"]]
     terms = ProductTerms(unit_cost=2.0, unit_price=5.0, lead_time=2, min_order_qty=0.0)
-    centred = agent_advice(agent, weekly, 2.0, terms, level=40.0, with_cost=False).order_qty
+    forecast = _router_inputs(weekly)
+    centred = agent_advice(agent, weekly, 2.0, terms, level=40.0, with_cost=False, **forecast).order_qty
     assert rec.items[0].order_qty == centred
-    assert centred != agent_advice(agent, weekly, 2.0, terms, with_cost=False).order_qty
+    assert centred != agent_advice(agent, weekly, 2.0, terms, with_cost=False, **forecast).order_qty
 
 
-def _engine_with(tmp_path, served: ServedAgent):
-    engine = _engine(tmp_path, FakeModel())
+def _engine_with(tmp_path, served: ServedAgent, model: FakeModel | None = None):
+    engine = _engine(tmp_path, model or FakeModel())
     engine.agent = AgentLookup(lambda: served)
     return engine
+
+
+def _router_inputs(weekly: list[float]) -> dict[str, float]:
+    """The FakeModel's forecast (the history's mean every week, 80 % bound one above) as the agent reads it."""
+    mean = float(np.mean(weekly))
+    return {"forecast_mean": mean, "forecast_upper": mean + 1}
+
+
+class TripledModel(FakeModel):
+    """A router forecasting three times the history's mean, 80 % bound 6 above: far from the no-forecast values."""
+
+    def predict(self, history, horizon):
+        out = super().predict(history, horizon)
+        return out.assign(yhat=out["yhat"] * 3, hi80=out["yhat"] * 3 + 6)
+
+
+def test_the_agent_observes_the_routers_forecast_as_in_training(tmp_path, agent):
+    # Bug caught: the service asking the agent without the forecast it trained with (the no-forecast values).
+    recorder = RecordingAgent(agent)
+    seen = recorder.seen
+    pattern = _pattern(tmp_path)
+    served = ServedAgent(recorder, "7", {pattern: "rl"})
+    model = TripledModel()
+    rec = _engine_with(tmp_path / "e", served, model).recommend_order(
+        _parse(RecommendOrderRequest, {"items": [_item()]})
+    )
+    weekly = [h["y"] for h in _item()["history"]]
+    mean = float(np.mean(weekly))
+    assert seen[0][0][18] == pytest.approx(3.0, rel=1e-5)  # forecast mean over L + R weeks / mu
+    assert seen[0][0][19] == pytest.approx(6 / mean, rel=1e-5)  # next week's 80 % bound above it / mu
+    terms = ProductTerms(unit_cost=2.0, unit_price=5.0, lead_time=2, min_order_qty=0.0)
+    expected = agent_advice(agent, weekly, 2.0, terms, with_cost=False, forecast_mean=3 * mean,
+                            forecast_upper=3 * mean + 6)  # fmt: skip
+    assert rec.items[0].order_qty == expected.order_qty
 
 
 def _pattern(tmp_path) -> str:
@@ -71,7 +107,7 @@ def test_agent_answers_for_the_patterns_it_won(tmp_path, agent):
     assert "stockml-rl-agent v7" in rec.policy_reason and pattern in rec.policy_reason
     weekly = [h["y"] for h in _item()["history"]]
     terms = ProductTerms(unit_cost=2.0, unit_price=5.0, lead_time=2, min_order_qty=0.0)
-    assert rec.order_qty == agent_advice(agent, weekly, 2.0, terms, with_cost=False).order_qty
+    assert rec.order_qty == agent_advice(agent, weekly, 2.0, terms, with_cost=False, **_router_inputs(weekly)).order_qty
     assert rec.expected_cost_per_period is not None and rec.expected_cost_per_period > 0
 
 
