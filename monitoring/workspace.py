@@ -185,3 +185,26 @@ def snapshot_timestamps(ws_path: Path | str, kind: str) -> list[dt.datetime]:
     ws = open_workspace(ws_path)
     runs = [ws.get_run(project_id, s) for s in ws.list_runs(project_id)]
     return sorted(r.timestamp for r in runs if r is not None and kind in r.tags)
+
+
+def demand_drift_snapshot(reference: pd.DataFrame, current: pd.DataFrame) -> Snapshot:
+    """Evidently's DataDriftPreset on weekly demand rows (``y`` and whether the week sold at all).
+
+    The first drift report of a fresh installation (``stockml dashboards seed``): the recent weeks of
+    published demand against the champion's training window. The monitoring step's own drift engine
+    (``monitoring.drift``) supersedes it once monitoring runs; both store through
+    :func:`add_drift_snapshot`."""
+    from evidently import DataDefinition, Dataset
+    from evidently.presets import DataDriftPreset
+
+    def frame(demand: pd.DataFrame) -> Dataset:
+        rows = pd.DataFrame({"y": demand["y"].astype(float), "sold": (demand["y"] > 0).map({True: "yes", False: "no"})})
+        return Dataset.from_pandas(
+            rows, data_definition=DataDefinition(numerical_columns=["y"], categorical_columns=["sold"])
+        )
+
+    if reference.empty or current.empty:
+        raise ValueError(
+            f"drift needs demand on both sides: {len(reference)} reference rows, {len(current)} current rows"
+        )
+    return Report([DataDriftPreset()]).run(reference_data=frame(reference), current_data=frame(current))
