@@ -25,7 +25,9 @@ def patterns_of(demand: pd.DataFrame) -> pd.Series:
     return demand_patterns(stats["adi"], stats["cv2"])
 
 
-def error_by_pattern(errors: pd.DataFrame, patterns: pd.Series, method: str = METHOD) -> dict[pd.Timestamp, pd.DataFrame]:
+def error_by_pattern(
+    errors: pd.DataFrame, patterns: pd.Series, method: str = METHOD
+) -> dict[pd.Timestamp, pd.DataFrame]:
     """Per backtest cutoff, ``method``'s mean MASE and MAE per demand pattern (columns pattern, mase, mae)."""
     e = errors[errors["method"] == method].assign(pattern=lambda d: d["unique_id"].map(patterns))
     out = {}
