@@ -187,6 +187,27 @@ def snapshot_timestamps(ws_path: Path | str, kind: str) -> list[dt.datetime]:
     return sorted(r.timestamp for r in runs if r is not None and kind in r.tags)
 
 
+def metric_series(ws_path: Path | str, kind: str) -> pd.DataFrame:
+    """What the panels plot, as a frame: ``ds``, ``name``, ``value`` per value of each ``kind`` snapshot.
+
+    ``name`` is the value's column (``mase_smooth``, ``share_champion``) or, for the drift count,
+    ``drift_share``; the weekly report reads its drift and accuracy history from here."""
+    project_id = ensure_project(ws_path)
+    ws = open_workspace(ws_path)
+    rows = []
+    for snapshot_id in ws.list_runs(project_id):
+        run = ws.get_run(project_id, snapshot_id)
+        if run is None or kind not in run.tags:
+            continue
+        for result in run.metric_results.values():
+            params = result.metric_value_location.metric.params
+            if params["type"].endswith(":MeanValue"):
+                rows.append((run.timestamp, params["column"], float(result.value)))
+            elif params["type"].endswith(":DriftedColumnsCount"):
+                rows.append((run.timestamp, "drift_share", float(result.share.value)))
+    return pd.DataFrame(rows, columns=["ds", "name", "value"]).sort_values(["ds", "name"], ignore_index=True)
+
+
 def demand_drift_snapshot(reference: pd.DataFrame, current: pd.DataFrame) -> Snapshot:
     """Evidently's DataDriftPreset on weekly demand rows (``y`` and whether the week sold at all).
 
