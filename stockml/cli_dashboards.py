@@ -73,8 +73,11 @@ def report_weekly(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
 ) -> None:
     """The weekly HTML report (accuracy, drift, bandit, agent costs) in <home>/reports, logged to MLflow."""
+    import logging
+
     from stockml.steps.weekly_report import weekly_report_step
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its migrations' INFO lines are not news here
     out = weekly_report_step(get_settings(source_conn_id=source), date, weeks)
     console.print(f"weekly report: {out.path} (MLflow run {out.run_id} in experiment {out.experiment})")
 
