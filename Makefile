@@ -42,7 +42,7 @@ $(STAMP): requirements.lock pyproject.toml
 # MLflow registration and promotion, forecasts), a summary, and the Airflow UI left running.
 run: install
 	$(BIN)/stockml demo-data --skus $(SKUS) --weeks $(WEEKS) --seed $(SEED)
-	$(MAKE) --no-print-directory mlflow-up pipeline airflow-up serve-up dashboards-up summary
+	$(MAKE) --no-print-directory mlflow-up pipeline airflow-up serve-up dashboards-up report-weekly summary
 
 # `mlflow server` in the background (kept when it already answers /health; `make mlflow-down` stops it).
 mlflow-up: install

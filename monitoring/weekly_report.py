@@ -164,9 +164,9 @@ def render(frames: WeeklyFrames, start: dt.date, end: dt.date, generated: dt.dat
     }
     body = []
     for key, (heading, parts) in sections.items():
-        body.append(f'<h2 id="{key}">{html.escape(heading)}</h2>')
+        body.append(f'<h2 id="{key}">{html.escape(heading, quote=False)}</h2>')
         if key in frames.notes:
-            body.append(f'<p class="note">{html.escape(frames.notes[key])}</p>')
+            body.append(f'<p class="note">{html.escape(frames.notes[key], quote=False)}</p>')
         body.extend(parts)
     plotlyjs = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     return PAGE.format(
