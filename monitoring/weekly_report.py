@@ -26,6 +26,7 @@ DRIFT_COLUMNS = ("ds", "drift_share")
 TRAFFIC_COLUMNS = ("ds", "alias", "requests")
 DECISION_COLUMNS = ("created_at", "action", "champion_version", "challenger_version", "p_better")
 COST_COLUMNS = ("cutoff_week", "policy", "expected_cost_per_period")
+EVALUATION_COLUMNS = ("pattern", "policy", "cost_per_period")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class WeeklyFrames:
     - ``traffic``: ``ds``, ``alias``, ``requests``: forecast requests per alias and week.
     - ``decisions``: the bandit's decisions (``serving_bandit_decisions``).
     - ``costs``: ``cutoff_week``, ``policy``, ``expected_cost_per_period`` per SKU (``stock_orders``).
+    - ``evaluation``: ``pattern``, ``policy``, ``cost_per_period`` per SKU and policy: every policy
+      (the agent's included) simulated on the held-out year (the orders step's policy evaluation).
     """
 
     accuracy: pd.DataFrame
@@ -44,6 +47,7 @@ class WeeklyFrames:
     traffic: pd.DataFrame
     decisions: pd.DataFrame
     costs: pd.DataFrame
+    evaluation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(EVALUATION_COLUMNS)))
     notes: dict[str, str] = field(default_factory=dict)  # per section: where its data came from
 
     def __post_init__(self) -> None:
@@ -53,6 +57,7 @@ class WeeklyFrames:
             ("traffic", TRAFFIC_COLUMNS),
             ("decisions", DECISION_COLUMNS),
             ("costs", COST_COLUMNS),
+            ("evaluation", EVALUATION_COLUMNS),
         ):
             frame = getattr(self, name)
             missing = [c for c in columns if c not in frame.columns]
@@ -87,12 +92,13 @@ def accuracy_section(accuracy: pd.DataFrame) -> list[str]:
     return [_figure(bar), _figure(line)]
 
 
-def drift_section(drift: pd.DataFrame) -> list[str]:
+def drift_section(drift: pd.DataFrame, start: dt.date, end: dt.date) -> list[str]:
     if drift.empty:
         return [_nothing("drift reports")]
     d = drift.assign(ds=pd.to_datetime(drift["ds"])).sort_values("ds")
     fig = px.line(d, x="ds", y="drift_share", markers=True, title="Share of drifted columns over time")
-    fig.update_yaxes(range=[0, 1.05])
+    fig.update_yaxes(range=[-0.02, 1.05])
+    fig.update_xaxes(range=[pd.Timestamp(start) - pd.Timedelta(days=3), pd.Timestamp(end) + pd.Timedelta(days=3)])
     return [_figure(fig)]
 
 
@@ -124,24 +130,39 @@ def bandit_section(traffic: pd.DataFrame, decisions: pd.DataFrame) -> list[str]:
     return parts
 
 
-def costs_section(costs: pd.DataFrame) -> list[str]:
+def costs_section(costs: pd.DataFrame, evaluation: pd.DataFrame) -> list[str]:
+    parts = []
     c = costs.dropna(subset=["policy", "expected_cost_per_period"])
     if c.empty:
-        return [_nothing("order recommendations")]
-    per = c.groupby(["cutoff_week", "policy"], as_index=False).agg(
-        cost=("expected_cost_per_period", "sum"), skus=("expected_cost_per_period", "size")
-    )
-    fig = px.bar(
-        per,
-        x="cutoff_week",
-        y="cost",
-        color="policy",
-        barmode="group",
-        hover_data=["skus"],
-        title="Expected cost per week of the recommended orders, by policy (sum over its SKUs)",
-    )
-    fig.update_xaxes(type="category")
-    return [_figure(fig)]
+        parts.append(_nothing("order recommendations"))
+    else:
+        per = c.groupby(["cutoff_week", "policy"], as_index=False).agg(
+            cost=("expected_cost_per_period", "sum"), skus=("expected_cost_per_period", "size")
+        )
+        fig = px.bar(
+            per,
+            x="cutoff_week",
+            y="cost",
+            color="policy",
+            barmode="group",
+            hover_data=["skus"],
+            title="Expected cost per week of the recommended orders, by the policy chosen (sum over its SKUs)",
+        )
+        fig.update_xaxes(type="category")
+        parts.append(_figure(fig))
+    e = evaluation.dropna(subset=["cost_per_period"])
+    if not e.empty:
+        per = e.groupby(["pattern", "policy"], as_index=False)["cost_per_period"].mean()
+        fig = px.bar(
+            per,
+            x="pattern",
+            y="cost_per_period",
+            color="policy",
+            barmode="group",
+            title="Cost per week on the held-out year, every policy on every SKU (mean per SKU)",
+        )
+        parts.append(_figure(fig))
+    return parts
 
 
 PAGE = """<!doctype html>
@@ -158,9 +179,12 @@ def render(frames: WeeklyFrames, start: dt.date, end: dt.date, generated: dt.dat
     """The report as one HTML page (plotly.js inline: opens offline)."""
     sections = {
         "accuracy": ("Forecast accuracy", accuracy_section(frames.accuracy)),
-        "drift": ("Drift", drift_section(frames.drift)),
+        "drift": ("Drift", drift_section(frames.drift, start, end)),
         "bandit": ("The champion/challenger bandit", bandit_section(frames.traffic, frames.decisions)),
-        "costs": ("Orders: the agent's and the classical policies' costs", costs_section(frames.costs)),
+        "costs": (
+            "Orders: the agent's and the classical policies' costs",
+            costs_section(frames.costs, frames.evaluation),
+        ),
     }
     body = []
     for key, (heading, parts) in sections.items():

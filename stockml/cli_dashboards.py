@@ -75,6 +75,8 @@ def report_weekly(
     """The weekly HTML report (accuracy, drift, bandit, agent costs) in <home>/reports, logged to MLflow."""
     import logging
 
+    import mlflow  # noqa: F401  (imported first: mlflow sets its loggers' levels when it is imported)
+
     from stockml.steps.weekly_report import weekly_report_step
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its migrations' INFO lines are not news here

@@ -8,7 +8,8 @@ Where each section's data comes from:
   and demand pattern), and the report says so.
 - the bandit: ``serving_forecasts`` (requests per alias and week) and ``serving_bandit_decisions``
   in the service's outcome store (``STOCKML_SERVING__DB_URL``, default ``<home>/serving.db``).
-- costs: ``stock_orders`` in the source database (every data cut-off's recommendations per policy).
+- costs: ``stock_orders`` in the source database (every data cut-off's recommendations per policy),
+  and the served run's held-out evaluation of every policy (``policy_evaluation.csv``).
 
 The file is ``<reports>/weekly-<date>.html``; the MLflow run (experiment ``stockml-monitoring``) is
 tagged with the date, so a rerun for the same date overwrites that run's artifact instead of adding a run.
@@ -24,7 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring import workspace
-from monitoring.weekly_report import COST_COLUMNS, DECISION_COLUMNS, WeeklyFrames, render
+from monitoring.weekly_report import COST_COLUMNS, DECISION_COLUMNS, EVALUATION_COLUMNS, WeeklyFrames, render
 from stockml.layout import read_pointer
 from stockml.settings import Settings
 
@@ -121,6 +122,14 @@ def order_costs(s: Settings) -> pd.DataFrame:
     return read_output(hook, "stock_orders", schema=s.source_schema)
 
 
+def policy_evaluation(s: Settings) -> pd.DataFrame:
+    """The served run's held-out evaluation of every order policy per SKU (the orders step's CSV), or none."""
+    served = read_pointer(s.layout.latest_forecasts)
+    if served is None or not served.policy_evaluation.exists():
+        return pd.DataFrame(columns=list(EVALUATION_COLUMNS))
+    return pd.read_csv(served.policy_evaluation)
+
+
 def gather(s: Settings, start: dt.date, end: dt.date) -> WeeklyFrames:
     """The report's frames over [start, end] (costs: every cut-off, they are few)."""
     accuracy, drift = workspace_frames(s.workspace_dir)
@@ -140,6 +149,7 @@ def gather(s: Settings, start: dt.date, end: dt.date) -> WeeklyFrames:
         traffic=_in_window(traffic, "ds", start, end),
         decisions=_in_window(decisions, "created_at", start, end),
         costs=order_costs(s),
+        evaluation=policy_evaluation(s),
         notes=notes,
     )
 

@@ -156,7 +156,7 @@ def test_report_weekly_writes_the_page_and_logs_one_run_per_date(home, router_da
     page = page_path.read_text()
     assert "Live forecast error per demand pattern from the monitoring runs" in page
     charts = _charts(page)
-    assert len(charts) == 6
+    assert len(charts) == 6  # no served run here: no held-out policy evaluation chart
     # accuracy over time: a line per pattern of the catalogue, a point per monitoring date
     over_time = {t["name"]: t["x"] for t in charts[1]}
     assert set(over_time) == set(patterns_of(router_data["demand"]))

@@ -40,6 +40,13 @@ def _frames(**overrides: pd.DataFrame) -> WeeklyFrames:
                 "expected_cost_per_period": [3.0, 1.0, 1.5],
             }
         ),
+        "evaluation": pd.DataFrame(
+            {
+                "pattern": ["smooth", "smooth", "smooth", "smooth"],
+                "policy": ["base_stock", "base_stock", "rl_agent", "rl_agent"],
+                "cost_per_period": [4.0, 6.0, 3.0, 4.0],
+            }
+        ),
     }
     return WeeklyFrames(**{**frames, **overrides})
 
@@ -51,14 +58,15 @@ def _plots(page: str) -> list[str]:
 
 def test_every_section_has_its_charts_and_the_page_works_offline():
     page = render(_frames(), START, END)
-    assert len(_plots(page)) == 6  # accuracy bar + line, drift, bandit traffic + decisions, costs
+    assert len(_plots(page)) == 7  # accuracy bar + line, drift, bandit traffic + decisions, costs + evaluation
     for title in (
         "MASE by demand pattern, week of 2026-10-19",
         "MASE by demand pattern over time",
         "Share of drifted columns over time",
         "Share of forecast requests per alias",
         "Bandit decisions",
-        "Expected cost per week of the recommended orders, by policy",
+        "Expected cost per week of the recommended orders, by the policy chosen",
+        "Cost per week on the held-out year, every policy on every SKU",
     ):
         assert title in page
     assert "No " not in re.sub(r"<script.*?</script>", "", page, flags=re.S)  # no section is empty
@@ -75,6 +83,8 @@ def test_the_charts_carry_the_frames_values():
     # the costs chart sums a policy's SKUs: rl_agent 1.0 + 1.5
     costs = {t["name"]: t["y"] for t in charts[5]}
     assert costs == {"base_stock": [3.0], "rl_agent": [2.5]}
+    # the held-out evaluation: mean cost per SKU of each policy
+    assert {t["name"]: t["y"] for t in charts[6]} == {"base_stock": [5.0], "rl_agent": [3.5]}
     # the traffic chart plots shares per week: 1/10, 2/10, 5/10 for the challenger
     traffic = {t["name"]: t["y"] for t in charts[3]}
     assert traffic["challenger"] == pytest.approx([0.1, 0.2, 0.5])
@@ -86,7 +96,7 @@ def test_an_empty_frame_says_so_instead_of_an_empty_chart():
     empty = pd.DataFrame(columns=["cutoff_week", "policy", "expected_cost_per_period"])
     page = render(_frames(costs=empty), START, END)
     assert "No order recommendations yet." in page
-    assert len(_plots(page)) == 5
+    assert len(_plots(page)) == 6
 
 
 def test_a_frame_without_its_columns_is_a_clear_error():
