@@ -146,3 +146,50 @@ def seed_drift(s: Settings, timestamp: dt.datetime | None = None) -> SeedResult:
         (f"{current['ds'].min():%Y-%m-%d}", f"{current['ds'].max():%Y-%m-%d}"),
         float(share),
     )
+
+
+# -- what a monitoring run hands to the dashboards ----------------------------------------------------
+
+
+def quality_by_pattern(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """``pattern, mase, mae`` of the model version that was scored most (the one mostly in service)
+    from per-(model version, pattern) quality rows (the monitoring step's ``by_pattern`` records)."""
+    rows = pd.DataFrame(records)
+    if rows.empty:
+        return pd.DataFrame(columns=["pattern", "mase", "mae"])
+    if "model_version" in rows and "points" in rows:
+        main = rows.groupby("model_version")["points"].sum().idxmax()
+        rows = rows[rows["model_version"] == main]
+    return rows.dropna(subset=["pattern"])[["pattern", "mase", "mae"]]
+
+
+def bandit_split(s: Settings, when: dt.datetime, days: int = 7) -> dict[str, int]:
+    """Forecast requests per alias in the ``days`` before ``when`` (the service's outcome store)."""
+    from stockml.steps.weekly_report import bandit_frames, serving_url
+
+    traffic, _ = bandit_frames(serving_url(s), daily=True)
+    if traffic.empty:
+        return {}
+    end = pd.Timestamp(when).tz_localize(None) if pd.Timestamp(when).tzinfo else pd.Timestamp(when)
+    recent = traffic[(traffic["ds"] > end - pd.Timedelta(days=days)) & (traffic["ds"] <= end)]
+    return {str(a): int(n) for a, n in recent.groupby("alias")["requests"].sum().items() if a in ws.ALIASES}
+
+
+def publish_monitoring(
+    s: Settings, when: dt.datetime, quality_records: list[dict] | pd.DataFrame, drift_snapshot=None
+) -> dict[str, str]:
+    """Store a monitoring run's snapshots in the workspace at ``when``: forecast error by pattern,
+    the bandit's split over the last week and, when given, the Evidently data-drift snapshot.
+
+    What was not available (no scored forecasts, no traffic) is skipped, not stored as zeros; the
+    ids of what was stored, by kind."""
+    stored = {}
+    per_pattern = quality_by_pattern(quality_records)
+    if not per_pattern.empty:
+        stored[ws.KIND_QUALITY] = ws.add_quality_snapshot(s.workspace_dir, per_pattern, when)
+    split = bandit_split(s, when)
+    if sum(split.values()) > 0:
+        stored[ws.KIND_BANDIT] = ws.add_bandit_snapshot(s.workspace_dir, split, when)
+    if drift_snapshot is not None:
+        stored[ws.KIND_DRIFT] = ws.add_drift_snapshot(s.workspace_dir, drift_snapshot, when)
+    return stored

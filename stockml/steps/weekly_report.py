@@ -94,8 +94,8 @@ def serving_url(s: Settings) -> str:
     return s.serving.db_url or f"sqlite:///{(s.home / 'serving.db').expanduser().resolve()}"
 
 
-def bandit_frames(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(requests per alias and week, decisions) from the service's outcome store."""
+def bandit_frames(url: str, daily: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(requests per alias and week, or day with ``daily``; decisions) from the service's outcome store."""
     engine = sa.create_engine(url)
     try:
         served = _table(engine, "serving_forecasts", ["alias", "created_at"])
@@ -104,9 +104,12 @@ def bandit_frames(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         engine.dispose()
     if served.empty:
         return pd.DataFrame(columns=["ds", "alias", "requests"]), decisions
-    week = pd.to_datetime(served["created_at"], utc=True).dt.tz_localize(None).dt.to_period("W-SUN").dt.start_time
+    at = pd.to_datetime(served["created_at"], utc=True).dt.tz_localize(None)
     traffic = (
-        served.assign(ds=week).groupby(["ds", "alias"], as_index=False).size().rename(columns={"size": "requests"})
+        served.assign(ds=at.dt.normalize() if daily else at.dt.to_period("W-SUN").dt.start_time)
+        .groupby(["ds", "alias"], as_index=False)
+        .size()
+        .rename(columns={"size": "requests"})
     )
     return traffic, decisions
 

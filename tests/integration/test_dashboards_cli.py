@@ -190,3 +190,32 @@ def test_report_weekly_on_a_bad_date_is_a_clear_error(home):
     assert result.exit_code == 2
     assert "--date 'next tuesday' is not a date; use YYYY-MM-DD" in _text(result)
     assert "Traceback" not in result.output
+
+
+def test_a_monitoring_run_hands_its_checks_to_the_workspace(home):
+    """What the monitoring step passes (its per-(version, pattern) quality rows, the drift snapshot)
+    and what the outcome store holds become the day's snapshots; a rerun of the day replaces them."""
+    from stockml.dashboards import publish_monitoring
+
+    _outcomes(home)  # the week before 2026-11-12 holds 5 champion and 5 challenger requests
+    by_pattern = [
+        {"model_version": "stockml-router/v1", "pattern": "smooth", "mase": 0.9, "mae": 2.0, "points": 120},
+        {"model_version": "stockml-router/v1", "pattern": "lumpy", "mase": 1.4, "mae": 1.0, "points": 80},
+        {"model_version": "stockml-router/v2", "pattern": "smooth", "mase": 0.5, "mae": 1.0, "points": 10},
+    ]
+    rng = pd.Series(range(200), dtype=float)
+    drift = ws.demand_drift_snapshot(pd.DataFrame({"y": rng % 3}), pd.DataFrame({"y": rng % 7 + 5}))
+    when = dt.datetime(2026, 11, 12)
+    s = get_settings()
+    for _ in range(2):
+        stored = publish_monitoring(s, when, by_pattern, drift)
+        assert set(stored) == {ws.KIND_QUALITY, ws.KIND_BANDIT, ws.KIND_DRIFT}
+    quality = ws.metric_series(s.workspace_dir, ws.KIND_QUALITY).set_index("name")["value"]
+    assert quality.to_dict() == pytest.approx(
+        {"mae_lumpy": 1.0, "mae_smooth": 2.0, "mase_lumpy": 1.4, "mase_smooth": 0.9}
+    )
+    bandit = ws.metric_series(s.workspace_dir, ws.KIND_BANDIT).set_index("name")["value"]
+    assert bandit.to_dict() == pytest.approx({"share_champion": 0.5, "share_challenger": 0.5})
+    assert ws.snapshot_timestamps(s.workspace_dir, ws.KIND_DRIFT) == [when]
+    # nothing scored and no traffic that week: nothing stored rather than zeros
+    assert publish_monitoring(s, dt.datetime(2026, 6, 1), [], None) == {}
