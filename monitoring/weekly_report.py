@@ -130,6 +130,13 @@ def bandit_section(traffic: pd.DataFrame, decisions: pd.DataFrame) -> list[str]:
     return parts
 
 
+def _by_policy(frame: pd.DataFrame, x: str, y: str, title: str, **kwargs) -> str:
+    """Bars of ``y`` per ``x``, one colour per policy side by side."""
+    fig = px.bar(frame, x=x, y=y, color="policy", barmode="group", title=title, **kwargs)
+    fig.update_xaxes(type="category")
+    return _figure(fig)
+
+
 def costs_section(costs: pd.DataFrame, evaluation: pd.DataFrame) -> list[str]:
     parts = []
     c = costs.dropna(subset=["policy", "expected_cost_per_period"])
@@ -139,29 +146,13 @@ def costs_section(costs: pd.DataFrame, evaluation: pd.DataFrame) -> list[str]:
         per = c.groupby(["cutoff_week", "policy"], as_index=False).agg(
             cost=("expected_cost_per_period", "sum"), skus=("expected_cost_per_period", "size")
         )
-        fig = px.bar(
-            per,
-            x="cutoff_week",
-            y="cost",
-            color="policy",
-            barmode="group",
-            hover_data=["skus"],
-            title="Expected cost per week of the recommended orders, by the policy chosen (sum over its SKUs)",
-        )
-        fig.update_xaxes(type="category")
-        parts.append(_figure(fig))
+        title = "Expected cost per week of the recommended orders, by the policy chosen (sum over its SKUs)"
+        parts.append(_by_policy(per, "cutoff_week", "cost", title, hover_data=["skus"]))
     e = evaluation.dropna(subset=["cost_per_period"])
     if not e.empty:
         per = e.groupby(["pattern", "policy"], as_index=False)["cost_per_period"].mean()
-        fig = px.bar(
-            per,
-            x="pattern",
-            y="cost_per_period",
-            color="policy",
-            barmode="group",
-            title="Cost per week on the held-out year, every policy on every SKU (mean per SKU)",
-        )
-        parts.append(_figure(fig))
+        title = "Cost per week on the held-out year, every policy on every SKU (mean per SKU)"
+        parts.append(_by_policy(per, "pattern", "cost_per_period", title))
     return parts
 
 
