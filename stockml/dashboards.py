@@ -44,6 +44,15 @@ def ui_is_up(url: str) -> bool:
         return False
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port``."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
+
+
 @dataclass(frozen=True)
 class Background:
     """Where a background UI keeps its pid and its log."""
@@ -56,6 +65,8 @@ def start_background(workspace: Path, host: str, port: int, files: Background) -
     """Start the UI in its own session, wait until it answers, write its pid; the pid.
 
     Raises with the log's tail when it exits or does not answer within ``START_TIMEOUT_S``."""
+    if port_taken(host, port):
+        raise ValueError(f"port {port} on {host} is taken by another program: set STOCKML_DASHBOARDS_PORT")
     ws.ensure_project(workspace)  # the project and its panels exist before the first look
     files.log_file.parent.mkdir(parents=True, exist_ok=True)
     with files.log_file.open("a") as log:

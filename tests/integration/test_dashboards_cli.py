@@ -96,6 +96,19 @@ def test_background_ui_starts_answers_and_stops(home, monkeypatch):
     assert not (home / "dashboards.pid").exists()
 
 
+def test_background_ui_on_a_taken_port_says_which_setting_to_change(home, monkeypatch):
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        monkeypatch.setenv("STOCKML_DASHBOARDS_PORT", str(other.getsockname()[1]))
+        result = runner.invoke(app, ["dashboards", "--background"])
+    assert result.exit_code == 2
+    assert "is taken by another program: set STOCKML_DASHBOARDS_PORT" in _text(result)
+    assert not (home / "dashboards.pid").exists()
+
+
 def _outcomes(home) -> None:
     """Requests per alias over three weeks and one promotion, in the service's own tables."""
     engine = sa.create_engine(f"sqlite:///{home / 'serving.db'}")
