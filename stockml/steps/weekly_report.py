@@ -161,16 +161,15 @@ def log_to_mlflow(s: Settings, path: Path, end: dt.date) -> str:
     """Log the report as an artifact of the ``monitoring_experiment`` run tagged with its date; the run id."""
     import mlflow
 
-    from stockml.steps.registry import configure_mlflow
+    from training.registry.mlflow_registry import configure
 
-    configure_mlflow(s)
-    experiment = mlflow.set_experiment(s.monitoring_experiment)
+    s.home.mkdir(parents=True, exist_ok=True)
+    # (configure: with the embedded store, artifacts go under <home>, not into a ./mlruns of the cwd)
+    experiment_id = configure(s.tracking_uri, s.monitoring_experiment, s.artifact_root)
     date = f"{end:%Y-%m-%d}"
-    found = mlflow.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{REPORT_TAG}` = '{date}'", output_format="list"
-    )
+    found = mlflow.search_runs([experiment_id], filter_string=f"tags.`{REPORT_TAG}` = '{date}'", output_format="list")
     run_kwargs = {"run_id": found[0].info.run_id} if found else {"run_name": f"weekly-{date}"}
-    with mlflow.start_run(experiment_id=experiment.experiment_id, **run_kwargs) as run:
+    with mlflow.start_run(experiment_id=experiment_id, **run_kwargs) as run:
         mlflow.set_tag(REPORT_TAG, date)
         mlflow.log_artifact(str(path), artifact_path="weekly_report")
         return run.info.run_id

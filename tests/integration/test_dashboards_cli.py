@@ -188,6 +188,7 @@ def test_report_weekly_writes_the_page_and_logs_one_run_per_date(home, router_da
     mlflow.set_tracking_uri(s.tracking_uri)
     experiment = mlflow.get_experiment_by_name("stockml-monitoring")
     [run] = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    assert run.info.artifact_uri.startswith(s.artifact_root.as_uri())  # under <home>, not ./mlruns
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "weekly_report")] == [
         f"weekly_report/weekly-{DATE}.html"
     ]
