@@ -574,6 +574,12 @@ def settings_reference(
     console.print(t)
 
 
+# ops dashboards (Evidently UI) and the weekly report: stockml/cli_dashboards.py
+from stockml.cli_dashboards import add_commands  # noqa: E402
+
+add_commands(app, _guard)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -173,6 +173,23 @@ class Settings(BaseSettings):
     promotion_tolerance: float = Field(
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
     )
+    # -- dashboards for ops (Evidently UI) and the weekly report
+    evidently_workspace: Path | None = Field(
+        default=None,
+        description="Evidently workspace folder holding the stockml project's snapshots (default: <home>/evidently).",
+    )
+    dashboards_host: str = Field(
+        default="127.0.0.1", description="Address the Evidently UI (`stockml dashboards`) binds."
+    )
+    dashboards_port: int = Field(
+        default=8001, ge=1, le=65535, description="Port of the Evidently UI (8000 is Evidently's own default)."
+    )
+    reports_dir: Path | None = Field(
+        default=None, description="Folder of the weekly HTML reports (default: <home>/reports)."
+    )
+    monitoring_experiment: str = Field(
+        default="stockml-monitoring", description="MLflow experiment the weekly report is logged to."
+    )
     serving: ServingSettings = Field(
         default_factory=ServingSettings, description="The HTTP service (STOCKML_SERVING__*)."
     )
@@ -207,6 +224,16 @@ class Settings(BaseSettings):
     @property
     def ground_truth_path(self) -> Path:
         return self.layout.ground_truth
+
+    @property
+    def workspace_dir(self) -> Path:
+        """The Evidently workspace folder (``evidently_workspace`` or ``<home>/evidently``)."""
+        return self.evidently_workspace or self.home / "evidently"
+
+    @property
+    def reports_path(self) -> Path:
+        """The weekly reports' folder (``reports_dir`` or ``<home>/reports``)."""
+        return self.reports_dir or self.home / "reports"
 
     @property
     def layout(self) -> HomeLayout:

@@ -25,7 +25,7 @@ from training.data.demo import generate_catalogue
 from training.data.store import read_output, write_source_tables
 
 REPO = Path(__file__).resolve().parents[2]
-DAG_IDS = {"stock_ingest", "stock_training", "stock_monitoring", "stock_maintenance"}
+DAG_IDS = {"stock_ingest", "stock_training", "stock_monitoring", "stock_maintenance", "stock_reports"}
 FAST = FAST_TRAINING
 
 
@@ -45,6 +45,7 @@ def test_every_dag_imports_with_tags_owner_and_schedule(dagbag):
     assert dagbag.dags["stock_ingest"].timetable.expression == "0 0 * * *"  # @daily
     assert dagbag.dags["stock_monitoring"].timetable.expression == "0 0 * * *"
     assert dagbag.dags["stock_maintenance"].timetable.expression == "0 2 * * *"
+    assert dagbag.dags["stock_reports"].timetable.expression == "0 6 * * 1"  # Mondays
     training = dagbag.dags["stock_training"].timetable  # on the Asset, or Sunday 03:00 UTC
     assert training.timetable.expression == "0 3 * * 0"
     assert "stockml_weekly_demand" in str(training.asset_condition)
@@ -170,6 +171,10 @@ def test_ingest_training_monitoring_maintenance_on_sqlite(dagbag, airflow_db, tm
     assert mon.state == "success"
     maint = _test(dagbag, "stock_maintenance", 24)
     assert maint.state == "success"
+    reports = _test(dagbag, "stock_reports", 23)  # a Monday: the week ending Sunday 2026-11-22
+    assert reports.state == "success"
+    page = (tmp_path / "home" / "reports" / "weekly-2026-11-22.html").read_text()
+    assert "the served run's backtest" in page and "No order recommendations yet." not in page
 
 
 def test_source_without_valid_rows_fails_clearly(dagbag, airflow_db, tmp_path, monkeypatch):
