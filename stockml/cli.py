@@ -574,6 +574,11 @@ def settings_reference(
     console.print(t)
 
 
+from stockml.cli_monitor import monitor  # noqa: E402
+
+app.command("monitor")(_guard(monitor))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -29,7 +29,7 @@ from monitoring.serving_health import serving_health
 from stockml.connections import ensure_default_source, get_hook
 from stockml.layout import read_pointer
 from stockml.settings import Settings
-from training.data.store import OutputKey, latest_output, read_output, write_output
+from training.data.store import OutputKey, latest_key, latest_output, read_output, write_output
 
 log = logging.getLogger("stockml.monitoring")
 
@@ -105,6 +105,9 @@ def _as_utc(value: dt.datetime | str | None) -> dt.datetime:
 
 
 def _table(hook: Any, table: str, schema: str | None) -> pd.DataFrame:
+    """Every row of an output table; empty when no run wrote it yet (the table may not exist)."""
+    if latest_key(hook, table, schema) is None:
+        return pd.DataFrame()
     return read_output(hook, table, None, schema)
 
 
@@ -265,7 +268,7 @@ def _serving(s: Settings) -> dict[str, Any]:
 
 
 def _history(hook: Any, schema: str | None, pipeline: str) -> pd.DataFrame:
-    rows = read_output(hook, "stock_monitoring", None, schema)
+    rows = _table(hook, "stock_monitoring", schema)
     return rows[rows["pipeline"] == pipeline] if not rows.empty else rows
 
 

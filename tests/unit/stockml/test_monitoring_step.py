@@ -1,0 +1,79 @@
+"""stockml.steps.monitoring: the debounce, the Asset event's extra, the alerts, and the CLI on an empty home."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from stockml.cli import app
+from stockml.steps.monitoring import build_alerts, debounced, event_extra
+
+DAY = dt.datetime(2026, 11, 14, tzinfo=dt.UTC)
+
+
+def _history(*days_due: tuple[str, str, bool]) -> pd.DataFrame:
+    return pd.DataFrame([{"check_name": c, "due": due, "logical_date": pd.Timestamp(d)} for d, c, due in days_due])
+
+
+def test_a_reason_due_within_the_window_is_debounced():
+    history = _history(("2026-11-12", "degradation", True), ("2026-11-13", "drift", False))
+    assert debounced(history, "degradation", DAY, hours=72)  # 48 h ago
+    assert not debounced(history, "degradation", DAY, hours=24)  # outside a 24 h window
+    assert not debounced(history, "drift", DAY, hours=72)  # flagged but not due then: no event was asked for
+    assert not debounced(history, "residual_drift", DAY, hours=72)
+    assert not debounced(history, "degradation", DAY, hours=0)  # 0: no debounce
+    # the same day (a re-run replaces its rows) and later days do not debounce this one
+    assert not debounced(_history(("2026-11-14", "degradation", True), ("2026-11-15", "degradation", True)),
+                         "degradation", DAY, hours=72)  # fmt: skip
+    assert not debounced(pd.DataFrame(), "degradation", DAY, hours=72)
+
+
+def _report(due: list[str]) -> dict:
+    return {
+        "reasons": ["degradation"],
+        "due": due,
+        "logical_date": DAY.isoformat(),
+        "demand": {"pipeline": "stock_ingest", "cutoff_week": "2026-11-09", "run_id": "r", "dir": "/h/runs/r"},
+        "checks": {"degradation": {"flagged": True, "status": "degraded", "limit": 1.8, "recent": []}},
+    }
+
+
+def test_the_event_extra_names_the_reasons_the_figures_and_the_snapshot():
+    extra = event_extra(_report(["degradation"]))
+    assert extra["reasons"] == ["degradation"] and extra["dir"] == "/h/runs/r"
+    assert extra["figures"] == {"degradation": {"status": "degraded", "limit": 1.8, "recent": []}}
+    assert extra["demand"]["cutoff_week"] == "2026-11-09"
+    json.dumps(extra)  # an Asset event's extra must be JSON
+
+
+def test_alerts_for_reasons_and_bandit_promotions():
+    promotion = {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2",
+                 "p_better": 0.97, "challenger_n": 240, "created_at": "2026-11-13T10:00:00Z"}  # fmt: skip
+    alerts = build_alerts(_report([]), [promotion])
+    assert [a["kind"] for a in alerts] == ["degradation", "promotion"]
+    assert "debounced" in alerts[0]["summary"] and alerts[0]["figures"]["limit"] == 1.8
+    assert "v2 replaced v1" in alerts[1]["summary"] and alerts[1]["severity"] == "info"
+    assert set(alerts[0]) == {"kind", "title", "summary", "figures", "severity"}  # monitoring.alerts.Alert's fields
+
+
+def test_the_training_adopts_the_snapshot_the_triggering_event_names(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "plugins"))  # as Airflow puts it
+    from stockml_airflow.common import triggering_snapshot
+
+    ev = SimpleNamespace
+    events = {"stockml_drift": [ev(extra={"dir": "/h/runs/a"})], "stockml_weekly_demand": [ev(extra=None)]}
+    assert triggering_snapshot({"triggering_asset_events": events}) == "/h/runs/a"
+    assert triggering_snapshot({}) is None
+
+
+def test_monitor_on_an_empty_home_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("STOCKML_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AIRFLOW_CONN_STOCKML_SOURCE", raising=False)
+    result = CliRunner().invoke(app, ["monitor"])
+    assert result.exit_code == 0, result.output
+    assert "run stock_ingest first" in result.output
