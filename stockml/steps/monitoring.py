@@ -199,7 +199,10 @@ def _decisions(s: Settings, hook: Any, demand: pd.DataFrame) -> dict[str, Any]:
     inventory = latest_output(hook, "stock_weekly_inventory", s.source_schema)
     if orders is None or inventory is None:
         return {"flagged": False, "status": "no orders or inventory published yet", "by_policy": []}
-    products = pd.read_parquet(read_pointer(s.layout.latest_demand).products)  # type: ignore[union-attr]
+    published = read_pointer(s.layout.latest_demand)
+    if published is None or not published.products.exists():
+        return {"flagged": False, "status": "no published products (their costs): run stock_ingest", "by_policy": []}
+    products = pd.read_parquet(published.products)
     realised = decisions_lib.realised_decisions(
         orders, demand, inventory, products, s.holding_rate_per_year, s.shortage_cost_per_unit
     )
