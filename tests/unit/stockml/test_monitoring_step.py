@@ -77,3 +77,36 @@ def test_monitor_on_an_empty_home_says_what_to_run(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["monitor"])
     assert result.exit_code == 0, result.output
     assert "run stock_ingest first" in result.output
+
+
+def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_path):
+    """The outcome store as the service creates it (its own table definitions), read back by monitoring."""
+    import sqlalchemy as sa
+
+    from serving.bentos import outcome_tables as ot
+    from stockml.settings import Settings
+    from stockml.steps.monitoring import bandit_promotions, served_records
+
+    s = Settings(home=tmp_path / "home")
+    assert served_records(s)[0].empty and bandit_promotions(s, None) == []  # no store yet: nothing to read
+    engine = sa.create_engine(ot.default_url(s.home))
+    ot.metadata.create_all(engine)
+    at = dt.datetime(2026, 11, 13, 10, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(ot.forecasts.insert(), [{"forecast_id": "f1", "sku": "a", "model_name": "stockml-router",
+                     "model_version": "2", "alias": "champion", "horizon": 1, "scale": 2.0,
+                     "points": json.dumps({"2026-11-16": 4.0}), "cached": False, "created_at": at}])  # fmt: skip
+        conn.execute(ot.feedback.insert(), [{"forecast_id": "f1", "ds": "2026-11-16", "y": 5.0, "yhat": 4.0,
+                     "reward": 0.5, "model_name": "stockml-router", "model_version": "2",
+                     "created_at": at}])  # fmt: skip
+        conn.execute(ot.decisions.insert(), [
+            {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2", "action": action,
+             "p_better": 0.97, "challenger_n": 240, "details": "{}", "created_at": at}
+            for action in ("promote", "stop")
+        ])  # fmt: skip
+    engine.dispose()
+    served, feedback = served_records(s)
+    assert list(served["forecast_id"]) == ["f1"] and list(feedback["y"]) == [5.0]
+    promotions = bandit_promotions(s, dt.datetime(2026, 11, 12, tzinfo=dt.UTC))
+    assert [p["challenger_version"] for p in promotions] == ["2"]  # the stop decision is no promotion
+    assert bandit_promotions(s, dt.datetime(2026, 11, 14, tzinfo=dt.UTC)) == []  # already seen by an earlier run
