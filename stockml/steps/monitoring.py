@@ -10,7 +10,9 @@ monitored day to ``stock_monitoring`` (replaced when the same day is monitored a
 The verdict is a list of ``reasons`` (``drift``, ``residual_drift``, ``degradation``). A reason
 is *due* (the DAG emits the ``stockml_drift`` Asset event that ``stock_training`` is scheduled
 on) unless the same reason was due within ``retrain_debounce_hours`` before this day: one
-degradation asks for one retraining, not one a day until the new model is in service.
+degradation asks for one retraining, not one a day until the new model is in service. Nor is it
+due again when the same day is monitored again (a cleared or re-triggered run): that day's
+request stands (``requested``, the ``due`` column of its rows) and no second event is emitted.
 """
 
 from __future__ import annotations
@@ -79,13 +81,15 @@ def monitoring_step(
 
     history = _history(hook, schema, pipeline)
     reasons = [r for r in REASONS if checks.get(r, {}).get("flagged")]
-    due = [r for r in reasons if not debounced(history, r, when, s.retrain_debounce_hours)]
+    asked_today = requested_on(history, when)  # a re-run of this day: its request stands, not sent again
+    due = [r for r in reasons if r not in asked_today and not debounced(history, r, when, s.retrain_debounce_hours)]
     promotions = bandit_promotions(s, _previous_run(history, when))
     report = {
         "status": "checked",
         "logical_date": when.isoformat(),
         "reasons": reasons,
         "due": due,
+        "requested": [r for r in reasons if r in due or r in asked_today],
         "debounced": [r for r in reasons if r not in due],
         "demand": snapshot,
         "champion": champion,
@@ -285,6 +289,14 @@ def debounced(history: pd.DataFrame, reason: str, when: dt.datetime, hours: floa
     return bool(((at < now) & (at >= now - pd.Timedelta(hours=hours))).any())
 
 
+def requested_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
+    """The reasons a retraining was already requested for on ``when``'s day (by an earlier run of that day)."""
+    if history.empty:
+        return set()
+    day = history[(history["cutoff_week"] == when.date().isoformat()) & history["due"].astype(bool)]
+    return set(day["check_name"]) & set(REASONS)
+
+
 def _previous_run(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
     if history.empty:
         return None
@@ -327,13 +339,13 @@ def write_verdicts(hook: Any, schema: str | None, report: dict[str, Any], key: O
     """Replace this day's rows in ``stock_monitoring``: one per check, plus the day's ``summary``."""
     when = pd.Timestamp(report["logical_date"]).tz_convert("UTC").tz_localize(None)
     rows = [
-        {"check_name": name, "flagged": bool(c.get("flagged")), "due": name in report["due"],
+        {"check_name": name, "flagged": bool(c.get("flagged")), "due": name in report["requested"],
          "status": str(c.get("status")), "figures": json.dumps(c, default=str)}
         for name, c in report["checks"].items()
     ]  # fmt: skip
-    summary = {k: report[k] for k in ("reasons", "due", "debounced", "demand", "champion")}
+    summary = {k: report[k] for k in ("reasons", "due", "requested", "debounced", "demand", "champion")}
     rows.append(
-        {"check_name": "summary", "flagged": bool(report["reasons"]), "due": bool(report["due"]),
+        {"check_name": "summary", "flagged": bool(report["reasons"]), "due": bool(report["requested"]),
          "status": ", ".join(report["reasons"]) or "healthy", "figures": json.dumps(summary, default=str)}
     )  # fmt: skip
     frame = pd.DataFrame(rows).assign(logical_date=when, demand_cutoff_week=report["demand"]["cutoff_week"])

@@ -230,7 +230,7 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     it on this demo and is the drift check's to catch), the first monitoring run emits a
     ``stockml_drift`` event with the reasons and the snapshot judged, a second run within the
     debounce window emits none, ``stock_training`` is queued on the event and its Asset-triggered
-    run adopts that snapshot. A re-run of a monitored day replaces that day's rows."""
+    run adopts that snapshot. A re-run of a monitored day replaces that day's rows and sends no second event."""
     from airflow import settings
     from airflow.models.asset import AssetDagRunQueue, AssetModel
     from airflow.models.dag import DagModel
@@ -249,8 +249,7 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
 
     healthy = _test(dagbag, "stock_monitoring", 12)
     assert healthy.state == "success" and _states(healthy)["request_retraining"] == "skipped", _states(healthy)
-    again = _test(dagbag, "stock_monitoring", 12)  # the same day again: its rows are replaced
-    rows = one_set(engine, "stock_monitoring", None, "stock_monitoring", 7, f"stock_monitoring__{again.run_id}")
+    rows = one_set(engine, "stock_monitoring", None, "stock_monitoring", 7, f"stock_monitoring__{healthy.run_id}")
     verdict = rows.set_index("check_name")
     assert not verdict.loc["summary", "flagged"] and verdict.loc["degradation", "status"] == "healthy"
     quality = json.loads(verdict.loc["quality", "figures"])
@@ -277,6 +276,14 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
         .where(AssetModel.name == "stockml_drift", AssetDagRunQueue.target_dag_id == "stock_training")
     ).all()
     assert len(queued) == 1, queued
+
+    again = _test(dagbag, "stock_monitoring", 14)  # the same day again: its rows replaced, its request not re-sent
+    assert again.state == "success" and _states(again)["request_retraining"] == "skipped", _states(again)
+    rows = read_output(engine, "stock_monitoring").query("cutoff_week == '2026-11-14'")
+    assert len(rows) == 7 and set(rows["run_id"]) == {f"stock_monitoring__{again.run_id}"}
+    assert rows.set_index("check_name").loc["degradation", "due"]  # the day's request stands
+    session.expire_all()
+    assert len(_drift_events(session)) == 1
 
     debounced = _test(dagbag, "stock_monitoring", 15)  # a day later, inside the 72 h window
     assert debounced.state == "success" and _states(debounced)["request_retraining"] == "skipped"

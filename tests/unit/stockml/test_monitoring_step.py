@@ -11,7 +11,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from stockml.cli import app
-from stockml.steps.monitoring import build_alerts, debounced, event_extra
+from stockml.steps.monitoring import build_alerts, debounced, event_extra, requested_on
 
 DAY = dt.datetime(2026, 11, 14, tzinfo=dt.UTC)
 
@@ -31,6 +31,14 @@ def test_a_reason_due_within_the_window_is_debounced():
     assert not debounced(_history(("2026-11-14", "degradation", True), ("2026-11-15", "degradation", True)),
                          "degradation", DAY, hours=72)  # fmt: skip
     assert not debounced(pd.DataFrame(), "degradation", DAY, hours=72)
+
+
+def test_a_re_run_of_a_day_sees_that_days_request():
+    history = _history(("2026-11-14", "degradation", True), ("2026-11-14", "summary", True),
+                       ("2026-11-14", "drift", False), ("2026-11-13", "residual_drift", True))  # fmt: skip
+    history["cutoff_week"] = history["logical_date"].dt.date.astype(str)
+    assert requested_on(history, DAY) == {"degradation"}
+    assert requested_on(pd.DataFrame(), DAY) == set()
 
 
 def _report(due: list[str]) -> dict:
