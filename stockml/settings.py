@@ -76,7 +76,11 @@ class Settings(BaseSettings):
     )
     run_retention_days: int = Field(default=30, ge=0, description="Run folders older than this are pruned daily.")
     retrain_mase_threshold: float = Field(
-        default=1.5, gt=0, description="Monitoring triggers stock_training when live MASE exceeds this."
+        default=1.5,
+        gt=0,
+        description="Deprecated: an absolute live-MASE ceiling, still reported by `stockml.maintenance."
+        "forecast_performance`; monitoring now judges degradation against the champion's backtest MASE "
+        "(degradation_ratio, degradation_weeks).",
     )
     order_lines_query: str | None = Field(
         default=None,
@@ -189,6 +193,38 @@ class Settings(BaseSettings):
     )
     monitoring_experiment: str = Field(
         default="stockml-monitoring", description="MLflow experiment the weekly report is logged to."
+    )
+    # monitoring and self-healing (stock_monitoring)
+    degradation_ratio: float = Field(
+        default=1.2,
+        gt=1,
+        description="Forecasts have degraded when their weekly MASE is above this times the champion's "
+        "backtest (holdout) MASE ...",
+    )
+    degradation_weeks: int = Field(
+        default=2, ge=1, description="... for this many consecutive observed weeks (then retraining is due)."
+    )
+    retrain_debounce_hours: float = Field(
+        default=72,
+        ge=0,
+        description="No second retraining event for the same reason within this many hours of the last one.",
+    )
+    drift_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Data drift when at least this share of the monitored features drifted (Evidently).",
+    )
+    drift_window_weeks: int = Field(
+        default=8, ge=2, description="Weeks of recent demand compared with the champion's training data."
+    )
+    monitoring_service_url: str | None = Field(
+        default=None,
+        description="Base URL of the running service whose /metrics and /bandit monitoring reads "
+        "(none: serving health is not checked).",
+    )
+    monitoring_service_api_key: str | None = Field(
+        default=None, description="API key monitoring sends to the service's /bandit (when the service needs one)."
     )
     serving: ServingSettings = Field(
         default_factory=ServingSettings, description="The HTTP service (STOCKML_SERVING__*)."
