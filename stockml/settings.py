@@ -210,13 +210,20 @@ class Settings(BaseSettings):
         description="No second retraining event for the same reason within this many hours of the last one.",
     )
     drift_share: float = Field(
-        default=0.5,
+        default=0.25,
         gt=0,
         le=1,
-        description="Data drift when at least this share of the monitored features drifted (Evidently).",
+        description="Data drift when at least this share of the monitored features drifted (Evidently; "
+        "0.25: one of the four year-over-year features).",
     )
     drift_window_weeks: int = Field(
-        default=8, ge=2, description="Weeks of recent demand compared with the champion's training data."
+        default=13,
+        ge=2,
+        description="Weeks of recent demand whose year-over-year features are compared with those at the end "
+        "of the champion's training data.",
+    )
+    drift_threshold: float = Field(
+        default=0.01, gt=0, lt=1, description="Per-feature p-value below which a feature has drifted."
     )
     monitoring_service_url: str | None = Field(
         default=None,

@@ -26,6 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring import decisions as decisions_lib
+from monitoring import drift
 from monitoring import quality as quality_lib
 from monitoring.serving_health import serving_health
 from stockml.connections import ensure_default_source, get_hook
@@ -76,6 +77,7 @@ def monitoring_step(
     checks["quality"] = {"flagged": False, "status": "scored", **quality_lib.summarise_quality(points)}
     checks["degradation"] = _degradation(s, points, champion)
     checks.update(drift_checks(s, demand, champion, points))
+    drift_snapshot = checks["drift"].pop(SNAPSHOT_KEY, None)
     checks["decisions"] = _decisions(s, hook, demand)
     checks["serving"] = _serving(s)
 
@@ -98,6 +100,12 @@ def monitoring_step(
     report["alerts"] = build_alerts(report, promotions)
     if write:
         write_verdicts(hook, schema, report, OutputKey.of(pipeline, when.date()), run_id)
+        from stockml.dashboards import publish_monitoring
+
+        try:  # the dashboard is a view of the verdicts just written: a failure to draw it is logged, not fatal
+            publish_monitoring(s, when, checks["quality"].get("by_pattern", []), drift_snapshot)
+        except Exception:
+            log.exception("monitoring: storing the run's snapshots in the Evidently workspace failed")
     log.info("monitoring done", extra={"reasons": reasons, "due": due})
     return json.loads(json.dumps(report, default=str))
 
@@ -165,20 +173,15 @@ def _degradation(s: Settings, points: pd.DataFrame, champion: dict[str, Any] | N
     return {"flagged": verdict.pop("degraded"), "model_version": champion["model_version"], **verdict}
 
 
+SNAPSHOT_KEY = "_evidently_snapshot"
+
+
 def drift_checks(
     s: Settings, demand: pd.DataFrame, champion: dict[str, Any] | None, points: pd.DataFrame
 ) -> dict[str, dict[str, Any]]:
     """Evidently data drift of the recent demand against the champion's training window, and drift
-    of the forecast errors (:mod:`monitoring.drift`, from the drift branch).
-
-    TODO(lead, at merge): ``monitoring.drift`` is written in parallel on branch ``drift``; until it
-    is merged these checks report themselves unavailable (never flagged).
-    """
-    try:
-        from monitoring import drift  # type: ignore[attr-defined]
-    except ImportError:
-        off = {"flagged": False, "status": "unavailable: monitoring.drift is not installed"}
-        return {"drift": dict(off), "residual_drift": dict(off)}
+    of the forecast errors (:mod:`monitoring.drift`): the year-over-year features of the last
+    ``drift_window_weeks`` weeks against the same features at the champion's ``data_end``."""
     end = demand["ds"].max()
     ref_end = pd.Timestamp(champion["data_end"]) if champion and champion.get("data_end") else None
     out: dict[str, dict[str, Any]] = {}
@@ -187,13 +190,14 @@ def drift_checks(
     else:
         reference = drift.drift_features(demand, ref_end, s.drift_window_weeks, s.season_length)
         current = drift.drift_features(demand, end, s.drift_window_weeks, s.season_length)
-        result = drift.data_drift(reference, current, drift_share=s.drift_share)
+        result = drift.data_drift(reference, current, drift_share=s.drift_share, threshold=s.drift_threshold)
         out["drift"] = {"flagged": bool(result.drifted), "status": "checked", **result.to_dict()}
+        out["drift"][SNAPSHOT_KEY] = result.snapshot  # for the ops dashboard; popped before the report
     recent = points["ds"] > end - pd.Timedelta(weeks=s.drift_window_weeks)
     if recent.all() or not recent.any():
         out["residual_drift"] = {"flagged": False, "status": "not enough forecast errors on both sides"}
     else:
-        result = drift.residual_drift(points.loc[~recent, "error"], points.loc[recent, "error"])
+        result = drift.residual_drift(points.loc[~recent, "error"], points.loc[recent, "error"], s.drift_threshold)
         out["residual_drift"] = {"flagged": bool(result.drifted), "status": "checked", **result.to_dict()}
     return out
 
