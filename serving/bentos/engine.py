@@ -321,16 +321,9 @@ class Engine:
             value = self._value(item.sku, keys[item.sku], hits, fresh)
             rec = recommend(value["forecasts"], order)
             choice = choose_policy(
-                item.policy,
-                served,
-                value["pattern"],
-                order,
-                rec.order_up_to,
-                weekly.get(item.sku),
-                self.settings,
-                sku=item.sku,
-                forecast=value["forecasts"],
-            )
+                item.policy, served, value["pattern"], order, rec.order_up_to, weekly.get(item.sku), self.settings,
+                sku=item.sku, forecast=value["forecasts"],
+            )  # fmt: skip
             if choice.policy == "rl":
                 rec = dataclasses.replace(rec, order_qty=choice.order_qty, policy="rl")
             out.append(
