@@ -124,6 +124,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _parameters(name: str, entry: dict[str, Any]) -> str:
+    if name == "optimal":
+        sim = entry.get("simulated")
+        return "DP gain" + (f"; simulated {sim['cost_per_period']:.4f} {sim['ci95']}" if sim else "")
+    if name == "rl":
+        return f"PPO, {entry.get('train_steps', 0)} steps"
+    return ", ".join(f"{k}={v:g}" for k, v in entry.get("parameters", {}).items())
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The policy table as bench/RESULTS.md shows it (a test holds the two together)."""
+    lines = [
+        "| policy | cost per period | 95 % CI | gap to DP gain | fill rate | avg stock | parameters |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in report["policies"].items():
+        gap = entry.get("gap_to_optimal_pct")
+        shown = entry.get("simulated", entry) if name == "optimal" else entry
+        lo, hi = entry["ci95"]
+        lines.append(
+            f"| {name} | {entry['cost_per_period']:.4f} | [{lo:.4f}, {hi:.4f}] | "
+            + ("" if gap is None else f"{gap:+.2f} %")
+            + f" | {shown.get('fill_rate', float('nan')):.3f} | {shown.get('average_stock', float('nan')):.2f} | "
+            f"{_parameters(name, entry)} |"
+        )
+    return "\n".join(lines)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=["lost_sales", "backorder"], required=True)
@@ -154,12 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     report = run(args)
     write_report(args.out, report)
-    for name, entry in report["policies"].items():
-        gap = entry.get("gap_to_optimal_pct")
-        print(
-            f"{name:>18}: {entry['cost_per_period']:.4f} {entry['ci95']}"
-            + (f"  gap {gap:+.2f} %" if gap is not None else "")
-        )
+    print(markdown_table(report))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ from rl_agent.env import CatalogueVecEnv, ProductCase
 from rl_agent.features import CLIP, OBS_DIM, OBS_NAMES, DemandProfile, observe, order_from_action, profile_arrays
 from rl_agent.policies import Situation
 
-FORMAT_VERSION = 1
-ACTION_SCALING = "target_position = mean * base_level * (lead_time + review_period + 1) * 4 ** clip(a, -1, 1)"
+# 2: the action spans [1/2, 2] x the centre level (1: [1/4, 4]); a format-1 agent is refused, not misread
+FORMAT_VERSION = 2
+ACTION_SCALING = "target_position = mean * base_level * (lead_time + review_period + 1) * 2 ** clip(a, -1, 1)"
 
 
 @dataclass
@@ -155,7 +156,10 @@ class RLAgent:
             raise FileNotFoundError(f"no agent.json in {folder}")
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported agent format {manifest.get('format_version')!r} in {folder}")
+            raise ValueError(
+                f"unsupported agent format {manifest.get('format_version')!r} in {folder}: this version reads "
+                f"format {FORMAT_VERSION} (its action scale differs); retrain the agent (stockml train)"
+            )
         if manifest.get("observation") != list(OBS_NAMES):
             raise ValueError(f"the agent in {folder} was trained on another observation layout")
         config = AgentConfig(**manifest["config"])

@@ -11,13 +11,14 @@ training weeks get the same from :func:`training.forecasting.rolling.rolling_for
 forecast the two are 1 and ``Z80 * cv``. Values are clipped so that a rare huge backlog cannot saturate
 the network.
 
-The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position,
-``target = S0 * 4 ** a`` (a quarter to four times ``S0``, the product's critical-fractile base-stock
-level, see :class:`DemandProfile`); the order is ``max(target - IP, 0)``. Any order quantity is reachable (the
-target may depend on the whole state, so this is not a base-stock restriction); ``a = 0`` is a sensible
-order-up-to level for every product, so learning starts near a decent policy instead of at an arbitrary
-quantity; and the exponential scale gives the same relative resolution to a product selling 2 and one
-selling 2,000, and room for the high targets of erratic products with a high service target.
+The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position, ``target =
+S0 * 2 ** a`` (half to twice ``S0``: the product's tuned base-stock level where the catalogue tuned one,
+else its critical-fractile base-stock level, see :class:`DemandProfile`); the order is ``max(target -
+IP, 0)``. Any order up to twice the centre is reachable (the target may depend on the whole state, so this is not a
+base-stock restriction); ``a = 0`` is a sensible order-up-to level for every product, so learning starts
+near a decent policy instead of at an arbitrary quantity; and the exponential scale gives the same
+relative resolution to a product selling 2 and one selling 2,000, and room for the high targets of
+erratic products with a high service target.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ OBS_NAMES: tuple[str, ...] = (
 )
 OBS_DIM = len(OBS_NAMES)
 CLIP = 20.0
-TARGET_RANGE = 4.0  # the target spans [1/4, 4] x the critical-fractile base-stock level
+TARGET_RANGE = 2.0  # the target spans [1/2, 2] x the centre level (agent format 2; format 1 spanned [1/4, 4])
 Z80 = 0.8416  # one-sided 80 % normal quantile: the fallback forecast width is Z80 * cv
 
 
