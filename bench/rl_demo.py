@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         anchor_on_tuned(catalogue, tuned)
     agent = None
     if args.train_steps > 0:
-        config = AgentConfig(seed=args.seed, episode_length=args.episode_length)
+        config = AgentConfig(seed=args.seed, episode_length=args.episode_length, target_range=args.target_range)
         agent = train_catalogue_agent(catalogue, args.train_steps, args.train_skus, config)
         timings["train_seconds"] = agent.train_info["train_seconds"]
     began = time.perf_counter()
@@ -138,6 +138,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=3_000_000, help="PPO steps; 0 skips the agent")
     parser.add_argument("--train-skus", type=int, default=None, help="train on a sample of this many SKUs")
     parser.add_argument("--episode-length", type=int, default=104)
+    parser.add_argument("--target-range", type=float, default=4.0, help="the agent's action spans [1/r, r] x centre")
     parser.add_argument(
         "--anchor",
         choices=("tuned", "fractile"),

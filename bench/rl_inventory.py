@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         policies["base_stock"]["equals_analytic"] = bool(policies["base_stock"]["parameters"]["level"] == level)
     if args.train_steps > 0:
         case = ProductCase.poisson(spec, args.mean)
-        config = AgentConfig(episode_length=args.episode_length, seed=args.seed, threads=args.threads)
+        config = AgentConfig(
+            episode_length=args.episode_length, seed=args.seed, threads=args.threads, target_range=args.target_range
+        )
         agent = RLAgent.train([case], args.train_steps, config)
         timings["rl_train_seconds"] = agent.train_info["train_seconds"]
         policies["rl"] = {
@@ -168,6 +170,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=0, help="PPO environment steps; 0 skips the agent")
     parser.add_argument("--episode-length", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--target-range",
+        type=float,
+        default=2.0,
+        help="the agent's action spans [1/r, r] x the critical-fractile level (2: finer resolution for a "
+        "specialist on i.i.d. demand; the catalogue agent uses 4 for seasonal peaks)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

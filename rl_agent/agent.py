@@ -27,12 +27,22 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from rl_agent.env import CatalogueVecEnv, ProductCase
-from rl_agent.features import CLIP, OBS_DIM, OBS_NAMES, DemandProfile, observe, order_from_action, profile_arrays
+from rl_agent.features import (
+    CLIP,
+    OBS_DIM,
+    OBS_NAMES,
+    TARGET_RANGE,
+    DemandProfile,
+    observe,
+    order_from_action,
+    profile_arrays,
+)
 from rl_agent.policies import Situation
 
-# 2: the action spans [1/2, 2] x the centre level (1: [1/4, 4]); a format-1 agent is refused, not misread
+# 2: the action's range is the agent's own (config.target_range) and the centre may be the tuned level;
+# a format-1 agent is refused, not misread
 FORMAT_VERSION = 2
-ACTION_SCALING = "target_position = mean * base_level * (lead_time + review_period + 1) * 2 ** clip(a, -1, 1)"
+ACTION_SCALING = "target_position = mean * base_level * (lead_time + review_period + 1) * {r:g} ** clip(a, -1, 1)"
 
 
 @dataclass
@@ -51,6 +61,7 @@ class AgentConfig:
     ent_coef: float = 0.0
     log_std_init: float = -2.5
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    target_range: float = TARGET_RANGE  # the action spans [1/r, r] x the product's centre level
     seed: int = 0
     threads: int = 1
 
@@ -84,7 +95,9 @@ class RLAgent:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps!r}")
         torch.set_num_threads(config.threads)
-        env = CatalogueVecEnv(cases, config.n_envs, config.episode_length, config.seed)
+        if config.target_range <= 1:
+            raise ValueError(f"target_range must be > 1, got {config.target_range!r}")
+        env = CatalogueVecEnv(cases, config.n_envs, config.episode_length, config.seed, config.target_range)
         batch = min(config.batch_size, config.n_envs * config.n_steps)
         model = PPO(
             "MlpPolicy",
@@ -135,7 +148,7 @@ class RLAgent:
             "weights": "policy.pt",
             "observation": list(OBS_NAMES),
             "observation_clip": CLIP,
-            "action": ACTION_SCALING,
+            "action": ACTION_SCALING.format(r=self.config.target_range),
             "config": asdict(self.config),
             "train_info": self.train_info,
             "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__},
@@ -184,4 +197,6 @@ class AgentPolicy:
         obs = observe(
             situation.state, situation.params, self.profile, situation.forecast_mean, situation.forecast_upper
         )
-        return order_from_action(self.agent.act(obs), situation.state, situation.params, self.profile)
+        return order_from_action(
+            self.agent.act(obs), situation.state, situation.params, self.profile, self.agent.config.target_range
+        )

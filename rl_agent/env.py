@@ -18,7 +18,17 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from rl_agent.dynamics import BatchParams, BatchState, InventorySpec, StepOutcome, step
-from rl_agent.features import CLIP, MAX_LEAD, OBS_DIM, Z80, DemandProfile, observe, order_from_action, profile_arrays
+from rl_agent.features import (
+    CLIP,
+    MAX_LEAD,
+    OBS_DIM,
+    TARGET_RANGE,
+    Z80,
+    DemandProfile,
+    observe,
+    order_from_action,
+    profile_arrays,
+)
 
 
 @dataclass
@@ -168,8 +178,15 @@ class InventoryEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's class attribute
 
-    def __init__(self, case: ProductCase, episode_length: int = 52, action_mode: ActionMode = "target") -> None:
+    def __init__(
+        self,
+        case: ProductCase,
+        episode_length: int = 52,
+        action_mode: ActionMode = "target",
+        target_range: float = TARGET_RANGE,
+    ) -> None:
         super().__init__()
+        self.target_range = float(target_range)
         if action_mode not in ("target", "quantity"):
             raise ValueError(f"action_mode must be 'target' or 'quantity', got {action_mode!r}")
         self.case = case
@@ -208,7 +225,7 @@ class InventoryEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=float).reshape(1)
         if self.action_mode == "target":
-            orders = order_from_action(action, self.sim.state, self.sim.params, self.sim.profile)
+            orders = order_from_action(action, self.sim.state, self.sim.params, self.sim.profile, self.target_range)
         else:
             orders = action
         outcome, ended = self.sim.advance(orders)
@@ -232,7 +249,15 @@ class CatalogueVecEnv(VecEnv):
     weighs about the same in the policy gradient whatever its volume and price.
     """
 
-    def __init__(self, cases: list[ProductCase], n_envs: int, episode_length: int = 104, seed: int = 0) -> None:
+    def __init__(
+        self,
+        cases: list[ProductCase],
+        n_envs: int,
+        episode_length: int = 104,
+        seed: int = 0,
+        target_range: float = TARGET_RANGE,
+    ) -> None:
+        self.target_range = float(target_range)
         rng = np.random.default_rng(seed)
         rows = np.arange(n_envs) % len(cases) if n_envs >= len(cases) else rng.choice(len(cases), n_envs, False)
         self.sim = BatchedInventory(cases, rows, episode_length, seed)
@@ -251,7 +276,7 @@ class CatalogueVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=float).reshape(self.num_envs)
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        orders = order_from_action(self._actions, self.sim.state, self.sim.params, self.sim.profile)
+        orders = order_from_action(self._actions, self.sim.state, self.sim.params, self.sim.profile, self.target_range)
         outcome, ended = self.sim.advance(orders)
         rewards = (-outcome.cost / self.scale).astype(np.float32)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]

@@ -11,14 +11,16 @@ training weeks get the same from :func:`training.forecasting.rolling.rolling_for
 forecast the two are 1 and ``Z80 * cv``. Values are clipped so that a rare huge backlog cannot saturate
 the network.
 
-The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position, ``target =
-S0 * 2 ** a`` (half to twice ``S0``: the product's tuned base-stock level where the catalogue tuned one,
-else its critical-fractile base-stock level, see :class:`DemandProfile`); the order is ``max(target -
-IP, 0)``. Any order up to twice the centre is reachable (the target may depend on the whole state, so this is not a
-base-stock restriction); ``a = 0`` is a sensible order-up-to level for every product, so learning starts
-near a decent policy instead of at an arbitrary quantity; and the exponential scale gives the same
-relative resolution to a product selling 2 and one selling 2,000, and room for the high targets of
-erratic products with a high service target.
+The action is one number ``a`` in [-1, 1], an order-up-to target on the inventory position,
+``target = S0 * r ** a``: ``S0`` is the product's tuned base-stock level where the catalogue tuned one,
+else its critical-fractile base-stock level (see :class:`DemandProfile`), and ``r`` the agent's
+``target_range`` (4 by default: a quarter to four times ``S0``; the specialist agents of the published
+instances use 2, a finer resolution near a level that is already right); the order is
+``max(target - IP, 0)``. Any order up to ``r * S0`` is reachable (the target may depend on the whole
+state, so this is not a base-stock restriction); ``a = 0`` is a sensible order-up-to level for every
+product, so learning starts near a decent policy instead of at an arbitrary quantity; and the
+exponential scale gives the same relative resolution to a product selling 2 and one selling 2,000, and
+room for the high targets of seasonal peaks that the forecast announces.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ OBS_NAMES: tuple[str, ...] = (
 )
 OBS_DIM = len(OBS_NAMES)
 CLIP = 20.0
-TARGET_RANGE = 2.0  # the target spans [1/2, 2] x the centre level (agent format 2; format 1 spanned [1/4, 4])
+TARGET_RANGE = 4.0  # default: the target spans [1/4, 4] x the centre level (an agent may set its own)
 Z80 = 0.8416  # one-sided 80 % normal quantile: the fallback forecast width is Z80 * cv
 
 
@@ -186,13 +188,20 @@ def observe(
     return np.clip(obs, -CLIP, CLIP).astype(np.float32)
 
 
-def target_from_action(action: np.ndarray, params: BatchParams, profile: dict[str, np.ndarray]) -> np.ndarray:
-    """Order-up-to target on the inventory position for an action in [-1, 1]."""
+def target_from_action(
+    action: np.ndarray, params: BatchParams, profile: dict[str, np.ndarray], target_range: float = TARGET_RANGE
+) -> np.ndarray:
+    """Order-up-to target on the inventory position for an action in [-1, 1]: the centre level times
+    ``target_range ** a``."""
     a = np.clip(np.asarray(action, dtype=float).reshape(params.n), -1.0, 1.0)
-    return profile["mean"] * profile["base_level"] * (params.lead + params.review + 1) * np.power(TARGET_RANGE, a)
+    return profile["mean"] * profile["base_level"] * (params.lead + params.review + 1) * np.power(target_range, a)
 
 
 def order_from_action(
-    action: np.ndarray, state: BatchState, params: BatchParams, profile: dict[str, np.ndarray]
+    action: np.ndarray,
+    state: BatchState,
+    params: BatchParams,
+    profile: dict[str, np.ndarray],
+    target_range: float = TARGET_RANGE,
 ) -> np.ndarray:
-    return np.maximum(target_from_action(action, params, profile) - state.position, 0.0)
+    return np.maximum(target_from_action(action, params, profile, target_range) - state.position, 0.0)

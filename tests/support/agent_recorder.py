@@ -15,6 +15,7 @@ class RecordingAgent:
 
     def __init__(self, agent: RLAgent) -> None:
         self.agent = agent
+        self.config = agent.config  # the action range the wrapped agent was trained with
         self.seen: list[np.ndarray] = []
 
     def act(self, observations: np.ndarray) -> np.ndarray:

@@ -61,3 +61,27 @@ def test_load_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "agent.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(ValueError, match="format"):
         RLAgent.load(tmp_path)
+
+
+def test_the_action_range_is_the_agents_own_and_survives_the_round_trip(agent, tmp_path):
+    # Bug caught: an agent trained with one action range acting (after a reload) on another one.
+    from dataclasses import replace
+
+    from rl_agent.features import observe, profile_arrays, target_from_action
+
+    narrow = RLAgent(agent.network, replace(agent.config, target_range=2.0))
+    manifest = narrow.save(tmp_path / "narrow")
+    assert "2 ** clip(a, -1, 1)" in manifest["action"] and manifest["config"]["target_range"] == 2.0
+    loaded = RLAgent.load(tmp_path / "narrow")
+    spec = CASES[0].spec
+    params = BatchParams.repeat(spec, 1)
+    state = BatchState.start(params, np.array([0.0]))
+    profile = CASES[0].profile
+    order = loaded.policy_for([profile]).order(Situation(state, params))
+
+    arrays = profile_arrays([profile])
+    action = loaded.act(observe(state, params, arrays))
+    assert order[0] == pytest.approx(target_from_action(action, params, arrays, 2.0)[0])
+    assert order[0] != pytest.approx(target_from_action(action, params, arrays, 4.0)[0])
+    with pytest.raises(ValueError, match="target_range"):
+        RLAgent.train(CASES, 64, replace(TINY, target_range=1.0))
