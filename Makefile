@@ -20,9 +20,12 @@ AIRFLOW := env PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.stockml/a
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_MLFLOW_TRACKING_URI=$(MLFLOW_URI)
 
 SERVE_PORT ?= 3000
+DASHBOARDS_PORT ?= 8001
+DASHBOARDS := env STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_MLFLOW_TRACKING_URI=$(MLFLOW_URI) \
+	STOCKML_DASHBOARDS_PORT=$(DASHBOARDS_PORT) $(BIN)/stockml dashboards
 KEYS := .stockml/api_keys
 
-.PHONY: install run pipeline mlflow-up mlflow-down airflow-up airflow-down serve-up serve-down summary bento test lint bench-m4 lock clean
+.PHONY: install run pipeline mlflow-up mlflow-down airflow-up airflow-down serve-up serve-down dashboards-up dashboards-down report-weekly summary bento test lint bench-m4 lock clean
 
 install: $(STAMP)
 
@@ -39,7 +42,7 @@ $(STAMP): requirements.lock pyproject.toml
 # MLflow registration and promotion, forecasts), a summary, and the Airflow UI left running.
 run: install
 	$(BIN)/stockml demo-data --skus $(SKUS) --weeks $(WEEKS) --seed $(SEED)
-	$(MAKE) --no-print-directory mlflow-up pipeline airflow-up serve-up summary
+	$(MAKE) --no-print-directory mlflow-up pipeline airflow-up serve-up dashboards-up report-weekly summary
 
 # `mlflow server` in the background (kept when it already answers /health; `make mlflow-down` stops it).
 mlflow-up: install
@@ -99,13 +102,29 @@ summary:
 	@echo ""
 	@echo "MLflow UI:        $(MLFLOW_URI)   (runs, registered models, aliases champion/challenger)"
 	@echo "Airflow UI:       http://127.0.0.1:$(AIRFLOW_PORT)"
-	@echo "Forecast service: http://127.0.0.1:$(SERVE_PORT)"
+	@echo "Forecast service: http://127.0.0.1:$(SERVE_PORT)   (Swagger UI at /, OpenAPI /docs.json, Prometheus /metrics)"
+	@echo "Evidently UI:     http://127.0.0.1:$(DASHBOARDS_PORT)   (project stockml: drift share, error by pattern, bandit split)"
+	@echo "Weekly report:    make report-weekly  (.stockml/reports/weekly-<date>.html, MLflow experiment stockml-monitoring)"
 	@echo "The CLI on the same registry: export STOCKML_MLFLOW_TRACKING_URI=$(MLFLOW_URI)"
-	@echo "Stop them: make serve-down airflow-down mlflow-down"
+	@echo "Stop them: make dashboards-down serve-down airflow-down mlflow-down"
 
 serve-down:
 	@test -f .stockml/serving.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/serving.pid) | tr -d ' ') 2>/dev/null; \
 		rm -f .stockml/serving.pid; true
+
+# The Evidently UI (ops dashboards) in the background on .stockml/evidently, after storing a first drift
+# report of the published demand (needs a pipeline run); `make dashboards-down` stops it.
+dashboards-up: install
+	@$(DASHBOARDS) seed
+	@$(DASHBOARDS) --background
+	@echo "  (stop with: make dashboards-down)"
+
+dashboards-down:
+	@$(DASHBOARDS) --stop >/dev/null; true
+
+# The weekly HTML report (accuracy, drift, bandit, agent costs), logged to MLflow.
+report-weekly: install mlflow-up
+	@env STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_MLFLOW_TRACKING_URI=$(MLFLOW_URI) $(BIN)/stockml report-weekly
 
 bento: install
 	$(BIN)/bentoml build -f serving/bentos/bentofile.yaml

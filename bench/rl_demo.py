@@ -129,6 +129,33 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SAME_OR_BETTER = ("smooth", "erratic")  # the agent at most the best classical mean + its half-width
+WITHIN_5PCT = ("intermittent", "lumpy")  # the agent at most 5 % above the best classical mean
+
+
+def targets_line(report: dict[str, Any]) -> str:
+    """Issue 13's demo-catalogue targets read off the per-pattern table, one clause per pattern."""
+    rows = report["per_pattern"]
+    clauses = []
+    for pattern in (*SAME_OR_BETTER, *WITHIN_5PCT):
+        table = {r["policy"]: r for r in rows if r["pattern"] == pattern}
+        if "rl" not in table:
+            continue
+        best = min((r for p, r in table.items() if p != "rl"), key=lambda r: r["mean_total_cost"])
+        rl, cost = table["rl"]["mean_total_cost"], best["mean_total_cost"]
+        if pattern in SAME_OR_BETTER:
+            allowed = (best["ci95_hi"] - best["ci95_lo"]) / 2
+            met, rule = rl <= cost + allowed, f"half-width {allowed:.1f}"
+        else:
+            met, rule = rl <= cost * 1.05, "5 %"
+        verdict = "met" if met else "**not met**"
+        clauses.append(
+            f"{pattern} {verdict} (agent {rl:.1f} vs {best['policy']} {cost:.1f}, {100 * (rl / cost - 1):+.1f}%; "
+            f"allowed: {rule})"
+        )
+    return "Against the targets: " + "; ".join(clauses) + "."
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skus", type=int, default=200)

@@ -1,15 +1,24 @@
-"""stock_monitoring: daily performance check of the forecasts in service; retrains when they degrade.
+"""stock_monitoring: daily checks of the models and decisions in service; asks for a retraining when they fail.
 
-Scores the champion's latest forecasts against the weeks observed since (MASE, lag-1 scale).
-Above ``STOCKML_RETRAIN_MASE_THRESHOLD`` it triggers ``stock_training``. The monitoring issue
-adds Evidently data- and error-drift checks to this DAG.
+``check`` runs :func:`stockml.steps.monitoring.monitoring_step`: forecast quality (stored and served
+forecasts against the realised demand: MAE, MASE, bias per model version, pattern and week, and
+the degradation rule), Evidently data and forecast-error drift, realised order costs per policy,
+serving health; the verdicts replace this day's rows in ``stock_monitoring``.
+``request_retraining`` emits an event on the Asset ``stockml_drift`` (which ``stock_training`` is
+scheduled on) when a reason is due, i.e. not debounced (``STOCKML_RETRAIN_DEBOUNCE_HOURS``); it is
+skipped otherwise, and a skipped task emits no event. ``notify_ops`` sends the alerts (drift,
+degradation, a bandit promotion since the last run).
 """
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import dag, task
-from stockml_airflow.common import START, default_args
+import logging
+
+from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
+from stockml_airflow.common import DRIFT, START, default_args
+
+log = logging.getLogger("stockml.airflow")
 
 
 @dag(
@@ -24,19 +33,43 @@ from stockml_airflow.common import START, default_args
 )
 def stock_monitoring():
     @task
-    def check_performance() -> dict:
-        from stockml.maintenance import forecast_performance
+    def check() -> dict:
         from stockml.settings import get_settings
+        from stockml.steps.monitoring import event_extra, monitoring_step
 
-        s = get_settings()
-        return forecast_performance(s, s.retrain_mase_threshold)
+        context = get_current_context()
+        when = context.get("logical_date") or context["dag_run"].run_after
+        report = monitoring_step(get_settings(), when, run_id=f"stock_monitoring__{context['run_id']}")
+        return {k: report.get(k, []) for k in ("reasons", "due", "debounced", "alerts")} | {
+            "extra": event_extra(report) if report.get("due") else None
+        }
 
-    @task.branch
-    def decide(report: dict) -> str | None:
-        return "trigger_training" if report.get("degraded") else None
+    @task(outlets=[DRIFT])
+    def request_retraining(verdict: dict) -> dict:
+        if not verdict["due"]:
+            why = "debounced: " + ", ".join(verdict["debounced"]) if verdict["debounced"] else "nothing to retrain for"
+            raise AirflowSkipException(why)
+        get_current_context()["outlet_events"][DRIFT].extra = verdict["extra"]
+        return {"reasons": verdict["due"]}
 
-    retrain = TriggerDagRunOperator(task_id="trigger_training", trigger_dag_id="stock_training")
-    decide(check_performance()) >> retrain
+    @task
+    def notify_ops(verdict: dict) -> list[str]:
+        if not verdict["alerts"]:
+            raise AirflowSkipException("nothing to tell")
+        try:  # TODO(lead, at merge): monitoring.alerts and the notifier come from branch `alerts`
+            from monitoring.alerts import Alert
+            from stockml_airflow.notifications import notify
+        except ImportError:
+            log.warning("no notifier installed; alerts: %s", [a["title"] for a in verdict["alerts"]])
+            return []
+        sent: list[str] = []
+        for alert in verdict["alerts"]:
+            sent.extend(notify(Alert(**alert)))
+        return sent
+
+    verdict = check()
+    request_retraining(verdict)
+    notify_ops(verdict)
 
 
 stock_monitoring()

@@ -1,12 +1,14 @@
 """stock_training: classify → tune TSB → backtest → AutoML → router → register → promote → forecast.
 
-Scheduled on the Asset ``stockml_weekly_demand`` (after every successful ingest) and weekly on
-Sunday 03:00 UTC. Each step calls the same functions as the ``stockml`` CLI. The router is
-registered in MLflow as ``stockml-router`` with alias ``challenger``; ``MlflowPromoteOperator``
-moves ``champion`` to it only if it is not worse on the holdout (a refusal is a normal outcome:
-the champion stays). Forecasts come from the champion and are written to ``stock_forecasts``;
-classes to ``stock_classes``. Outputs are keyed by (``stock_training``, the last complete week of
-the demand the run adopted), not by the run id: any re-run over the same data replaces them.
+Scheduled on the Asset ``stockml_weekly_demand`` (after every successful ingest), on the Asset
+``stockml_drift`` (stock_monitoring's verdict: drift or degraded forecasts; the run adopts the
+demand snapshot the verdict judged) and weekly on Sunday 03:00 UTC. Each step calls the same
+functions as the ``stockml`` CLI. The router is registered in MLflow as ``stockml-router`` with
+alias ``challenger``; ``MlflowPromoteOperator`` moves ``champion`` to it only if it is not worse on
+the holdout (a refusal is a normal outcome: the champion stays). Forecasts come from the champion
+and are written to ``stock_forecasts``; classes to ``stock_classes``. Outputs are keyed by
+(``stock_training``, the last complete week of the demand the run adopted), not by the run id: any
+re-run over the same data replaces them.
 ``recommend_orders`` (after ``classify``) tunes the classical order policies, trains the RL agent,
 registers it as ``stockml-rl-agent`` (champion only when its held-out cost is not above the best
 classical policy's) and writes ``stock_orders``.
@@ -19,12 +21,15 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
-from stockml_airflow.common import START, WEEKLY_DEMAND, default_args, run_for
+from stockml_airflow.common import DRIFT, START, WEEKLY_DEMAND, default_args, run_for, triggering_snapshot
 from stockml_airflow.operators import MlflowPromoteOperator
 
 from training.registry.names import LSTM_MODEL
 
-SCHEDULE = AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=[WEEKLY_DEMAND])
+# Either Asset triggers a run: new demand from stock_ingest, or stock_monitoring's drift/degradation verdict.
+SCHEDULE = AssetOrTimeSchedule(
+    timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=(WEEKLY_DEMAND | DRIFT)
+)
 
 
 @dag(
@@ -40,15 +45,12 @@ SCHEDULE = AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timez
 def stock_training():
     @task
     def prepare() -> dict:
-        """Start from the demand the triggering ingest published (the latest one otherwise)."""
+        """Start from the demand the triggering event names (the ingest's, or the snapshot monitoring
+        judged drifted or degraded); the latest published one otherwise."""
         from stockml.steps.ingest import adopt_demand
 
         context = get_current_context()
-        source_dir = None
-        for events in (context.get("triggering_asset_events") or {}).values():
-            for event in events:
-                source_dir = (event.extra or {}).get("dir") or source_dir
-        report = adopt_demand(run_for(context), source_dir)
+        report = adopt_demand(run_for(context), triggering_snapshot(context))
         return {"skus": report["skus"], "last_week": report["last_week"]}
 
     @task

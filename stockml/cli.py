@@ -574,6 +574,16 @@ def settings_reference(
     console.print(t)
 
 
+# ops dashboards (Evidently UI) and the weekly report: stockml/cli_dashboards.py
+from stockml.cli_dashboards import add_commands  # noqa: E402
+
+add_commands(app, _guard)
+
+from stockml.cli_monitor import monitor  # noqa: E402
+
+app.command("monitor")(_guard(monitor))
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -76,7 +76,11 @@ class Settings(BaseSettings):
     )
     run_retention_days: int = Field(default=30, ge=0, description="Run folders older than this are pruned daily.")
     retrain_mase_threshold: float = Field(
-        default=1.5, gt=0, description="Monitoring triggers stock_training when live MASE exceeds this."
+        default=1.5,
+        gt=0,
+        description="Deprecated: an absolute live-MASE ceiling, still reported by `stockml.maintenance."
+        "forecast_performance`; monitoring now judges degradation against the champion's backtest MASE "
+        "(degradation_ratio, degradation_weeks).",
     )
     order_lines_query: str | None = Field(
         default=None,
@@ -173,6 +177,55 @@ class Settings(BaseSettings):
     promotion_tolerance: float = Field(
         default=0.0, ge=0, description="How much worse (relative MASE) a candidate may be and still be promoted."
     )
+    # -- dashboards for ops (Evidently UI) and the weekly report
+    evidently_workspace: Path | None = Field(
+        default=None,
+        description="Evidently workspace folder holding the stockml project's snapshots (default: <home>/evidently).",
+    )
+    dashboards_host: str = Field(
+        default="127.0.0.1", description="Address the Evidently UI (`stockml dashboards`) binds."
+    )
+    dashboards_port: int = Field(
+        default=8001, ge=1, le=65535, description="Port of the Evidently UI (8000 is Evidently's own default)."
+    )
+    reports_dir: Path | None = Field(
+        default=None, description="Folder of the weekly HTML reports (default: <home>/reports)."
+    )
+    monitoring_experiment: str = Field(
+        default="stockml-monitoring", description="MLflow experiment the weekly report is logged to."
+    )
+    # monitoring and self-healing (stock_monitoring)
+    degradation_ratio: float = Field(
+        default=1.2,
+        gt=1,
+        description="Forecasts have degraded when their weekly MASE is above this times the champion's "
+        "backtest (holdout) MASE ...",
+    )
+    degradation_weeks: int = Field(
+        default=2, ge=1, description="... for this many consecutive observed weeks (then retraining is due)."
+    )
+    retrain_debounce_hours: float = Field(
+        default=72,
+        ge=0,
+        description="No second retraining event for the same reason within this many hours of the last one.",
+    )
+    drift_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Data drift when at least this share of the monitored features drifted (Evidently).",
+    )
+    drift_window_weeks: int = Field(
+        default=8, ge=2, description="Weeks of recent demand compared with the champion's training data."
+    )
+    monitoring_service_url: str | None = Field(
+        default=None,
+        description="Base URL of the running service whose /metrics and /bandit monitoring reads "
+        "(none: serving health is not checked).",
+    )
+    monitoring_service_api_key: str | None = Field(
+        default=None, description="API key monitoring sends to the service's /bandit (when the service needs one)."
+    )
     serving: ServingSettings = Field(
         default_factory=ServingSettings, description="The HTTP service (STOCKML_SERVING__*)."
     )
@@ -207,6 +260,16 @@ class Settings(BaseSettings):
     @property
     def ground_truth_path(self) -> Path:
         return self.layout.ground_truth
+
+    @property
+    def workspace_dir(self) -> Path:
+        """The Evidently workspace folder (``evidently_workspace`` or ``<home>/evidently``)."""
+        return self.evidently_workspace or self.home / "evidently"
+
+    @property
+    def reports_path(self) -> Path:
+        """The weekly reports' folder (``reports_dir`` or ``<home>/reports``)."""
+        return self.reports_dir or self.home / "reports"
 
     @property
     def layout(self) -> HomeLayout:

@@ -17,6 +17,23 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 # Published by stock_ingest when a run's weekly demand is ready; stock_training is scheduled on it.
 WEEKLY_DEMAND = Asset(name="stockml_weekly_demand", uri="file:///stockml/weekly_demand.parquet")
+# Emitted by stock_monitoring when drift or degradation asks for a retraining (not debounced); its extra
+# names the reasons, the figures and the demand snapshot judged (``dir``), which stock_training adopts.
+DRIFT = Asset(name="stockml_drift", uri="file:///stockml/monitoring/drift")
+
+
+def triggering_snapshot(context: dict[str, Any]) -> str | None:
+    """The demand snapshot (run folder) named by the Asset events that triggered this run, if any.
+
+    Both assets carry it as ``extra["dir"]``: the ingest that published it, or the monitoring
+    verdict that judged it. With several events, the last one listed wins; None for a run that
+    was not Asset-triggered (a scheduled run adopts the latest published demand).
+    """
+    source_dir = None
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            source_dir = (event.extra or {}).get("dir") or source_dir
+    return source_dir
 
 
 def record_failure(context: dict[str, Any]) -> None:

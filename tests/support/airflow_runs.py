@@ -41,6 +41,7 @@ ROW_KEYS = {
     "stock_related": ["sku", "related_sku"],
     "stock_orders": ["sku"],
     "stock_quarantine": ["sku", "reason", "date"],
+    "stock_monitoring": ["check_name"],
 }
 
 

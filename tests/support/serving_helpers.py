@@ -171,7 +171,7 @@ def register_agent_champion(uri: str, tmp: Path) -> str:
     patterns = {p: "rl" for p in ("smooth", "erratic", "intermittent", "lumpy")}
     (folder / "pattern_policy.json").write_text(json.dumps(patterns))
     try:
-        agent_registry.configure(uri)
+        agent_registry.configure(uri, tmp / "mlflow-artifacts")  # never ./mlruns in the working tree
         version = agent_registry.log_agent(folder, costs={"rl": 1.0, "base_stock": 2.0}, tags={"fixture": "1"})
         assert agent_registry.promote_agent(version.version).promoted
         return version.version

@@ -477,6 +477,28 @@ def test_property_based_classify_and_order_bodies_never_get_a_5xx(client, body, 
     _post_never_5xx(client, path, body)
 
 
+def test_monitoring_reads_the_services_metrics_and_bandit(client, demand):
+    """monitoring.serving_health on this service's own /metrics and /bandit (what stock_monitoring reads)."""
+    from monitoring.serving_health import serving_health
+
+    payload = {"items": forecast_items(demand, 3), "horizon": 4}
+    assert client.post("/forecast", json=payload).status_code == 200
+    assert client.post("/forecast", json=payload).status_code == 200  # served from the cache
+    assert client.post("/forecast", json={"items": [], "horizon": 4}).status_code == 422  # a 4xx, counted as such
+    health = serving_health(client.get("/metrics").text, client.post("/bandit").json())
+    forecast = health["requests"]["by_endpoint"]["/forecast"]
+    assert forecast["requests"] >= 3 and 0 < forecast["error_rate_4xx"] < 1
+    assert "/metrics" not in health["requests"]["by_endpoint"]  # the monitor's own probes are left out
+    lat = health["latency"]["/forecast"]
+    assert lat["requests"] == forecast["requests"] and 0 < lat["p50_s"] <= lat["p95_s"] <= lat["p99_s"]
+    assert lat["mean_s"] > 0
+    cache = health["cache"]
+    assert cache["hits"] >= 3 and 0 < cache["hit_rate"] <= 1
+    bandit = health["bandit"]
+    assert bandit["champion"] is not None and set(bandit["traffic_shares"]) == {"champion", "challenger"}
+    assert sum(bandit["traffic_shares"].values()) == pytest.approx(1.0)
+
+
 def test_server_log_has_no_traceback(server):
     assert "Traceback" not in server["log"].read_text()
 

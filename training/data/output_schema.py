@@ -170,6 +170,22 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             _run_id(),
             _created(),
         ),
+        # stock_monitoring's verdicts, one row per check and monitored day (the key's cutoff_week is the
+        # logical date's day): figures as JSON, ``due`` when the check asked for a retraining event
+        "stock_monitoring": sa.Table(
+            "stock_monitoring",
+            md,
+            *_key_columns(),
+            sa.Column("check_name", sa.String(32), primary_key=True),
+            sa.Column("flagged", sa.Boolean),
+            sa.Column("due", sa.Boolean),
+            sa.Column("status", sa.Text),
+            sa.Column("figures", sa.Text),
+            sa.Column("logical_date", sa.DateTime),
+            sa.Column("demand_cutoff_week", sa.String(10)),
+            _run_id(),
+            _created(),
+        ),
         "stock_quarantine": sa.Table(
             "stock_quarantine",
             md,
@@ -195,6 +211,7 @@ OUTPUT_TABLES = (
     "stock_weekly_inventory",
     "stock_orders",
     "stock_quarantine",
+    "stock_monitoring",
 )
 
 

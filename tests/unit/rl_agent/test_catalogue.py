@@ -97,7 +97,7 @@ def test_bad_frames_get_clear_errors():
         prepare_catalogue(weekly.assign(y=-1.0), products)
 
 
-@pytest.mark.parametrize("name", ["rl_demo_200", "rl_demo_1000", "rl_demo_1000_forecasts", "rl_demo_1000_none"])
+@pytest.mark.parametrize("name", ["rl_demo_200", "rl_demo_1000", "rl_demo_1000_no_forecasts"])
 def test_results_doc_tables_are_the_json_they_quote(name):
     # Bug caught: a per-pattern figure typed or rounded by hand, or a table left from an earlier run.
     root = Path(__file__).resolve().parents[3]

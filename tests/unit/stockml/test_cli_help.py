@@ -7,7 +7,7 @@ from stockml.cli import app
 
 COMMANDS = [
     "demo-data", "validate", "run", "train", "promote", "rollback", "models", "status", "serve", "show", "prune",
-    "related", "settings",
+    "related", "settings", "monitor",
 ]  # fmt: skip
 
 

@@ -1,0 +1,120 @@
+"""stockml.steps.monitoring: the debounce, the Asset event's extra, the alerts, and the CLI on an empty home."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from stockml.cli import app
+from stockml.steps.monitoring import build_alerts, debounced, event_extra, requested_on
+
+DAY = dt.datetime(2026, 11, 14, tzinfo=dt.UTC)
+
+
+def _history(*days_due: tuple[str, str, bool]) -> pd.DataFrame:
+    return pd.DataFrame([{"check_name": c, "due": due, "logical_date": pd.Timestamp(d)} for d, c, due in days_due])
+
+
+def test_a_reason_due_within_the_window_is_debounced():
+    history = _history(("2026-11-12", "degradation", True), ("2026-11-13", "drift", False))
+    assert debounced(history, "degradation", DAY, hours=72)  # 48 h ago
+    assert not debounced(history, "degradation", DAY, hours=24)  # outside a 24 h window
+    assert not debounced(history, "drift", DAY, hours=72)  # flagged but not due then: no event was asked for
+    assert not debounced(history, "residual_drift", DAY, hours=72)
+    assert not debounced(history, "degradation", DAY, hours=0)  # 0: no debounce
+    # the same day (a re-run replaces its rows) and later days do not debounce this one
+    assert not debounced(_history(("2026-11-14", "degradation", True), ("2026-11-15", "degradation", True)),
+                         "degradation", DAY, hours=72)  # fmt: skip
+    assert not debounced(pd.DataFrame(), "degradation", DAY, hours=72)
+
+
+def test_a_re_run_of_a_day_sees_that_days_request():
+    history = _history(("2026-11-14", "degradation", True), ("2026-11-14", "summary", True),
+                       ("2026-11-14", "drift", False), ("2026-11-13", "residual_drift", True))  # fmt: skip
+    history["cutoff_week"] = history["logical_date"].dt.date.astype(str)
+    assert requested_on(history, DAY) == {"degradation"}
+    assert requested_on(pd.DataFrame(), DAY) == set()
+
+
+def _report(due: list[str]) -> dict:
+    return {
+        "reasons": ["degradation"],
+        "due": due,
+        "logical_date": DAY.isoformat(),
+        "demand": {"pipeline": "stock_ingest", "cutoff_week": "2026-11-09", "run_id": "r", "dir": "/h/runs/r"},
+        "checks": {"degradation": {"flagged": True, "status": "degraded", "limit": 1.8, "recent": []}},
+    }
+
+
+def test_the_event_extra_names_the_reasons_the_figures_and_the_snapshot():
+    extra = event_extra(_report(["degradation"]))
+    assert extra["reasons"] == ["degradation"] and extra["dir"] == "/h/runs/r"
+    assert extra["figures"] == {"degradation": {"status": "degraded", "limit": 1.8, "recent": []}}
+    assert extra["demand"]["cutoff_week"] == "2026-11-09"
+    json.dumps(extra)  # an Asset event's extra must be JSON
+
+
+def test_alerts_for_reasons_and_bandit_promotions():
+    promotion = {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2",
+                 "p_better": 0.97, "challenger_n": 240, "created_at": "2026-11-13T10:00:00Z"}  # fmt: skip
+    alerts = build_alerts(_report([]), [promotion])
+    assert [a["kind"] for a in alerts] == ["degradation", "promotion"]
+    assert "debounced" in alerts[0]["summary"] and alerts[0]["figures"]["limit"] == 1.8
+    assert "v2 replaced v1" in alerts[1]["summary"] and alerts[1]["severity"] == "info"
+    assert set(alerts[0]) == {"kind", "title", "summary", "figures", "severity"}  # monitoring.alerts.Alert's fields
+
+
+def test_the_training_adopts_the_snapshot_the_triggering_event_names(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "plugins"))  # as Airflow puts it
+    from stockml_airflow.common import triggering_snapshot
+
+    ev = SimpleNamespace
+    events = {"stockml_drift": [ev(extra={"dir": "/h/runs/a"})], "stockml_weekly_demand": [ev(extra=None)]}
+    assert triggering_snapshot({"triggering_asset_events": events}) == "/h/runs/a"
+    assert triggering_snapshot({}) is None
+
+
+def test_monitor_on_an_empty_home_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("STOCKML_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AIRFLOW_CONN_STOCKML_SOURCE", raising=False)
+    result = CliRunner().invoke(app, ["monitor"])
+    assert result.exit_code == 0, result.output
+    assert "run stock_ingest first" in result.output
+
+
+def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_path):
+    """The outcome store as the service creates it (its own table definitions), read back by monitoring."""
+    import sqlalchemy as sa
+
+    from serving.bentos import outcome_tables as ot
+    from stockml.settings import Settings
+    from stockml.steps.monitoring import bandit_promotions, served_records
+
+    s = Settings(home=tmp_path / "home")
+    assert served_records(s)[0].empty and bandit_promotions(s, None) == []  # no store yet: nothing to read
+    engine = sa.create_engine(ot.default_url(s.home))
+    ot.metadata.create_all(engine)
+    at = dt.datetime(2026, 11, 13, 10, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(ot.forecasts.insert(), [{"forecast_id": "f1", "sku": "a", "model_name": "stockml-router",
+                     "model_version": "2", "alias": "champion", "horizon": 1, "scale": 2.0,
+                     "points": json.dumps({"2026-11-16": 4.0}), "cached": False, "created_at": at}])  # fmt: skip
+        conn.execute(ot.feedback.insert(), [{"forecast_id": "f1", "ds": "2026-11-16", "y": 5.0, "yhat": 4.0,
+                     "reward": 0.5, "model_name": "stockml-router", "model_version": "2",
+                     "created_at": at}])  # fmt: skip
+        conn.execute(ot.decisions.insert(), [
+            {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2", "action": action,
+             "p_better": 0.97, "challenger_n": 240, "details": "{}", "created_at": at}
+            for action in ("promote", "stop")
+        ])  # fmt: skip
+    engine.dispose()
+    served, feedback = served_records(s)
+    assert list(served["forecast_id"]) == ["f1"] and list(feedback["y"]) == [5.0]
+    promotions = bandit_promotions(s, dt.datetime(2026, 11, 12, tzinfo=dt.UTC))
+    assert [p["challenger_version"] for p in promotions] == ["2"]  # the stop decision is no promotion
+    assert bandit_promotions(s, dt.datetime(2026, 11, 14, tzinfo=dt.UTC)) == []  # already seen by an earlier run
