@@ -22,8 +22,8 @@ the cheapest honest stand-in built from the zoo's own members:
   the catalogue falls back to the no-forecast width): a rolling split-conformal bound, because these
   members have no native intervals.
 
-Origins run from the ``min_history``-th week to the week after the last one (that last row is the
-forecast for the next order, what the orders step recommends with). Forecasts are made on the recorded
+Origins run from the week after the first ``min_history`` weeks to the week after the last one (that
+last row is the forecast for the next order, what the orders step recommends with). Forecasts are made on the recorded
 sales: censored weeks are what a live forecaster would have seen (imputing them first would use a
 centred window, i.e. later weeks).
 
