@@ -92,3 +92,17 @@ def test_the_injector_shifts_exactly_the_share_and_the_weeks_it_names():
     assert same == chosen and again.equals(shifted)
     with pytest.raises(ValueError, match="kind"):
         inject_shift(demand, start, "trend", 0.3, 0.2)
+
+
+def test_results_doc_table_is_the_json_it_quotes():
+    # Bug caught: a detection rate typed by hand, or a table left from an earlier run.
+    import json
+    from pathlib import Path
+
+    from bench.drift import markdown_table
+
+    root = Path(__file__).resolve().parents[3]
+    report = json.loads((root / "bench" / "results" / "drift.json").read_text())
+    results = (root / "bench" / "RESULTS.md").read_text()
+    assert report["command"] in results and markdown_table(report) in results
+    assert set(report) >= {"false_alarm_rate", "detection", "seconds"}
