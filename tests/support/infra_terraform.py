@@ -128,22 +128,33 @@ def render_templates(jobs: list[tuple[Path, dict]]) -> list[object]:
     """Render each (template, variables) with Terraform's templatefile and decode it as YAML
     (``yamldecode``, as the modules do), in one ``terraform console`` run; returns the decoded values."""
     terraform = tool("terraform")
-    lines = [
-        f"jsonencode(yamldecode(templatefile({_hcl_string(str(path))}, jsondecode({_hcl_string(json.dumps(vars_))}))))"
+    exprs = [
+        f"yamldecode(templatefile({_hcl_string(str(path))}, jsondecode({_hcl_string(json.dumps(vars_))})))"
         for path, vars_ in jobs
     ]
+    # A piped `terraform console` prints only its last result: one expression holds them all.
+    proc = _console(terraform, f"jsonencode([{', '.join(exprs)}])")
+    if proc.returncode != 0:  # name the template(s) that fail
+        failures = [f"{path}: {_console(terraform, e).stderr}" for (path, _), e in zip(jobs, exprs, strict=True)]
+        pytest.fail("templatefile/yamldecode failed:\n" + "\n".join(f for f in failures if not f.endswith(": ")))
+    out = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(out) == 1, proc.stdout[-3000:]
+    decoded = json.loads(json.loads(out[0].replace("$${", "${").replace("%%{", "%{")))
+    assert len(decoded) == len(jobs)
+    return decoded
+
+
+def _console(terraform: Path, expression: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [str(terraform), "console"],
-        input="\n".join(lines) + "\n",
+        input=expression + "\n",
         capture_output=True,
         text=True,
         timeout=120,
         cwd=_empty_dir(),
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(out) == len(jobs), proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [json.loads(json.loads(line).replace("$${", "${").replace("%%{", "%{")) for line in out]
+    proc.stderr = re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr)
+    return proc
 
 
 @cache

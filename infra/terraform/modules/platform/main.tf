@@ -1,4 +1,4 @@
-# The namespace, the volume the pipeline's state lives on (STOCKML_HOME: run folders, the Evidently
+# The namespace, its network policy, the volume the pipeline's state lives on (STOCKML_HOME: run folders, the Evidently
 # workspace), shared by every Celery worker and the Evidently UI, and the source connection's secret.
 
 resource "kubernetes_namespace" "this" {
@@ -24,6 +24,10 @@ locals {
 
 resource "kubernetes_manifest" "shared_state" {
   manifest = yamldecode(templatefile("${path.module}/manifests/shared-state-pvc.yaml.tpl", local.shared_state_vars))
+}
+
+resource "kubernetes_manifest" "network_policy" {
+  manifest = yamldecode(templatefile("${path.module}/manifests/network-policy.yaml.tpl", local.shared_state_vars))
 }
 
 # The company's existing database: an input, stored only here (as Airflow reads connections from
