@@ -100,7 +100,7 @@ variable "shared_storage_size_gb" {
 variable "source_db_connection" {
   type        = string
   sensitive   = true
-  description = "The existing source database as an Airflow connection (URI postgresql://user:pass@host:5432/db, or the JSON form). Stored in a Kubernetes secret as AIRFLOW_CONN_STOCKML_SOURCE; pass it as TF_VAR_source_db_connection, never in a file."
+  description = "The existing source database as an Airflow connection (a postgresql:// or hiveserver2:// URI with the credentials URL-encoded, or the JSON form). Stored in a Kubernetes secret as AIRFLOW_CONN_STOCKML_SOURCE; pass it as TF_VAR_source_db_connection, never in a file."
 
   validation {
     condition     = can(regex("^(postgres(ql)?|hiveserver2|sqlite)://", var.source_db_connection)) || can(jsondecode(var.source_db_connection).conn_type)

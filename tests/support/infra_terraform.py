@@ -180,4 +180,6 @@ def run_checkov(directory: Path, framework: str) -> dict:
     report = json.loads(proc.stdout)
     reports = report if isinstance(report, list) else [report]
     assert len(reports) == 1, [r.get("check_type") for r in reports]
+    if "results" not in reports[0]:  # nothing to report: checkov prints the bare summary
+        return {"summary": reports[0], "results": {"passed_checks": [], "failed_checks": [], "skipped_checks": []}}
     return reports[0]
