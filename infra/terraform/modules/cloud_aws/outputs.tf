@@ -17,8 +17,8 @@ output "cluster_token" {
 }
 
 output "airflow_db_connection" {
-  description = "SQLAlchemy URL of Airflow's metadata database (psycopg 3, TLS required)."
-  value       = "postgresql+psycopg://airflow:${random_password.db["airflow"].result}@${aws_db_instance.metadata["airflow"].endpoint}/airflow?sslmode=require"
+  description = "URL of Airflow's metadata database (TLS required). Plain postgresql:// (psycopg2): KEDA's Postgres scaler reads the same secret and takes no SQLAlchemy driver suffix."
+  value       = "postgresql://airflow:${random_password.db["airflow"].result}@${aws_db_instance.metadata["airflow"].endpoint}/airflow?sslmode=require"
   sensitive   = true
 }
 
