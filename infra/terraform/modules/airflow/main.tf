@@ -46,8 +46,11 @@ resource "kubernetes_secret" "metadata" {
     namespace = var.namespace
   }
 
+  # KEDA's Postgres scaler reads the worker's AIRFLOW_CONN_AIRFLOW_DB (from `connection`), or
+  # `kedaConnection` in the chart's other set-ups: a libpq URL (postgresql://) in both.
   data = {
-    connection = var.metadata_connection
+    connection     = var.metadata_connection
+    kedaConnection = var.metadata_connection
   }
 }
 
