@@ -37,7 +37,7 @@ def test_checkov_secrets_scan_finds_no_secret_in_any_file(tmp_path):
     # checkov's secrets scan reads files by extension: the templates are scanned under their YAML
     # name, the tfvars example under a .tf one.
     tree = tmp_path / "terraform"
-    shutil.copytree(TF_ROOT, tree)
+    shutil.copytree(TF_ROOT, tree, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "terraform.tfvars"))
     templates = list(tree.rglob("*.tpl"))
     for path in templates:
         path.rename(path.with_suffix(""))

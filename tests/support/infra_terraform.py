@@ -39,7 +39,8 @@ def module_dirs() -> list[Path]:
 
 
 def tf_files() -> list[Path]:
-    return sorted(TF_ROOT.rglob("*.tf"))
+    """The configuration's .tf files (not what `terraform init` left under .terraform/)."""
+    return sorted(p for p in TF_ROOT.rglob("*.tf") if ".terraform" not in p.parts)
 
 
 def unquote(value: object) -> object:
