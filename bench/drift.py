@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from bench.report import write_report
-from monitoring.drift import DEFAULT_DRIFT_SHARE, DEFAULT_THRESHOLD, data_drift, drift_features
+from monitoring.drift import DEFAULT_DRIFT_SHARE, DEFAULT_THRESHOLD, data_drift, drift_features, reference_features
 from training.data.demo import generate_catalogue
 from training.data.demo_shift import inject_shift
 from training.data.weekly import to_weekly_demand
@@ -43,23 +43,36 @@ def catalogue(skus: int, seed: int) -> pd.DataFrame:
     return to_weekly_demand(demo.movements)[["unique_id", "ds", "y"]]
 
 
-def judge(demand: pd.DataFrame, window: int, drift_share: float, threshold: float) -> bool:
+def judge(demand: pd.DataFrame, window: int, drift_share: float, threshold: float) -> tuple[bool, pd.DataFrame]:
+    """The monitoring run's verdict and its current rows (the features of the last ``window`` weeks)."""
     end = demand["ds"].max()
-    reference = drift_features(demand, end - pd.Timedelta(weeks=window), window)
+    reference = reference_features(demand, end - pd.Timedelta(weeks=window), window)
     current = drift_features(demand, end, window)
-    return data_drift(reference, current, drift_share, threshold).drifted
+    return data_drift(reference, current, drift_share, threshold).drifted, current
+
+
+def effect_size(null: pd.DataFrame, shifted: pd.DataFrame) -> float:
+    """How far the shift moved the current rows, in the null rows' spread: the largest over the features
+    of |mean shift| / standard deviation (Cohen's d). Why: a two-sample test over ``n`` products on each
+    side sees a shift at about ``d * sqrt(n / 2)`` standard errors, so this says how many products a
+    shift of that kind needs before any test over products can see it."""
+    return float(max(abs(shifted[c].mean() - null[c].mean()) / (null[c].std() or 1.0) for c in null.columns))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     alarms, hits = 0, {s: 0 for s in SHIFTS}
+    effects: dict[tuple, list[float]] = {s: [] for s in SHIFTS}
     for r in range(args.runs):
         demand = catalogue(args.skus, 1000 + r)
         start = demand["ds"].max() - pd.Timedelta(weeks=args.window - 1)
-        alarms += judge(demand, args.window, args.drift_share, args.threshold)
+        alarm, null = judge(demand, args.window, args.drift_share, args.threshold)
+        alarms += alarm
         for shift in SHIFTS:
             kind, size, share = shift
             shifted, _ = inject_shift(demand, start, kind, size, share, seed=r)
-            hits[shift] += judge(shifted, args.window, args.drift_share, args.threshold)
+            hit, current = judge(shifted, args.window, args.drift_share, args.threshold)
+            hits[shift] += hit
+            effects[shift].append(effect_size(null, current))
     seconds = {}
     for n in args.timing_skus:
         demand = catalogue(n, 7)
@@ -69,7 +82,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "false_alarm_rate": alarms / args.runs,
         "detection": [
-            {"shift": k, "size": s, "share": sh, "detection_rate": hits[(k, s, sh)] / args.runs} for k, s, sh in SHIFTS
+            {
+                "shift": k,
+                "size": s,
+                "share": sh,
+                "detection_rate": hits[(k, s, sh)] / args.runs,
+                "effect_size": round(sum(effects[(k, s, sh)]) / args.runs, 3),
+            }
+            for k, s, sh in SHIFTS
         ],
         "seconds": seconds,
         "settings": {
@@ -86,11 +106,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    lines = ["| shift | size | share of products | detection rate |", "|---|---|---|---|"]
+    lines = ["| shift | size | share of products | detection rate | effect size d |", "|---|---|---|---|---|"]
     lines += [
-        f"| {d['shift']} | {d['size']:g} | {d['share']:g} | {d['detection_rate']:.2f} |" for d in report["detection"]
+        f"| {d['shift']} | {d['size']:g} | {d['share']:g} | {d['detection_rate']:.2f} | {d['effect_size']:.2f} |"
+        for d in report["detection"]
     ]
-    lines.append(f"| none (a new season included) | | | false alarms {report['false_alarm_rate']:.2f} |")
+    lines.append(f"| none (a new season included) | | | false alarms {report['false_alarm_rate']:.2f} | |")
     return "\n".join(lines)
 
 

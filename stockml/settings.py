@@ -210,11 +210,11 @@ class Settings(BaseSettings):
         description="No second retraining event for the same reason within this many hours of the last one.",
     )
     drift_share: float = Field(
-        default=0.25,
+        default=0.2,
         gt=0,
         le=1,
         description="Data drift when at least this share of the monitored features drifted (Evidently; "
-        "0.25: one of the four year-over-year features).",
+        "0.2: one of the five year-over-year features).",
     )
     drift_window_weeks: int = Field(
         default=13,
@@ -224,6 +224,12 @@ class Settings(BaseSettings):
     )
     drift_threshold: float = Field(
         default=0.01, gt=0, lt=1, description="Per-feature p-value below which a feature has drifted."
+    )
+    drift_min_effect: float = Field(
+        default=0.1,
+        ge=0,
+        description="... and only when its mean moved by at least this many reference standard deviations "
+        "(from 30 products on; keeps a large catalogue's small quarter-to-quarter differences out).",
     )
     monitoring_service_url: str | None = Field(
         default=None,

@@ -204,14 +204,18 @@ def drift_checks(
     else:
         reference, origin = champion_reference(s, demand, champion, ref_end)
         current = drift.drift_features(demand, end, s.drift_window_weeks, s.season_length)
-        result = drift.data_drift(reference, current, drift_share=s.drift_share, threshold=s.drift_threshold)
+        result = drift.data_drift(
+            reference, current, drift_share=s.drift_share, threshold=s.drift_threshold, min_effect=s.drift_min_effect
+        )
         out["drift"] = {"flagged": bool(result.drifted), "status": "checked", "reference": origin, **result.to_dict()}
         out["drift"][SNAPSHOT_KEY] = result.snapshot  # for the ops dashboard; popped before the report
     recent = points["ds"] > end - pd.Timedelta(weeks=s.drift_window_weeks)
     if recent.all() or not recent.any():
         out["residual_drift"] = {"flagged": False, "status": "not enough forecast errors on both sides"}
     else:
-        result = drift.residual_drift(points.loc[~recent, "error"], points.loc[recent, "error"], s.drift_threshold)
+        result = drift.residual_drift(
+            points.loc[~recent, "error"], points.loc[recent, "error"], s.drift_threshold, s.drift_min_effect
+        )
         out["residual_drift"] = {"flagged": bool(result.drifted), "status": "checked", **result.to_dict()}
     return out
 
