@@ -162,3 +162,13 @@ def dag_failed_text(f: Mapping[str, Any]) -> str:
         f"Task {f.get('dag_id')}.{f.get('task_id')} failed (run {f.get('run_id')}, logical date "
         f"{f.get('logical_date') or 'none'}, try {f.get('try_number')}): {f.get('error')}"
     )
+
+
+def residual_drift_text(figures: Mapping[str, Any]) -> str:
+    """'Forecast-error drift: the scaled errors of the window moved (p=0.0001; 1200 errors against 3400 before)'."""
+    p_value = ((figures.get("columns") or {}).get("error") or {}).get("p_value")
+    p = f"p={p_value:.2g}; " if isinstance(p_value, int | float) else ""
+    return (
+        f"Forecast-error drift: the scaled errors of the window moved ({p}{figures.get('n_current')} errors "
+        f"against {figures.get('n_reference')} before)"
+    )

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring import alerts as alerts_lib
 from monitoring import decisions as decisions_lib
 from monitoring import drift
 from monitoring import quality as quality_lib
@@ -85,7 +86,8 @@ def monitoring_step(
     reasons = [r for r in REASONS if checks.get(r, {}).get("flagged")]
     asked_today = requested_on(history, when)  # a re-run of this day: its request stands, not sent again
     due = [r for r in reasons if r not in asked_today and not debounced(history, r, when, s.retrain_debounce_hours)]
-    promotions = bandit_promotions(s, _previous_run(history, when))
+    since = bandit_cursor(history, when)
+    promotions = bandit_promotions(s, since)
     report = {
         "status": "checked",
         "logical_date": when.isoformat(),
@@ -96,8 +98,11 @@ def monitoring_step(
         "demand": snapshot,
         "champion": champion,
         "checks": checks,
+        BANDIT_CURSOR: _newest(since, [p["created_at"] for p in promotions]),
     }
-    report["alerts"] = build_alerts(report, promotions)
+    report["alerts"] = build_alerts(
+        report, promotions, {"ops dashboard": f"http://{s.dashboards_host}:{s.dashboards_port}"}
+    )
     if write:
         write_verdicts(hook, schema, report, OutputKey.of(pipeline, when.date()), run_id)
         from stockml.dashboards import publish_monitoring
@@ -309,33 +314,72 @@ def _previous_run(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | Non
     return None if earlier.empty else earlier.max().to_pydatetime()
 
 
-def build_alerts(report: dict[str, Any], promotions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What ops are told, as the fields of ``monitoring.alerts.Alert`` (kind, title, summary, figures, severity)."""
+BANDIT_CURSOR = "bandit_alerted_through"  # in the summary row: the newest bandit promotion already alerted
+
+
+def bandit_cursor(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
+    """Alert the bandit's promotions recorded after this: the newest one an earlier run (this day's
+    included) already alerted, so a re-run of a day does not alert twice; without one, the previous
+    monitored day (what runs before the cursor existed used)."""
+    summaries = history[history["check_name"] == "summary"] if not history.empty else history
+    marks = []
+    for figures in summaries.get("figures", pd.Series(dtype=str)):
+        try:
+            mark = json.loads(figures or "{}").get(BANDIT_CURSOR)
+        except (TypeError, ValueError):
+            continue
+        if mark:
+            marks.append(pd.Timestamp(mark))
+    marks = [m.tz_localize("UTC") if m.tzinfo is None else m for m in marks]
+    return max(marks).to_pydatetime() if marks else _previous_run(history, when)
+
+
+def _newest(since: dt.datetime | None, created: list[str]) -> str | None:
+    marks = ([pd.Timestamp(since)] if since else []) + [pd.Timestamp(c) for c in created]
+    return max(marks).isoformat() if marks else None
+
+
+def build_alerts(
+    report: dict[str, Any], promotions: list[dict[str, Any]], links: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """What ops are told, as the fields of :class:`monitoring.alerts.Alert` (kind, title, text, severity,
+    figures, links): one alert per flagged reason (``residual_drift`` is a ``drift`` alert about the
+    forecast errors) and one per bandit promotion since the last one alerted."""
     checks = report["checks"]
+    links = dict(links or {})
+    cutoff = report["demand"]["cutoff_week"]
     alerts = []
     for reason in report["reasons"]:
         c = checks[reason]
         state = "retraining requested" if reason in report["due"] else "retraining already requested (debounced)"
-        alerts.append(
-            {
-                "kind": reason,
-                "title": f"stockml: {reason.replace('_', ' ')} on the demand up to {report['demand']['cutoff_week']}",
-                "summary": f"{c.get('status')}; {state}",
-                "figures": {k: v for k, v in c.items() if k not in ("flagged",)},
-                "severity": "warning",
-            }
+        if reason == "degradation":
+            text = alerts_lib.degradation_text(c)
+        elif reason == "residual_drift":
+            text = alerts_lib.residual_drift_text(c)
+        else:
+            text = alerts_lib.drift_text(c)
+        figures = {k: v for k, v in c.items() if k not in ("flagged", "columns")}
+        if c.get("columns"):  # per column only its p-value: the rest is in the monitoring row
+            figures["p_values"] = {k: v.get("p_value") for k, v in c["columns"].items()}
+        alert = alerts_lib.Alert(
+            kind="degradation" if reason == "degradation" else "drift",
+            title=f"stockml: {reason.replace('_', ' ')} on the demand up to {cutoff}",
+            text=f"{text}; {state}",
+            severity="warning",
+            figures={"check": reason, "retraining": state, **figures},
+            links=links,
         )
+        alerts.append(alert.to_dict())
     for p in promotions:
-        alerts.append(
-            {
-                "kind": "promotion",
-                "title": f"stockml: the bandit promoted {p['model_name']} v{p['challenger_version']}",
-                "summary": f"v{p['challenger_version']} replaced v{p['champion_version']} as champion "
-                f"(P(better) {p['p_better']}, {p['challenger_n']} outcomes)",
-                "figures": p,
-                "severity": "info",
-            }
+        alert = alerts_lib.Alert(
+            kind="bandit_promotion",
+            title=f"stockml: the bandit promoted {p['model_name']} v{p['challenger_version']}",
+            text=alerts_lib.bandit_promotion_text(p),
+            severity="info",
+            figures=p,
+            links=links,
         )
+        alerts.append(alert.to_dict())
     return alerts
 
 
@@ -347,7 +391,9 @@ def write_verdicts(hook: Any, schema: str | None, report: dict[str, Any], key: O
          "status": str(c.get("status")), "figures": json.dumps(c, default=str)}
         for name, c in report["checks"].items()
     ]  # fmt: skip
-    summary = {k: report[k] for k in ("reasons", "due", "requested", "debounced", "demand", "champion")}
+    summary = {
+        k: report.get(k) for k in ("reasons", "due", "requested", "debounced", "demand", "champion", BANDIT_CURSOR)
+    }
     rows.append(
         {"check_name": "summary", "flagged": bool(report["reasons"]), "due": bool(report["requested"]),
          "status": ", ".join(report["reasons"]) or "healthy", "figures": json.dumps(summary, default=str)}

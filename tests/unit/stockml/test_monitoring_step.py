@@ -60,13 +60,54 @@ def test_the_event_extra_names_the_reasons_the_figures_and_the_snapshot():
 
 
 def test_alerts_for_reasons_and_bandit_promotions():
+    from monitoring.alerts import Alert
+
     promotion = {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2",
                  "p_better": 0.97, "challenger_n": 240, "created_at": "2026-11-13T10:00:00Z"}  # fmt: skip
-    alerts = build_alerts(_report([]), [promotion])
-    assert [a["kind"] for a in alerts] == ["degradation", "promotion"]
-    assert "debounced" in alerts[0]["summary"] and alerts[0]["figures"]["limit"] == 1.8
-    assert "v2 replaced v1" in alerts[1]["summary"] and alerts[1]["severity"] == "info"
-    assert set(alerts[0]) == {"kind", "title", "summary", "figures", "severity"}  # monitoring.alerts.Alert's fields
+    alerts = build_alerts(_report([]), [promotion], {"ops dashboard": "http://127.0.0.1:8000"})
+    assert [a["kind"] for a in alerts] == ["degradation", "bandit_promotion"]
+    assert alerts[0]["text"].startswith("Degradation: weekly MASE ? above the limit 1.8")
+    assert alerts[0]["text"].endswith("; retraining already requested (debounced)")
+    assert alerts[0]["figures"]["limit"] == 1.8 and alerts[0]["figures"]["check"] == "degradation"
+    assert alerts[1]["text"] == (
+        "Bandit promotion: stockml-router v2 replaced v1 as champion (P(better) 0.97 after 240 outcomes)"
+    )
+    assert alerts[1]["severity"] == "info" and alerts[1]["links"] == {"ops dashboard": "http://127.0.0.1:8000"}
+    assert [Alert.from_dict(a).kind for a in alerts] == ["degradation", "bandit_promotion"]  # the Alert's fields
+
+
+def test_drift_alerts_name_the_drifted_features():
+    report = _report(["drift", "residual_drift"]) | {"reasons": ["drift", "residual_drift"]}
+    report["checks"] = {
+        "drift": {"flagged": True, "status": "checked", "drifted_columns": ["level_yoy"], "n_current": 300,
+                  "columns": {"level_yoy": {"p_value": 0.0003}, "spread_yoy": {"p_value": 0.2}}},
+        "residual_drift": {"flagged": True, "status": "checked", "n_current": 1200, "n_reference": 3400,
+                           "columns": {"error": {"p_value": 0.0001}}},
+    }  # fmt: skip
+    drift, residual = build_alerts(report, [])
+    assert drift["kind"] == residual["kind"] == "drift"
+    assert drift["text"] == "Drift: 1 of 2 features drifted (level_yoy p=0.0003) on 300 products; retraining requested"
+    assert (
+        drift["figures"]["p_values"] == {"level_yoy": 0.0003, "spread_yoy": 0.2} and "columns" not in drift["figures"]
+    )
+    assert residual["text"].startswith("Forecast-error drift: the scaled errors of the window moved (p=0.0001; 1200")
+
+
+def test_the_bandit_cursor_makes_a_re_run_alert_nothing_twice():
+    from stockml.steps.monitoring import BANDIT_CURSOR, bandit_cursor
+
+    def summary(day: str, mark: str | None) -> dict:
+        return {"check_name": "summary", "logical_date": pd.Timestamp(day, tz="UTC"),
+                "figures": json.dumps({BANDIT_CURSOR: mark})}  # fmt: skip
+
+    assert bandit_cursor(pd.DataFrame(), DAY) is None  # never monitored: every promotion is news
+    old = pd.DataFrame([summary("2026-11-12", None), summary("2026-11-13", None)])
+    assert bandit_cursor(old, DAY) == dt.datetime(2026, 11, 13, tzinfo=dt.UTC)  # before the cursor: the previous day
+    # this day's own first run alerted a promotion of 10:00: its re-run starts after it
+    marked = pd.DataFrame(
+        [summary("2026-11-13", "2026-11-12T08:00:00+00:00"), summary("2026-11-14", "2026-11-14T10:00:00Z")]
+    )
+    assert bandit_cursor(marked, DAY) == dt.datetime(2026, 11, 14, 10, tzinfo=dt.UTC)
 
 
 def test_the_training_adopts_the_snapshot_the_triggering_event_names(monkeypatch):
