@@ -99,6 +99,7 @@ def monitoring_step(
         "champion": champion,
         "checks": checks,
         BANDIT_CURSOR: _newest(since, [p["created_at"] for p in promotions]),
+        "alerted_today": sorted(flagged_on(history, when)),  # told by an earlier run of this day: not again
     }
     report["alerts"] = build_alerts(
         report, promotions, {"ops dashboard": f"http://{s.dashboards_host}:{s.dashboards_port}"}
@@ -306,6 +307,14 @@ def requested_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
     return set(day["check_name"]) & set(REASONS)
 
 
+def flagged_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
+    """The reasons an earlier run of ``when``'s day flagged (and so alerted)."""
+    if history.empty:
+        return set()
+    day = history[(history["cutoff_week"] == when.date().isoformat()) & history["flagged"].astype(bool)]
+    return set(day["check_name"]) & set(REASONS)
+
+
 def _previous_run(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
     if history.empty:
         return None
@@ -344,12 +353,13 @@ def build_alerts(
 ) -> list[dict[str, Any]]:
     """What ops are told, as the fields of :class:`monitoring.alerts.Alert` (kind, title, text, severity,
     figures, links): one alert per flagged reason (``residual_drift`` is a ``drift`` alert about the
-    forecast errors) and one per bandit promotion since the last one alerted."""
+    forecast errors; not one an earlier run of the same day alerted: ``alerted_today``) and one per bandit
+    promotion since the last one alerted."""
     checks = report["checks"]
     links = dict(links or {})
     cutoff = report["demand"]["cutoff_week"]
     alerts = []
-    for reason in report["reasons"]:
+    for reason in [r for r in report["reasons"] if r not in report.get("alerted_today", ())]:
         c = checks[reason]
         state = "retraining requested" if reason in report["due"] else "retraining already requested (debounced)"
         if reason == "degradation":

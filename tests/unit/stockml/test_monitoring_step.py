@@ -91,6 +91,21 @@ def test_drift_alerts_name_the_drifted_features():
         drift["figures"]["p_values"] == {"level_yoy": 0.0003, "spread_yoy": 0.2} and "columns" not in drift["figures"]
     )
     assert residual["text"].startswith("Forecast-error drift: the scaled errors of the window moved (p=0.0001; 1200")
+    assert [a["figures"]["check"] for a in build_alerts(report | {"alerted_today": ["drift"]}, [])] == [
+        "residual_drift"
+    ]
+
+
+def test_a_re_run_of_a_day_knows_what_that_day_flagged():
+    from stockml.steps.monitoring import flagged_on
+
+    history = pd.DataFrame([
+        {"check_name": "drift", "flagged": True, "cutoff_week": "2026-11-14"},
+        {"check_name": "summary", "flagged": True, "cutoff_week": "2026-11-14"},
+        {"check_name": "degradation", "flagged": False, "cutoff_week": "2026-11-14"},
+        {"check_name": "degradation", "flagged": True, "cutoff_week": "2026-11-13"},
+    ])  # fmt: skip
+    assert flagged_on(history, DAY) == {"drift"} and flagged_on(pd.DataFrame(), DAY) == set()
 
 
 def test_the_bandit_cursor_makes_a_re_run_alert_nothing_twice():
