@@ -250,7 +250,8 @@ def served_records(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def bandit_promotions(s: Settings, since: dt.datetime | None) -> list[dict[str, Any]]:
-    """The bandit's ``promote`` decisions recorded after ``since`` (all of them when None)."""
+    """The bandit's ``promote`` and ``promote_refused`` (the guardrails said no) decisions recorded after
+    ``since`` (all of them when None), each with its ``action`` and, for a refusal, the guardrail's ``reason``."""
     engine = outcome_engine(s)
     try:
         rows = _outcome_table(engine, "serving_bandit_decisions")
@@ -259,12 +260,16 @@ def bandit_promotions(s: Settings, since: dt.datetime | None) -> list[dict[str, 
             engine.dispose()
     if rows.empty:
         return []
-    rows = rows[rows["action"] == "promote"]
+    rows = rows[rows["action"].isin(["promote", "promote_refused"])]
     if since is not None:
         created = pd.to_datetime(rows["created_at"], utc=True)
         rows = rows[created > pd.Timestamp(since)]
-    keep = ["model_name", "champion_version", "challenger_version", "p_better", "challenger_n", "created_at"]
-    return json.loads(rows[keep].to_json(orient="records", date_format="iso"))
+    keep = ["model_name", "champion_version", "challenger_version", "action", "p_better", "challenger_n", "created_at"]
+    out = json.loads(rows[keep].to_json(orient="records", date_format="iso"))
+    for record, details in zip(out, rows["details"], strict=True):
+        if record["action"] == "promote_refused":
+            record["reason"] = (json.loads(details or "{}").get("guardrail") or {}).get("reason")
+    return out
 
 
 def _serving(s: Settings) -> dict[str, Any]:
@@ -381,6 +386,9 @@ def build_alerts(
         )
         alerts.append(alert.to_dict())
     for p in promotions:
+        if p.get("action") == "promote_refused":
+            alerts.append(_bandit_refusal(p, links))
+            continue
         alert = alerts_lib.Alert(
             kind="bandit_promotion",
             title=f"stockml: the bandit promoted {p['model_name']} v{p['challenger_version']}",
@@ -391,6 +399,25 @@ def build_alerts(
         )
         alerts.append(alert.to_dict())
     return alerts
+
+
+def _bandit_refusal(p: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    """The bandit asked to promote its challenger and the guardrails refused: a ``promotion_refused`` alert."""
+    asked = f"the bandit asked, P(better) {p['p_better']:.3g} after {p['challenger_n']} outcomes"
+    decision = {
+        "name": p["model_name"],
+        "candidate": p["challenger_version"],
+        "previous_champion": p["champion_version"],
+        "reason": f"{asked}; the guardrails said: {p.get('reason')}",
+    }
+    return alerts_lib.Alert(
+        kind="promotion_refused",
+        title=f"stockml: the bandit's promotion of {p['model_name']} v{p['challenger_version']} refused",
+        text=alerts_lib.promotion_refused_text(decision),
+        severity="warning",
+        figures=p,
+        links=links,
+    ).to_dict()
 
 
 def write_verdicts(hook: Any, schema: str | None, report: dict[str, Any], key: OutputKey, run_id: str) -> int:

@@ -167,10 +167,18 @@ def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_
             {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2", "action": action,
              "p_better": 0.97, "challenger_n": 240, "details": "{}", "created_at": at}
             for action in ("promote", "stop")
-        ])  # fmt: skip
+        ] + [{"model_name": "stockml-router", "champion_version": "1", "challenger_version": "3",
+              "action": "promote_refused", "p_better": 0.96, "challenger_n": 300, "created_at": at,
+              "details": json.dumps({"guardrail": {"reason": "holdout MASE 1.3 vs champion 1.1"}})}])  # fmt: skip
     engine.dispose()
     served, feedback = served_records(s)
     assert list(served["forecast_id"]) == ["f1"] and list(feedback["y"]) == [5.0]
     promotions = bandit_promotions(s, dt.datetime(2026, 11, 12, tzinfo=dt.UTC))
-    assert [p["challenger_version"] for p in promotions] == ["2"]  # the stop decision is no promotion
+    assert [(p["challenger_version"], p["action"]) for p in promotions] == [("2", "promote"), ("3", "promote_refused")]
+    assert promotions[1]["reason"] == "holdout MASE 1.3 vs champion 1.1"  # the stop decision is no promotion
+    refused = build_alerts(_report([]) | {"reasons": []}, promotions)[1]
+    assert refused["kind"] == "promotion_refused" and refused["text"] == (
+        "Promotion refused: stockml-router v3 was not promoted, v1 stays champion (the bandit asked, P(better) "
+        "0.96 after 300 outcomes; the guardrails said: holdout MASE 1.3 vs champion 1.1)"
+    )
     assert bandit_promotions(s, dt.datetime(2026, 11, 14, tzinfo=dt.UTC)) == []  # already seen by an earlier run
