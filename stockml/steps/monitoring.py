@@ -385,39 +385,24 @@ def build_alerts(
             links=links,
         )
         alerts.append(alert.to_dict())
-    for p in promotions:
-        if p.get("action") == "promote_refused":
-            alerts.append(_bandit_refusal(p, links))
-            continue
-        alert = alerts_lib.Alert(
-            kind="bandit_promotion",
-            title=f"stockml: the bandit promoted {p['model_name']} v{p['challenger_version']}",
-            text=alerts_lib.bandit_promotion_text(p),
-            severity="info",
-            figures=p,
-            links=links,
-        )
-        alerts.append(alert.to_dict())
+    alerts += [_bandit_alert(p, links) for p in promotions]
     return alerts
 
 
-def _bandit_refusal(p: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
-    """The bandit asked to promote its challenger and the guardrails refused: a ``promotion_refused`` alert."""
-    asked = f"the bandit asked, P(better) {p['p_better']:.3g} after {p['challenger_n']} outcomes"
-    decision = {
-        "name": p["model_name"],
-        "candidate": p["challenger_version"],
-        "previous_champion": p["champion_version"],
-        "reason": f"{asked}; the guardrails said: {p.get('reason')}",
-    }
-    return alerts_lib.Alert(
-        kind="promotion_refused",
-        title=f"stockml: the bandit's promotion of {p['model_name']} v{p['challenger_version']} refused",
-        text=alerts_lib.promotion_refused_text(decision),
-        severity="warning",
-        figures=p,
-        links=links,
-    ).to_dict()
+def _bandit_alert(p: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    """A promotion by the bandit (``bandit_promotion``), or one the guardrails refused (``promotion_refused``)."""
+    model = f"{p['model_name']} v{p['challenger_version']}"
+    if p.get("action") == "promote_refused":
+        asked = f"the bandit asked, P(better) {p['p_better']:.3g} after {p['challenger_n']} outcomes"
+        why = f"{asked}; the guardrails said: {p.get('reason')}"
+        decision = {"name": p["model_name"], "candidate": p["challenger_version"],
+                    "previous_champion": p["champion_version"], "reason": why}  # fmt: skip
+        kind, severity, title = "promotion_refused", "warning", f"stockml: the bandit's promotion of {model} refused"
+        text = alerts_lib.promotion_refused_text(decision)
+    else:
+        kind, severity, title = "bandit_promotion", "info", f"stockml: the bandit promoted {model}"
+        text = alerts_lib.bandit_promotion_text(p)
+    return alerts_lib.Alert(kind=kind, title=title, text=text, severity=severity, figures=p, links=links).to_dict()
 
 
 def write_verdicts(hook: Any, schema: str | None, report: dict[str, Any], key: OutputKey, run_id: str) -> int:
