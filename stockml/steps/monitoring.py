@@ -343,13 +343,18 @@ def bandit_cursor(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | Non
         except (TypeError, ValueError):
             continue
         if mark:
-            marks.append(pd.Timestamp(mark))
-    marks = [m.tz_localize("UTC") if m.tzinfo is None else m for m in marks]
+            marks.append(_utc(mark))
     return max(marks).to_pydatetime() if marks else _previous_run(history, when)
 
 
+def _utc(value: Any) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one (what SQLite gives back for the outcome store's times) is UTC."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def _newest(since: dt.datetime | None, created: list[str]) -> str | None:
-    marks = ([pd.Timestamp(since)] if since else []) + [pd.Timestamp(c) for c in created]
+    marks = ([_utc(since)] if since else []) + [_utc(c) for c in created]
     return max(marks).isoformat() if marks else None
 
 

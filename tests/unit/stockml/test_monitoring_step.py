@@ -125,6 +125,14 @@ def test_the_bandit_cursor_makes_a_re_run_alert_nothing_twice():
     assert bandit_cursor(marked, DAY) == dt.datetime(2026, 11, 14, 10, tzinfo=dt.UTC)
 
 
+def test_the_cursor_moves_to_the_newest_alerted_promotion_whatever_the_time_zone_form():
+    from stockml.steps.monitoring import _newest
+
+    # SQLite gives the outcome store's times back naive (UTC): found by the DAG test, where they met a tz-aware day
+    assert _newest(DAY, ["2026-11-14T10:00:00.000", "2026-11-13T09:00:00Z"]) == "2026-11-14T10:00:00+00:00"
+    assert _newest(None, []) is None and _newest(DAY, []) == "2026-11-14T00:00:00+00:00"
+
+
 def test_the_training_adopts_the_snapshot_the_triggering_event_names(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "plugins"))  # as Airflow puts it
     from stockml_airflow.common import triggering_snapshot
