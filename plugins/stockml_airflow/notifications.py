@@ -89,9 +89,10 @@ def smtp_settings(conn: Any) -> tuple[SmtpServer, str, list[str]]:
     return server, sender, recipients
 
 
-def _policy(conn: Any) -> dict[str, float]:
+def _policy(conn: Any) -> tuple[int, float]:
+    """(retries, back-off seconds) from the connection's extra."""
     extra = conn.extra_dejson
-    return {"retries": int(extra.get("retries", 3)), "backoff_s": float(extra.get("backoff_s", 2.0))}
+    return int(extra.get("retries", 3)), float(extra.get("backoff_s", 2.0))
 
 
 def notify(alert: Alert) -> list[dict[str, Any]]:
@@ -105,7 +106,8 @@ def notify(alert: Alert) -> list[dict[str, Any]]:
         else:
             body = json.dumps(alert.webhook_payload()).encode()
             timeout = float(hook.extra_dejson.get("timeout_s", 10))
-            deliveries.append(post_json(url, body, timeout_s=timeout, **_policy(hook)))  # type: ignore[arg-type]
+            retries, backoff = _policy(hook)
+            deliveries.append(post_json(url, body, timeout_s=timeout, retries=retries, backoff_s=backoff))
     smtp = _connection(SMTP_CONN_ID)
     if smtp is not None:
         server, sender, recipients = smtp_settings(smtp)
@@ -113,7 +115,8 @@ def notify(alert: Alert) -> list[dict[str, Any]]:
             why = "the connection has no host" if not server.host else 'the connection\'s extra has no "to"'
             deliveries.append(Delivery("email", SMTP_CONN_ID, False, 0, None, why))
         else:
-            deliveries.append(send_email(alert.email(sender, recipients), server, **_policy(smtp)))  # type: ignore[arg-type]
+            retries, backoff = _policy(smtp)
+            deliveries.append(send_email(alert.email(sender, recipients), server, retries=retries, backoff_s=backoff))
     if hook is None and smtp is None:
         log.warning("alert %r not sent: no alert channel is configured; %s", alert.title, HOW_TO)
     for d in deliveries:
