@@ -265,7 +265,9 @@ def bandit_promotions(s: Settings, since: dt.datetime | None) -> list[dict[str, 
         created = pd.to_datetime(rows["created_at"], utc=True)
         rows = rows[created > pd.Timestamp(since)]
     keep = ["model_name", "champion_version", "challenger_version", "action", "p_better", "challenger_n", "created_at"]
-    out = json.loads(rows[keep].to_json(orient="records", date_format="iso"))
+    # microseconds kept: the newest alerted one becomes the cursor, and a cursor cut to milliseconds would
+    # let that same decision through again at the next run
+    out = json.loads(rows[keep].to_json(orient="records", date_format="iso", date_unit="us"))
     for record, details in zip(out, rows["details"], strict=True):
         if record["action"] == "promote_refused":
             record["reason"] = (json.loads(details or "{}").get("guardrail") or {}).get("reason")

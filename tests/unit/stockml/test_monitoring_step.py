@@ -163,7 +163,7 @@ def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_
     assert served_records(s)[0].empty and bandit_promotions(s, None) == []  # no store yet: nothing to read
     engine = sa.create_engine(ot.default_url(s.home))
     ot.metadata.create_all(engine)
-    at = dt.datetime(2026, 11, 13, 10, tzinfo=dt.UTC)
+    at = dt.datetime(2026, 11, 13, 10, 0, 0, 123456, tzinfo=dt.UTC)  # the store keeps microseconds
     with engine.begin() as conn:
         conn.execute(ot.forecasts.insert(), [{"forecast_id": "f1", "sku": "a", "model_name": "stockml-router",
                      "model_version": "2", "alias": "champion", "horizon": 1, "scale": 2.0,
@@ -190,3 +190,7 @@ def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_
         "0.96 after 300 outcomes; the guardrails said: holdout MASE 1.3 vs champion 1.1)"
     )
     assert bandit_promotions(s, dt.datetime(2026, 11, 14, tzinfo=dt.UTC)) == []  # already seen by an earlier run
+    from stockml.steps.monitoring import _newest
+
+    cursor = _newest(None, [p["created_at"] for p in promotions])  # what the run that alerted them keeps
+    assert cursor == "2026-11-13T10:00:00.123456+00:00" and bandit_promotions(s, pd.Timestamp(cursor)) == []
