@@ -44,6 +44,15 @@ class HttpReceiver:
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def port(self) -> int:
+        return int(self.url.split(":")[2].split("/")[0])
+
+    @property
+    def base(self) -> str:
+        """``http://127.0.0.1:<port>`` (the receiver answers every path)."""
+        return self.url.rsplit("/", 1)[0]
+
     def wait_for(self, n: int, timeout: float = 30.0) -> list[Received]:
         return _wait(self.requests, n, timeout, "request(s)")
 
