@@ -102,17 +102,20 @@ class SmtpReceiver:
     host: str
     port: int
     messages: list[Mail] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)  # the users that authenticated
 
     def wait_for(self, n: int, timeout: float = 30.0) -> list[Mail]:
         return _wait(self.messages, n, timeout, "mail(s)")
 
 
 @contextmanager
-def smtp_server() -> Iterator[SmtpReceiver]:
-    """aiosmtpd's SMTP server on 127.0.0.1 and a free port (plain SMTP, no auth)."""
+def smtp_server(login: tuple[str, str] | None = None) -> Iterator[SmtpReceiver]:
+    """aiosmtpd's SMTP server on 127.0.0.1 and a free port: plain SMTP; with ``login`` (user, password) it
+    requires AUTH (LOGIN/PLAIN, allowed without TLS here: the test has no certificate a client would trust)."""
     import socket
 
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,7 +128,15 @@ def smtp_server() -> Iterator[SmtpReceiver]:
             state.messages.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
             return "250 Message accepted for delivery"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        user, password = auth_data.login.decode(), auth_data.password.decode()
+        ok = login is not None and (user, password) == login
+        if ok:
+            state.logins.append(user)
+        return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
+
+    options = {"authenticator": authenticate, "auth_require_tls": False, "auth_required": True} if login else {}
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield state

@@ -133,3 +133,16 @@ def test_email_to_a_closed_port_is_retried_then_reported():
     waits: list[float] = []
     d = send_email(_alert().email("a@b.c", ["d@e.f"]), SmtpServer("127.0.0.1", port, timeout_s=2), sleep=waits.append)
     assert not d.ok and d.attempts == 3 and waits == [1.0, 2.0] and "ConnectionRefused" in d.error
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the test server's choice
+def test_email_logs_in_when_the_server_wants_it_and_a_wrong_password_is_final():
+    with smtp_server(login=("alerts", "pw")) as smtp:
+        msg = _alert().email("stockml@example.org", ["ops@example.org"])
+        ok = send_email(msg, SmtpServer(smtp.host, smtp.port, user="alerts", password="pw"), sleep=lambda s: None)
+        smtp.wait_for(1)
+        wrong = send_email(msg, SmtpServer(smtp.host, smtp.port, user="alerts", password="no"), sleep=lambda s: None)
+        anonymous = send_email(msg, SmtpServer(smtp.host, smtp.port), sleep=lambda s: None)
+    assert ok.ok and smtp.logins == ["alerts"] and len(smtp.messages) == 1
+    assert not wrong.ok and wrong.attempts == 1 and wrong.status == 535  # a 5xx: not retried
+    assert not anonymous.ok and anonymous.status == 530 and len(smtp.messages) == 1
