@@ -52,6 +52,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def redacted(url: str) -> str:
+    """``scheme://host[:port]/…``: a URL fit for logs when its path carries a token (Slack's webhooks)."""
+    u = httpx.URL(url)
+    return f"{u.scheme}://{u.host}{f':{u.port}' if u.port else ''}/…"
+
+
 def sign(secret: str, body: bytes) -> str:
     """``sha256=<hex>``: the HMAC-SHA256 of the exact body bytes with the shared secret."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -68,15 +74,19 @@ def post_json(
     headers: Mapping[str, str] | None = None,
     *,
     channel: str = "webhook",
+    target: str | None = None,
     timeout_s: float = 10.0,
     retries: int = 3,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
     transport: httpx.BaseTransport | None = None,
 ) -> Delivery:
-    """POST ``body`` (JSON bytes) to ``url``; at most ``1 + retries`` tries (see the module's policy)."""
+    """POST ``body`` (JSON bytes) to ``url``; at most ``1 + retries`` tries (see the module's policy).
+
+    ``target`` is how the delivery names the receiver (default: the URL without credentials and query);
+    pass :func:`redacted` for a URL whose path is a secret, as a chat webhook's is."""
     sent_headers = {"Content-Type": "application/json", "User-Agent": "stockml-notify", **(headers or {})}
-    target = str(httpx.URL(url).copy_with(username=None, password=None, query=None))
+    target = target or str(httpx.URL(url).copy_with(username=None, password=None, query=None))
     status: int | None = None
     error: str | None = None
     attempts = 0

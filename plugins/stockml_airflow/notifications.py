@@ -24,7 +24,7 @@ import socket
 from typing import Any
 
 from monitoring.alerts import Alert, dag_failed_text, promotion_refused_text
-from monitoring.delivery import Delivery, SmtpServer, post_json, send_email
+from monitoring.delivery import Delivery, SmtpServer, post_json, redacted, send_email
 
 log = logging.getLogger("stockml.airflow")
 
@@ -107,7 +107,9 @@ def notify(alert: Alert) -> list[dict[str, Any]]:
             body = json.dumps(alert.webhook_payload()).encode()
             timeout = float(hook.extra_dejson.get("timeout_s", 10))
             retries, backoff = _policy(hook)
-            deliveries.append(post_json(url, body, timeout_s=timeout, retries=retries, backoff_s=backoff))
+            deliveries.append(
+                post_json(url, body, target=redacted(url), timeout_s=timeout, retries=retries, backoff_s=backoff)
+            )  # the target is logged: a webhook's path is its secret
     smtp = _connection(SMTP_CONN_ID)
     if smtp is not None:
         server, sender, recipients = smtp_settings(smtp)

@@ -62,6 +62,7 @@ def test_both_channels_deliver_exactly_the_alert(notifications, monkeypatch):
         deliveries = notifications.notify(_alert())
         mails = smtp.wait_for(1)
     assert [(d["channel"], d["ok"], d["attempts"]) for d in deliveries] == [("webhook", True, 1), ("email", True, 1)]
+    assert deliveries[0]["target"] == f"http://127.0.0.1:{rx.port}/…"  # logged: a webhook's path is its secret
     assert len(rx.requests) == 1 and rx.requests[0].path == "/hook"
     assert json.loads(rx.requests[0].body) == _alert().webhook_payload()
     mail = mails[0]
