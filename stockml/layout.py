@@ -136,6 +136,12 @@ class RunLayout:
         return RouterReport(self.root / "router_report")
 
     @property
+    def drift_reference(self) -> Path:
+        """The drift check's reference rows (``monitoring.drift`` features at the end of the training
+        window), logged beside the registered router: a folder holding ``features.parquet``."""
+        return self.root / "drift_reference"
+
+    @property
     def promotion(self) -> Path:
         return self.root / "promotion.json"
 

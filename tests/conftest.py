@@ -9,7 +9,8 @@ from pathlib import Path
 
 # Test helpers (service starters, clients, fixtures) live in tests/support/; tests are grouped by
 # layer: tests/unit/<package>/, tests/integration/ (real Postgres, MLflow, Airflow dag.test, the CLI),
-# tests/system/ (real servers: bentoml serve, Spark's Thrift server, a Celery Airflow stack).
+# tests/system/ (real servers: bentoml serve, Spark's Thrift server, a Celery Airflow stack), tests/infra/ (the
+# Terraform in infra/terraform: fmt, parsing, wiring, checkov, the Kubernetes manifests against their schemas).
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 _HOME = Path(tempfile.mkdtemp(prefix="stockml-tests-"))

@@ -167,6 +167,7 @@ def champion_levels(s: Settings) -> dict[str, Any] | None:
         "model_version": f"{ROUTER_MODEL}/v{version.version}",
         "backtest_mase": None if pd.isna(mase) else float(mase),
         "data_end": version.tags.get("data_end"),
+        "run_id": version.run_id,
     }
 
 
@@ -182,6 +183,19 @@ def _degradation(s: Settings, points: pd.DataFrame, champion: dict[str, Any] | N
 SNAPSHOT_KEY = "_evidently_snapshot"
 
 
+def champion_reference(
+    s: Settings, demand: pd.DataFrame, champion: dict[str, Any], ref_end: pd.Timestamp
+) -> tuple[pd.DataFrame, str]:
+    """The drift reference rows the champion was registered with, else recomputed from ``demand`` at its
+    ``data_end`` (a model registered before they were logged); the second value says which."""
+    from training.registry import mlflow_registry as reg
+
+    logged = reg.load_drift_reference(champion["run_id"]) if champion.get("run_id") else None
+    if logged is not None and set(drift.FEATURES) <= set(logged.columns) and len(logged):
+        return logged[list(drift.FEATURES)], "logged with the champion"
+    return drift.drift_features(demand, ref_end, s.drift_window_weeks, s.season_length), "recomputed from the source"
+
+
 def drift_checks(
     s: Settings, demand: pd.DataFrame, champion: dict[str, Any] | None, points: pd.DataFrame
 ) -> dict[str, dict[str, Any]]:
@@ -194,10 +208,10 @@ def drift_checks(
     if ref_end is None or ref_end >= end:
         out["drift"] = {"flagged": False, "status": "no weeks since the champion's training data"}
     else:
-        reference = drift.drift_features(demand, ref_end, s.drift_window_weeks, s.season_length)
+        reference, origin = champion_reference(s, demand, champion, ref_end)
         current = drift.drift_features(demand, end, s.drift_window_weeks, s.season_length)
         result = drift.data_drift(reference, current, drift_share=s.drift_share, threshold=s.drift_threshold)
-        out["drift"] = {"flagged": bool(result.drifted), "status": "checked", **result.to_dict()}
+        out["drift"] = {"flagged": bool(result.drifted), "status": "checked", "reference": origin, **result.to_dict()}
         out["drift"][SNAPSHOT_KEY] = result.snapshot  # for the ops dashboard; popped before the report
     recent = points["ds"] > end - pd.Timedelta(weeks=s.drift_window_weeks)
     if recent.all() or not recent.any():

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring.drift import drift_features
 from stockml.plots import plot_backtest_samples, plot_error_by_pattern
 from stockml.run import Progress, Run, noop_progress
 from stockml.steps.backtest import load_backtest, zoo_params
@@ -65,6 +66,12 @@ def train_router_step(run: Run, progress: Progress = noop_progress) -> reg.Regis
     model = RouterModel.from_training(training, {**window, "run_id": run.run_id}, zoo_params(run), members)
     save_router(model, layout.router_model)
     metrics = _metrics(training, evaluation)
+    # The drift check's reference rows, as they were when the model was trained (a later revision of the
+    # source's history must not move the baseline the champion is judged against).
+    layout.drift_reference.mkdir(exist_ok=True)
+    drift_features(demand, demand["ds"].max(), s.drift_window_weeks, s.season_length).to_parquet(
+        layout.drift_reference / reg.DRIFT_REFERENCE_FILE
+    )
     configure_mlflow(run.settings)
     version = reg.log_router(
         model,
@@ -91,7 +98,7 @@ def train_router_step(run: Run, progress: Progress = noop_progress) -> reg.Regis
             "best_single": training.best_single,
         },
         holdout=holdout,
-        artifacts={"report": report.root},
+        artifacts={"report": report.root, reg.DRIFT_REFERENCE_DIR: layout.drift_reference},
         run_name=f"router-{run.run_id}",
     )
     run.save_json(

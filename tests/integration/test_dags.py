@@ -309,6 +309,11 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     quality = json.loads(verdict.loc["quality", "figures"])
     assert {r["model_version"] for r in quality["by_version"]} == {"stockml-router/v1"}
     assert len(quality["by_week"]) == 8 and quality["by_pattern"]
+    # the drift check judges against the reference rows registered with the champion, not a recomputation
+    drift_row = json.loads(verdict.loc["drift", "figures"])
+    assert drift_row["status"] == "checked" and drift_row["reference"] == "logged with the champion", drift_row
+    assert drift_row["n_reference"] > 0 and set(drift_row["columns"]) == {
+        "level_yoy", "spread_yoy", "zero_share_yoy", "shape_yoy"}  # fmt: skip
     assert _drift_events(session) == []
 
     _shift_demand(engine, "2026-09-27", 2.0)

@@ -40,7 +40,7 @@ def models(router_data):
     return good, bad, holdout
 
 
-def _log(model: RouterModel, holdout, label: str) -> reg.RegisteredVersion:
+def _log(model: RouterModel, holdout, label: str, artifacts: dict | None = None) -> reg.RegisteredVersion:
     return reg.log_router(
         model,
         params={"label": label},
@@ -49,6 +49,7 @@ def _log(model: RouterModel, holdout, label: str) -> reg.RegisteredVersion:
         holdout=holdout,
         name=NAME,
         run_name=label,
+        artifacts=artifacts,
     )
 
 
@@ -57,7 +58,13 @@ def _workflow(models, tracking_uri: str, artifacts: Path) -> None:
     reg.configure(tracking_uri, "stockml-router-test", artifacts)
     client = MlflowClient()
 
-    v_good = _log(good, holdout, "good")
+    # the drift check's reference rows travel with the model; a model logged without them reads as None
+    ref_dir = artifacts.parent / "drift_reference"
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    reference = pd.DataFrame({"level_yoy": [0.5, -1.0]}, index=pd.Index(["A", "B"], name="unique_id"))
+    reference.to_parquet(ref_dir / reg.DRIFT_REFERENCE_FILE)
+    v_good = _log(good, holdout, "good", {reg.DRIFT_REFERENCE_DIR: ref_dir})
+    pd.testing.assert_frame_equal(reg.load_drift_reference(v_good.run_id), reference)
     assert str(client.get_model_version_by_alias(NAME, reg.CHALLENGER).version) == v_good.version
     version = client.get_model_version(NAME, v_good.version)
     assert version.tags["git_commit"] and version.tags["data_end"] == "2026-11-22"
@@ -83,6 +90,7 @@ def _workflow(models, tracking_uri: str, artifacts: Path) -> None:
 
     # A worse candidate is refused, and the refusal is on record.
     v_bad = _log(bad, holdout, "bad")
+    assert reg.load_drift_reference(v_bad.run_id) is None
     refused = reg.promote(NAME, tolerance=0.0)
     assert not refused.promoted
     assert refused.candidate_score > refused.champion_score

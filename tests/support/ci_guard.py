@@ -16,7 +16,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
-LAYERS = ("unit", "integration", "system")
+LAYERS = ("unit", "integration", "system", "infra")
 
 
 def _layer(nodeid: str) -> str:
@@ -48,7 +48,7 @@ def pytest_make_collect_report(collector):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Tests per layer (tests/unit, tests/integration, tests/system) and by outcome, then the skips."""
+    """Tests per layer (tests/unit, tests/integration, tests/system, tests/infra) and by outcome, then the skips."""
     stats = terminalreporter.stats
     counts: dict[str, dict[str, int]] = {}
     for outcome in ("passed", "failed", "skipped", "error"):

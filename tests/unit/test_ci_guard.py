@@ -44,3 +44,11 @@ def test_outside_ci_a_skip_stays_a_skip(pytester, monkeypatch):
     result = _run(pytester, monkeypatch, None)
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["unit*2 tests: 1 passed, 0 failed, 1 skipped*", "skipped in all: 1"])
+
+
+def test_the_infra_layer_is_counted_apart(pytester, monkeypatch):
+    (pytester.path / "tests" / "infra").mkdir(parents=True)
+    (pytester.path / "tests" / "infra" / "test_tf.py").write_text("def test_tf():\n    assert True\n")
+    result = _run(pytester, monkeypatch, None)
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["unit*2 tests: 1 passed, 0 failed, 1 skipped*", "infra*1 tests: 1 passed*"])

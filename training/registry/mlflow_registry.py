@@ -40,6 +40,9 @@ MODEL_NAME = ROUTER_MODEL
 EXPERIMENT = ROUTER_MODEL
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOLDOUT_DIR = "holdout"
+# The drift check's reference rows (one per product) logged beside a registered router
+DRIFT_REFERENCE_DIR = "drift_reference"
+DRIFT_REFERENCE_FILE = "features.parquet"
 ROUTER_MODEL_CODE = Path(__file__).with_name("router_model_code.py")  # the pyfunc's "models from code" file
 MEMBER_MODEL_CODE = Path(__file__).with_name("member_model_code.py")  # the same for a member on its own
 DEEP_REQUIREMENTS = ("torch", "neuralforecast", "pytorch-lightning")
@@ -281,6 +284,19 @@ def version_by_alias(name: str, alias: str) -> Any | None:
         return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def load_drift_reference(run_id: str) -> pd.DataFrame | None:
+    """The drift reference rows logged with run ``run_id`` (:data:`DRIFT_REFERENCE_DIR`), or None for a
+    model registered before they were logged (the caller then recomputes them from the source)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{DRIFT_REFERENCE_DIR}/{DRIFT_REFERENCE_FILE}", dst_path=tmp
+            )
+        except (MlflowException, OSError):
+            return None
+        return pd.read_parquet(local)
 
 
 def load_holdout(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,15 @@
+terraform {
+  required_version = ">= 1.0.3"
+
+  required_providers {
+    kubernetes = {
+      source = "hashicorp/kubernetes"
+    }
+    helm = {
+      source = "hashicorp/helm"
+    }
+    random = {
+      source = "hashicorp/random"
+    }
+  }
+}
