@@ -7,18 +7,16 @@ serving health; the verdicts replace this day's rows in ``stock_monitoring``.
 ``request_retraining`` emits an event on the Asset ``stockml_drift`` (which ``stock_training`` is
 scheduled on) when a reason is due, i.e. not debounced (``STOCKML_RETRAIN_DEBOUNCE_HOURS``); it is
 skipped otherwise, and a skipped task emits no event. ``notify_ops`` sends the alerts (drift,
-degradation, a bandit promotion since the last run).
+degradation, each bandit promotion since the last one alerted) through the Airflow connections
+``stockml_alert_webhook`` and ``stockml_alert_smtp`` (:mod:`stockml_airflow.notifications`); it fails
+only when channels are configured and no alert reached any of them.
 """
 
 from __future__ import annotations
 
-import logging
-
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 from stockml_airflow.common import DRIFT, START, default_args
-
-log = logging.getLogger("stockml.airflow")
 
 
 @dag(
@@ -53,19 +51,12 @@ def stock_monitoring():
         return {"reasons": verdict["due"]}
 
     @task
-    def notify_ops(verdict: dict) -> list[str]:
+    def notify_ops(verdict: dict) -> list[dict]:
         if not verdict["alerts"]:
             raise AirflowSkipException("nothing to tell")
-        try:  # TODO(lead, at merge): monitoring.alerts and the notifier come from branch `alerts`
-            from monitoring.alerts import Alert
-            from stockml_airflow.notifications import notify
-        except ImportError:
-            log.warning("no notifier installed; alerts: %s", [a["title"] for a in verdict["alerts"]])
-            return []
-        sent: list[str] = []
-        for alert in verdict["alerts"]:
-            sent.extend(notify(Alert(**alert)))
-        return sent
+        from stockml_airflow.notifications import notify_all
+
+        return notify_all(verdict["alerts"])  # each delivery (channel, target, ok, attempts, error) in the XCom
 
     verdict = check()
     request_retraining(verdict)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stockml.layout import HomeLayout
-from stockml.settings_serving import AuthSettings, BanditSettings, BatchSettings, ServingSettings
+from stockml.settings_serving import AuthSettings, BanditSettings, BatchSettings, NotifySettings, ServingSettings
 from training.registry.names import ROUTER_MODEL
 
 
@@ -246,6 +246,9 @@ class Settings(BaseSettings):
         default_factory=BanditSettings, description="Champion/challenger bandit (STOCKML_BANDIT__*)."
     )
     batch: BatchSettings = Field(default_factory=BatchSettings, description="Batch jobs (STOCKML_BATCH__*).")
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings, description="Batch-job callbacks and e-mails (STOCKML_NOTIFY__*)."
+    )
     auth: AuthSettings = Field(
         default_factory=AuthSettings, description="API keys, OIDC, rate limits (STOCKML_AUTH__*)."
     )

@@ -1,4 +1,5 @@
-"""The serving sections of :class:`stockml.settings.Settings`: ``serving``, ``auth``, ``bandit``, ``batch``.
+"""The serving sections of :class:`stockml.settings.Settings`: ``serving``, ``auth``, ``bandit``, ``batch``,
+``notify``.
 
 Each is a plain pydantic model nested in the one settings object, so its fields are read from
 ``STOCKML_<SECTION>__<FIELD>`` environment variables (``env_nested_delimiter="__"``), for example
@@ -10,10 +11,11 @@ the environment itself.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 def _blank_is_none(v: object) -> object:
@@ -158,11 +160,73 @@ class BatchSettings(_Section):
     chunk_skus: int = Field(default=250, ge=1, description="SKUs forecast per chunk (progress is saved per chunk).")
 
 
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?")
+
+
+class NotifySettings(_Section):
+    """What the service sends when a batch job ends: the job's ``callback_url`` and ``notify_email``."""
+
+    callback_hosts: str = Field(
+        default="",
+        description="Comma-separated host names (host or host:port, lower case) a batch job's callback_url may "
+        "name; empty: callbacks are refused (422).",
+    )
+    callback_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of the callbacks' HMAC-SHA256 signature (X-Stockml-Signature); needed when "
+        "callback_hosts is set.",
+    )
+    retries: int = Field(default=3, ge=0, le=10, description="Retries of a callback or e-mail after the first try.")
+    backoff_s: float = Field(
+        default=2.0, ge=0, description="Seconds before the first retry, doubling for each further one."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one callback request or SMTP session.")
+    public_url: str | None = Field(
+        default=None, description="The service's base URL as callers reach it, for the result_url of a callback."
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server of the batch e-mails (with smtp_from: notify_email accepted)."
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port (587 with STARTTLS, 465 with SSL).")
+    smtp_from: str | None = Field(default=None, description="Sender address of the batch e-mails.")
+    smtp_user: str | None = Field(default=None, description="SMTP login (none: no AUTH).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session with STARTTLS.")
+    smtp_ssl: bool = Field(default=False, description="SMTP over implicit TLS (SMTPS, port 465).")
+
+    _blank = field_validator(
+        "callback_secret", "public_url", "smtp_host", "smtp_from", "smtp_user", "smtp_password", mode="before"
+    )(_blank_is_none)
+
+    @field_validator("callback_hosts")
+    @classmethod
+    def _hosts(cls, v: str) -> str:
+        bad = [h for h in (p.strip() for p in v.split(",")) if h and not _HOST.fullmatch(h)]
+        if bad:
+            raise ValueError(f"not a lower-case host or host:port: {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _signed(self) -> NotifySettings:
+        if self.hosts and self.callback_secret is None:
+            raise ValueError("callback_hosts is set but callback_secret is not: every callback is signed")
+        return self
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.callback_hosts.split(",") if h.strip())
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host and self.smtp_from)
+
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "serving": ServingSettings,
     "auth": AuthSettings,
     "bandit": BanditSettings,
     "batch": BatchSettings,
+    "notify": NotifySettings,
 }
 
 

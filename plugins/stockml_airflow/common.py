@@ -63,8 +63,17 @@ def record_failure(context: dict[str, Any]) -> None:
         log.exception("could not record the failure")
 
 
+def alert_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback: the ``dag_failed`` alert to ops (:mod:`stockml_airflow.notifications`; imported
+    here, at the failure, so that parsing a DAG file does not import the senders)."""
+    from stockml_airflow.notifications import alert_failure as send
+
+    send(context)
+
+
 def default_args(**overrides: Any) -> dict[str, Any]:
-    """Retries with exponential back-off (sources and registries hiccup), a timeout, the callback."""
+    """Retries with exponential back-off (sources and registries hiccup), a timeout, the failure callbacks:
+    a list, which Airflow runs in order, each in its own try (a failing alert cannot lose the record)."""
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 2,
@@ -72,7 +81,7 @@ def default_args(**overrides: Any) -> dict[str, Any]:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),
-        "on_failure_callback": record_failure,
+        "on_failure_callback": [record_failure, alert_failure],
     }
     args.update(overrides)
     return args

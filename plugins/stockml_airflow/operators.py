@@ -14,8 +14,10 @@ class MlflowPromoteOperator(BaseOperator):
     """Move ``champion`` to a version through the guardrails; never fails because of a refusal.
 
     A refused promotion is a normal outcome (the champion stays in place), recorded as tags on
-    the candidate version and returned as the task's XCom. ``version`` may be templated, e.g.
-    ``"{{ ti.xcom_pull(task_ids='train_router')['version'] }}"``; empty means the challenger.
+    the candidate version and returned as the task's XCom, and told to ops as a ``promotion_refused``
+    alert (:mod:`stockml_airflow.notifications`; the deliveries are in the XCom's ``alerts``).
+    ``version`` may be templated, e.g. ``"{{ ti.xcom_pull(task_ids='train_router')['version'] }}"``;
+    empty means the challenger.
     ``enabled_by`` names a boolean setting (e.g. ``lstm_register``): when it is off the task skips
     itself, so a model that is trained only on request is never promoted by a run that did not train it.
     """
@@ -41,6 +43,7 @@ class MlflowPromoteOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict:
         from stockml.steps.promotion import promote, record_decision
+        from stockml_airflow import notifications
         from stockml_airflow.common import run_for
 
         run = run_for(context)
@@ -52,4 +55,7 @@ class MlflowPromoteOperator(BaseOperator):
         decision = promote(run.settings, self.model_name, self.version or None, self.tolerance, self.force, who=who)
         self.log.info("promotion: %s", decision.reason)
         record_decision(run, decision)
-        return asdict(decision)
+        result = asdict(decision)
+        if notifications.is_refusal(result):  # the champion stays: a normal outcome that ops hear about
+            result["alerts"] = notifications.notify(notifications.refused_alert(result, run.settings.tracking_uri))
+        return result

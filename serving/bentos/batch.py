@@ -145,6 +145,9 @@ class Job:
     error: str | None = None
     submitted_by: str | None = None
     restarts: int = 0
+    callback_url: str | None = None
+    notify_email: str | None = None
+    notifications: dict[str, dict[str, Any]] = field(default_factory=dict)  # per channel (serving.bentos.callbacks)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -176,7 +179,8 @@ class JobStore:
             raise KeyError(job_id)
         return self.root / job_id
 
-    def create(self, frame: pd.DataFrame, horizon: int, submitted_by: str | None = None) -> Job:
+    def create(self, frame: pd.DataFrame, horizon: int, submitted_by: str | None = None, **notify: str | None) -> Job:
+        """A queued job for ``frame``; ``notify``: its ``callback_url`` and ``notify_email``, if any."""
         job = Job(
             job_id=uuid.uuid4().hex,
             state="queued",
@@ -185,6 +189,7 @@ class JobStore:
             rows=len(frame),
             created_at=_now(),
             submitted_by=submitted_by,
+            **notify,
         )
         d = self.dir(job.job_id)
         d.mkdir()
@@ -192,7 +197,7 @@ class JobStore:
         self.save(job)
         return job
 
-    def create_failed(self, reason: str, horizon: int, submitted_by: str | None = None) -> Job:
+    def create_failed(self, reason: str, horizon: int, submitted_by: str | None = None, **notify: str | None) -> Job:
         """A job whose upload could not be used: ``failed`` at once with ``reason`` (nothing to run)."""
         now = _now()
         job = Job(
@@ -205,6 +210,7 @@ class JobStore:
             finished_at=now,
             error=reason[:500],
             submitted_by=submitted_by,
+            **notify,
         )
         self.dir(job.job_id).mkdir()
         self.save(job)
@@ -254,12 +260,20 @@ def result_frame(fc: pd.DataFrame, version: str) -> pd.DataFrame:
 
 
 class BatchRunner:
-    """One background thread working through the queued jobs, chunk by chunk."""
+    """One background thread working through the queued jobs, chunk by chunk; ``on_finish`` is told of
+    each job that ends (done or failed), after its final state is on disk."""
 
-    def __init__(self, store: JobStore, champion: ChampionGetter, limits: BatchLimits | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        champion: ChampionGetter,
+        limits: BatchLimits | None = None,
+        on_finish: Callable[[Job], None] | None = None,
+    ) -> None:
         self.store = store
         self.champion = champion
         self.limits = limits or BatchLimits()
+        self.on_finish = on_finish
         self.queue: queue.Queue[str | None] = queue.Queue()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="stockml-batch", daemon=True)
@@ -273,6 +287,7 @@ class BatchRunner:
                         job.error = f"interrupted by {job.restarts + 1} service restarts while running; not retried"
                         self.store.save(job)
                         log.error("batch job %s failed: %s", job.job_id, job.error)
+                        self._finished(job)
                         continue
                     job.state, job.skus_done, job.restarts = "queued", 0, job.restarts + 1
                     self.store.save(job)
@@ -301,6 +316,15 @@ class BatchRunner:
                 log.exception("batch job %s failed", job_id)
                 job.state, job.error, job.finished_at = "failed", f"{type(exc).__name__}: {exc}"[:500], _now()
                 self.store.save(job)
+            if job.state in ("done", "failed"):
+                self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job)
+            except Exception:  # a notification problem never touches the job's result
+                log.exception("batch job %s: on_finish failed", job.job_id)
 
     def run(self, job: Job) -> None:
         champ = self.champion()

@@ -20,10 +20,11 @@ from typing import Any
 import bentoml
 
 from serving.bentos.agent import AgentLookup, ServedAgent, choose_policy
-from serving.bentos.batch import BatchLimits, BatchRunner, CsvError, FormatUnavailable, JobStore, parse_csv, render
+from serving.bentos.batch import BatchLimits, JobStore
+from serving.bentos.batch_jobs import BatchJobs
 from serving.bentos.by_sku import Provenance, StockLookup, needs_published, resolve_order_input, resolve_series
 from serving.bentos.cache import Cache, cache_key, history_hash, make_cache
-from serving.bentos.errors import Conflict, InvalidInput, ModelFailure, NotFound, NotReady
+from serving.bentos.errors import InvalidInput, ModelFailure, NotFound, NotReady
 from serving.bentos.forecasts import ORDER_FORMULA, frame, json_num, per_sku, rule_of
 from serving.bentos.models import ModelWatcher
 from serving.bentos.orders import POLICY, recommend
@@ -101,7 +102,8 @@ class Engine:
         self.related = related
         self.stock = stock
         self.agent = agent
-        self.batch = BatchRunner(jobs, self._batch_champion, batch_limits)
+        self.batch_jobs = BatchJobs(jobs, self._batch_champion, batch_limits, settings.notify)
+        self.batch = self.batch_jobs.runner
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -130,11 +132,11 @@ class Engine:
 
     def start(self) -> None:
         self.models.start()
-        self.batch.start()
+        self.batch_jobs.start()
 
     def stop(self) -> None:
         self.models.stop()
-        self.batch.stop()
+        self.batch_jobs.stop()
         self.outcomes.close()  # write the queued served-forecast records
 
     def _champion(self) -> Any:
@@ -395,38 +397,18 @@ class Engine:
         champ = self.models.champion
         return None if champ is None else (champ.name, champ.version, champ.predict)
 
-    def batch_submit(self, raw: bytes, horizon: int = 13) -> JobOut:
-        """A job for the uploaded CSV. A CSV that cannot be used (its content is not something the
-        schema can state) gives a job that is ``failed`` from the start, ``error`` saying why."""
-        try:
-            table = parse_csv(raw, self.batch_limits)
-        except CsvError as exc:
-            job = self.jobs.create_failed(f"the CSV cannot be used: {exc}", horizon)
-            log.info("batch job %s refused its CSV: %s", job.job_id, exc)
-            return JobOut(**job.public())
-        job = self.jobs.create(table, horizon)
-        self.batch.submit(job)
-        log.info("batch job %s queued: %d SKUs, %d rows, horizon %d", job.job_id, job.skus_total, job.rows, horizon)
-        return JobOut(**job.public())
+    def batch_submit(
+        self, raw: bytes, horizon: int = 13, callback_url: str | None = None, notify_email: str | None = None
+    ) -> JobOut:
+        """A job for the uploaded CSV (:meth:`serving.bentos.batch_jobs.BatchJobs.submit`)."""
+        return self.batch_jobs.submit(raw, horizon, callback_url, notify_email)
 
     def batch_status(self, job_id: str) -> JobOut:
-        job = self.jobs.load(job_id)
-        if job is None:
-            raise NotFound(f"no batch job {job_id}", field="job_id")
-        return JobOut(**job.public())
+        return self.batch_jobs.status(job_id)
 
     def batch_result(self, job_id: str, fmt: str = "csv") -> tuple[bytes, str, str]:
         """(content, media type, file name) of a finished job's forecasts."""
-        job = self.jobs.load(job_id)
-        if job is None:
-            raise NotFound(f"no batch job {job_id}", field="job_id")
-        if job.state != "done":
-            raise Conflict(f"batch job {job_id} is {job.state}, not done", state=job.state, progress=job.progress)
-        try:
-            content, media = render(job, self.jobs.result_path(job_id), fmt)
-        except FormatUnavailable as exc:
-            raise InvalidInput(str(exc), field="format") from exc
-        return content, media, f"forecasts-{job_id}.{fmt}"
+        return self.batch_jobs.result(job_id, fmt)
 
 
 def _timesfm_checkpoint() -> dict[str, Any]:

@@ -29,6 +29,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.bentos.batch import XLSX_MEDIA_TYPE
+from serving.bentos.callbacks import FIELDS as CALLBACK_FIELDS
+from serving.bentos.callbacks import CallbackRules
 from serving.bentos.engine import Engine
 from serving.bentos.errors import ErrorBody, NotReady, ServingError, error_body, validation_body
 from serving.bentos.schemas import (
@@ -133,23 +135,34 @@ class JsonModelRoute(APIRoute):
 # :class:`~serving.bentos.middleware.UploadMiddleware`): ``file`` is one part, sent as a file or as a plain
 # field, whose bytes are the CSV, so its schema gives it no JSON type (whatever a client meant a part to be,
 # it arrives as bytes) and only says it is one value, not several; the CSV's content is not a schema matter.
-BATCH_FORM = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["file"],
-    "properties": {
-        "file": {
-            "not": {"type": "array"},
-            "format": "binary",
-            "description": "CSV with columns sku, ds, y (a header first; one part).",
+# ``callback_url`` and ``notify_email`` are listed only when this service can honour them (an allow-list, an
+# SMTP server: :class:`~serving.bentos.callbacks.CallbackRules`), the URL with a pattern of the allowed hosts.
+def batch_form(rules: CallbackRules | None = None) -> dict[str, Any]:
+    """The /batch form's schema for a service with these notification rules."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["file"],
+        "properties": {
+            "file": {
+                "not": {"type": "array"},
+                "format": "binary",
+                "description": "CSV with columns sku, ds, y (a header first; one part).",
+            },
+            "horizon": {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON, "default": 13},
+            **(rules or CallbackRules()).form_properties(),
         },
-        "horizon": {"type": "integer", "minimum": 1, "maximum": MAX_HORIZON, "default": 13},
-    },
-}
+    }
 
 
-def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -> FastAPI:
-    """The API over the engine that ``get_engine`` returns (None until the service has built it: 503)."""
+BATCH_FORM = batch_form()
+
+
+def build_app(
+    get_engine: Callable[[], Engine | None], threads: int = THREADS, rules: CallbackRules | None = None
+) -> FastAPI:
+    """The API over the engine that ``get_engine`` returns (None until the service has built it: 503);
+    ``rules``: which batch notification fields the service accepts (what its /batch form publishes)."""
     app = FastAPI(
         title="stockml forecaster",
         description="Forecasts, demand classes and order recommendations from the stockml router.",
@@ -228,18 +241,25 @@ def build_app(get_engine: Callable[[], Engine | None], threads: int = THREADS) -
             415,
             422,
             e415="The content type is not multipart/form-data.",
-            e422="No single `file` part, an unknown form field, a bad `horizon`, or an upload over the limit "
+            e422="No single `file` part, an unknown form field, a bad `horizon`, an upload over the limit, a "
+            "`callback_url` whose host is not on the service's allow-list or a `notify_email` the service cannot send "
             "(`detail` names the field).",
         ),
-        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": BATCH_FORM}}}},
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": batch_form(rules)}}}
+        },
     )
     async def batch(request: Request) -> JobOut:
         """Upload a CSV (multipart field ``file``) for a background forecast job. A CSV whose content cannot
-        be used gives a job that is ``failed`` from the start, its ``error`` saying why."""
+        be used gives a job that is ``failed`` from the start, its ``error`` saying why. Where the service
+        allows it, ``callback_url`` is POSTed a signed JSON body and ``notify_email`` is e-mailed when the
+        job ends (``notifications`` in ``/batch_status`` says how that went)."""
         async with request.form() as form:
             part, horizon = form.getlist("file")[0], form.get("horizon")
             raw = await part.read() if isinstance(part, UploadFile) else str(part).encode()
-        return await off_loop(engine().batch_submit, raw, int(horizon) if isinstance(horizon, str) else 13)
+            callback_url, notify_email = (v if isinstance(v := form.get(f), str) else None for f in CALLBACK_FIELDS)
+        h = int(horizon) if isinstance(horizon, str) else 13
+        return await off_loop(engine().batch_submit, raw, h, callback_url, notify_email)
 
     @api.post("/batch_status", responses=_errors(*JSON_ERRORS, 404))
     async def batch_status(body: BatchStatusRequest) -> JobOut:

@@ -37,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from serving.bentos.auth import KeyStore, RateLimiter, RedisRateLimiter, make_rate_limiter
+from serving.bentos.callbacks import FIELDS as CALLBACK_FIELDS
+from serving.bentos.callbacks import CallbackRules
 from serving.bentos.errors import error_body
 from serving.bentos.oidc import OidcSettings, OidcVerifier, TokenRejected, looks_like_jwt
 from serving.bentos.schemas import MAX_HORIZON
@@ -272,14 +274,22 @@ class BodyLimitMiddleware:
 class UploadMiddleware:
     """Checks a multipart upload to ``paths`` before the app parses it, answering 415/422 with the reason:
     larger than ``max_bytes`` (Content-Length or bytes received) → 422 naming ``file``; not
-    ``multipart/form-data`` → 415; no ``file`` part, an unknown field, or ``horizon`` not an integer
-    1..104 → 422 naming the field. A valid body is replayed unchanged; the CSV's content is checked
-    by the engine (:func:`serving.bentos.batch.parse_csv`)."""
+    ``multipart/form-data`` → 415; no ``file`` part, an unknown field, ``horizon`` not an integer
+    1..104, or a ``callback_url`` / ``notify_email`` that ``rules`` refuses → 422 naming the field. A valid
+    body is replayed unchanged; the CSV's content is checked by the engine
+    (:func:`serving.bentos.batch.parse_csv`)."""
 
-    def __init__(self, app: ASGIApp, paths: tuple[str, ...] = ("/batch",), max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        paths: tuple[str, ...] = ("/batch",),
+        max_bytes: int = 64 * 1024 * 1024,
+        rules: CallbackRules | None = None,
+    ) -> None:
         self.app = app
         self.paths = frozenset(paths)
         self.max_bytes = max_bytes
+        self.rules = rules or CallbackRules()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") not in self.paths or scope.get("method") != "POST":
@@ -304,24 +314,34 @@ class UploadMiddleware:
             return
         if body is None:  # the client went away
             return
-        problem = await _check_form(scope, replay_body(body, receive))
+        problem = await _check_form(scope, replay_body(body, receive), self.rules)
         if problem is not None:
             await _respond(scope, receive, send, 422, error_body(problem[0], field=problem[1]))
             return
         await self.app(scope, replay_body(body, receive), send)
 
 
-async def _check_form(scope: Scope, receive: Receive) -> tuple[str, str] | None:
+async def _check_form(scope: Scope, receive: Receive, rules: CallbackRules) -> tuple[str, str] | None:
     try:
         form = await Request(scope, receive).form()
     except Exception as exc:  # a broken multipart body (bad boundary, truncated)
         return f"the multipart body cannot be read: {str(exc)[:200] or type(exc).__name__}", "body"
     try:
-        unknown = sorted(set(form.keys()) - {"file", "horizon"})
+        unknown = sorted(set(form.keys()) - {"file", "horizon", *CALLBACK_FIELDS})
         if unknown:
-            return f"unknown form field(s) {unknown}; send 'file' and optionally 'horizon'", unknown[0]
+            return (
+                f"unknown form field(s) {unknown}; send 'file' and optionally 'horizon', "
+                "'callback_url', 'notify_email'",
+                unknown[0],
+            )
         if len(form.getlist("file")) != 1:  # a file part or a plain field: its bytes are the CSV
             return "send exactly one CSV file in the form field 'file'", "file"
+        for name in CALLBACK_FIELDS:
+            if len(form.getlist(name)) > 1:
+                return f"send {name} at most once", name
+        problem = rules.problem({name: form.get(name) for name in CALLBACK_FIELDS})
+        if problem is not None:
+            return problem
         horizons = form.getlist("horizon")
         if len(horizons) > 1:
             return "send horizon at most once", "horizon"

@@ -173,6 +173,18 @@ class BatchResultRequest(BaseModel):
     format: Literal["csv", "json", "xlsx"] = "csv"
 
 
+class NotificationOut(BaseModel):
+    """How a batch job's end notification went on one channel."""
+
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int = Field(default=0, description="Tries so far (the first one and the retries).")
+    target: str | None = Field(default=None, description="The URL (without query) or the recipient.")
+    ok: bool | None = None
+    status: int | None = Field(default=None, description="The last HTTP status or SMTP reply code.")
+    error: str | None = Field(default=None, description="Why the last try failed.")
+    at: str | None = Field(default=None, description="When the last try ended (UTC).")
+
+
 class JobOut(BaseModel):
     """A batch job's state and progress (``POST /batch``, ``/batch_status``)."""
 
@@ -192,6 +204,12 @@ class JobOut(BaseModel):
     submitted_by: str | None
     restarts: int
     seconds: float | None = Field(description="Forecasting wall time of a finished job.")
+    callback_url: str | None = Field(default=None, description="Where the job's end is POSTed (signed), if asked.")
+    notify_email: str | None = Field(default=None, description="Who is e-mailed at the job's end, if asked.")
+    notifications: dict[str, NotificationOut] = Field(
+        default_factory=dict,
+        description="Per channel (callback, email) the delivery of the job's end: pending until it was tried.",
+    )
 
 
 # ---------------------------------------------------------------- answers of the model and bandit endpoints

@@ -22,7 +22,8 @@ Endpoints (all POST + JSON, bearer key needed; health, readiness, metrics and do
   ``on_order``, ``review_period_weeks``, ``service_level``, costs, ``min_order_qty``) → per SKU the
   base-stock order quantity, order-up-to level, safety stock and expected demand, from the
   champion's forecast (same path and cache as ``/forecast``; policy in :mod:`serving.bentos.orders`).
-- ``/batch`` (multipart upload, field ``file``: CSV ``sku,ds,y``; optional ``horizon``) → a job id;
+- ``/batch`` (multipart upload, field ``file``: CSV ``sku,ds,y``; optional ``horizon``, ``callback_url``,
+  ``notify_email``: told when the job ends, see :mod:`serving.bentos.callbacks`) → a job id;
   ``/batch_status`` ``{"job_id"}`` → state and progress; ``/batch_result`` ``{"job_id", "format":
   "csv"|"json"|"xlsx"}`` → the forecasts file. Jobs run in a background thread and are kept under
   ``$STOCKML_HOME/serving_jobs/`` (see :mod:`serving.bentos.batch`).
@@ -47,8 +48,9 @@ computed is in :class:`serving.bentos.engine.Engine`.
 
 Configuration: one :class:`stockml.settings.Settings`, built once when this module is imported by the
 server process and passed down as values: ``STOCKML_HOME`` / ``STOCKML_MLFLOW_TRACKING_URI`` (the
-registry) and its ``serving``, ``auth``, ``bandit`` and ``batch`` sections (``STOCKML_SERVING__*``,
-``STOCKML_AUTH__*``, ``STOCKML_BANDIT__*``, ``STOCKML_BATCH__*``; README's settings table). Caches and
+registry) and its ``serving``, ``auth``, ``bandit``, ``batch`` and ``notify`` sections
+(``STOCKML_SERVING__*``, ``STOCKML_AUTH__*``, ``STOCKML_BANDIT__*``, ``STOCKML_BATCH__*``,
+``STOCKML_NOTIFY__*``; README's settings table). Caches and
 rate limits are per worker process unless ``STOCKML_SERVING__REDIS_URL`` is set; ``STOCKML_SERVING__WORKERS``
 sets the number of worker processes (each answer names its worker in ``X-Stockml-Worker``).
 """
@@ -60,6 +62,7 @@ import logging
 import bentoml
 import mlflow
 
+from serving.bentos.callbacks import CallbackRules
 from serving.bentos.engine import Engine
 from serving.bentos.http import JSON_PATHS, THREADS, build_app
 from serving.bentos.middleware import (
@@ -89,7 +92,7 @@ def _enable_logging() -> None:
 
 
 _engines: list[Engine] = []  # the engine of this process's service instance, once built
-app = build_app(lambda: _engines[0] if _engines else None)
+app = build_app(lambda: _engines[0] if _engines else None, rules=CallbackRules.from_settings(SETTINGS.notify))
 
 
 @bentoml.service(name="stockml_forecaster", traffic={"timeout": 120}, threads=THREADS, workers=SETTINGS.serving.workers)
@@ -135,4 +138,9 @@ StockForecaster.add_asgi_middleware(
 StockForecaster.add_asgi_middleware(
     BodyLimitMiddleware, paths=JSON_PATHS, max_body_bytes=SETTINGS.serving.max_body_bytes
 )
-StockForecaster.add_asgi_middleware(UploadMiddleware, paths=("/batch",), max_bytes=SETTINGS.batch.max_bytes)
+StockForecaster.add_asgi_middleware(
+    UploadMiddleware,
+    paths=("/batch",),
+    max_bytes=SETTINGS.batch.max_bytes,
+    rules=CallbackRules.from_settings(SETTINGS.notify),
+)

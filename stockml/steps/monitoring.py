@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring import alerts as alerts_lib
 from monitoring import decisions as decisions_lib
 from monitoring import drift
 from monitoring import quality as quality_lib
@@ -85,7 +86,8 @@ def monitoring_step(
     reasons = [r for r in REASONS if checks.get(r, {}).get("flagged")]
     asked_today = requested_on(history, when)  # a re-run of this day: its request stands, not sent again
     due = [r for r in reasons if r not in asked_today and not debounced(history, r, when, s.retrain_debounce_hours)]
-    promotions = bandit_promotions(s, _previous_run(history, when))
+    since = bandit_cursor(history, when)
+    promotions = bandit_promotions(s, since)
     report = {
         "status": "checked",
         "logical_date": when.isoformat(),
@@ -96,8 +98,12 @@ def monitoring_step(
         "demand": snapshot,
         "champion": champion,
         "checks": checks,
+        BANDIT_CURSOR: _newest(since, [p["created_at"] for p in promotions]),
+        "alerted_today": sorted(flagged_on(history, when)),  # told by an earlier run of this day: not again
     }
-    report["alerts"] = build_alerts(report, promotions)
+    report["alerts"] = build_alerts(
+        report, promotions, {"ops dashboard": f"http://{s.dashboards_host}:{s.dashboards_port}"}
+    )
     if write:
         write_verdicts(hook, schema, report, OutputKey.of(pipeline, when.date()), run_id)
         from stockml.dashboards import publish_monitoring
@@ -262,7 +268,8 @@ def served_records(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def bandit_promotions(s: Settings, since: dt.datetime | None) -> list[dict[str, Any]]:
-    """The bandit's ``promote`` decisions recorded after ``since`` (all of them when None)."""
+    """The bandit's ``promote`` and ``promote_refused`` (the guardrails said no) decisions recorded after
+    ``since`` (all of them when None), each with its ``action`` and, for a refusal, the guardrail's ``reason``."""
     engine = outcome_engine(s)
     try:
         rows = _outcome_table(engine, "serving_bandit_decisions")
@@ -271,12 +278,18 @@ def bandit_promotions(s: Settings, since: dt.datetime | None) -> list[dict[str, 
             engine.dispose()
     if rows.empty:
         return []
-    rows = rows[rows["action"] == "promote"]
+    rows = rows[rows["action"].isin(["promote", "promote_refused"])]
     if since is not None:
         created = pd.to_datetime(rows["created_at"], utc=True)
         rows = rows[created > pd.Timestamp(since)]
-    keep = ["model_name", "champion_version", "challenger_version", "p_better", "challenger_n", "created_at"]
-    return json.loads(rows[keep].to_json(orient="records", date_format="iso"))
+    keep = ["model_name", "champion_version", "challenger_version", "action", "p_better", "challenger_n", "created_at"]
+    # microseconds kept: the newest alerted one becomes the cursor, and a cursor cut to milliseconds would
+    # let that same decision through again at the next run
+    out = json.loads(rows[keep].to_json(orient="records", date_format="iso", date_unit="us"))
+    for record, details in zip(out, rows["details"], strict=True):
+        if record["action"] == "promote_refused":
+            record["reason"] = (json.loads(details or "{}").get("guardrail") or {}).get("reason")
+    return out
 
 
 def _serving(s: Settings) -> dict[str, Any]:
@@ -319,6 +332,14 @@ def requested_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
     return set(day["check_name"]) & set(REASONS)
 
 
+def flagged_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
+    """The reasons an earlier run of ``when``'s day flagged (and so alerted)."""
+    if history.empty:
+        return set()
+    day = history[(history["cutoff_week"] == when.date().isoformat()) & history["flagged"].astype(bool)]
+    return set(day["check_name"]) & set(REASONS)
+
+
 def _previous_run(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
     if history.empty:
         return None
@@ -327,34 +348,86 @@ def _previous_run(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | Non
     return None if earlier.empty else earlier.max().to_pydatetime()
 
 
-def build_alerts(report: dict[str, Any], promotions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What ops are told, as the fields of ``monitoring.alerts.Alert`` (kind, title, summary, figures, severity)."""
+BANDIT_CURSOR = "bandit_alerted_through"  # in the summary row: the newest bandit promotion already alerted
+
+
+def bandit_cursor(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
+    """Alert the bandit's promotions recorded after this: the newest one an earlier run (this day's
+    included) already alerted, so a re-run of a day does not alert twice; without one, the previous
+    monitored day (what runs before the cursor existed used)."""
+    summaries = history[history["check_name"] == "summary"] if not history.empty else history
+    marks = []
+    for figures in summaries.get("figures", pd.Series(dtype=str)):
+        try:
+            mark = json.loads(figures or "{}").get(BANDIT_CURSOR)
+        except (TypeError, ValueError):
+            continue
+        if mark:
+            marks.append(_utc(mark))
+    return max(marks).to_pydatetime() if marks else _previous_run(history, when)
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one (what SQLite gives back for the outcome store's times) is UTC."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _newest(since: dt.datetime | None, created: list[str]) -> str | None:
+    marks = ([_utc(since)] if since else []) + [_utc(c) for c in created]
+    return max(marks).isoformat() if marks else None
+
+
+def build_alerts(
+    report: dict[str, Any], promotions: list[dict[str, Any]], links: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """What ops are told, as the fields of :class:`monitoring.alerts.Alert` (kind, title, text, severity,
+    figures, links): one alert per flagged reason (``residual_drift`` is a ``drift`` alert about the
+    forecast errors; not one an earlier run of the same day alerted: ``alerted_today``) and one per bandit
+    promotion since the last one alerted."""
     checks = report["checks"]
+    links = dict(links or {})
+    cutoff = report["demand"]["cutoff_week"]
     alerts = []
-    for reason in report["reasons"]:
+    for reason in [r for r in report["reasons"] if r not in report.get("alerted_today", ())]:
         c = checks[reason]
         state = "retraining requested" if reason in report["due"] else "retraining already requested (debounced)"
-        alerts.append(
-            {
-                "kind": reason,
-                "title": f"stockml: {reason.replace('_', ' ')} on the demand up to {report['demand']['cutoff_week']}",
-                "summary": f"{c.get('status')}; {state}",
-                "figures": {k: v for k, v in c.items() if k not in ("flagged",)},
-                "severity": "warning",
-            }
+        if reason == "degradation":
+            text = alerts_lib.degradation_text(c)
+        elif reason == "residual_drift":
+            text = alerts_lib.residual_drift_text(c)
+        else:
+            text = alerts_lib.drift_text(c)
+        figures = {k: v for k, v in c.items() if k not in ("flagged", "columns")}
+        if c.get("columns"):  # per column only its p-value: the rest is in the monitoring row
+            figures["p_values"] = {k: v.get("p_value") for k, v in c["columns"].items()}
+        alert = alerts_lib.Alert(
+            kind="degradation" if reason == "degradation" else "drift",
+            title=f"stockml: {reason.replace('_', ' ')} on the demand up to {cutoff}",
+            text=f"{text}; {state}",
+            severity="warning",
+            figures={"check": reason, "retraining": state, **figures},
+            links=links,
         )
-    for p in promotions:
-        alerts.append(
-            {
-                "kind": "promotion",
-                "title": f"stockml: the bandit promoted {p['model_name']} v{p['challenger_version']}",
-                "summary": f"v{p['challenger_version']} replaced v{p['champion_version']} as champion "
-                f"(P(better) {p['p_better']}, {p['challenger_n']} outcomes)",
-                "figures": p,
-                "severity": "info",
-            }
-        )
+        alerts.append(alert.to_dict())
+    alerts += [_bandit_alert(p, links) for p in promotions]
     return alerts
+
+
+def _bandit_alert(p: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    """A promotion by the bandit (``bandit_promotion``), or one the guardrails refused (``promotion_refused``)."""
+    model = f"{p['model_name']} v{p['challenger_version']}"
+    if p.get("action") == "promote_refused":
+        asked = f"the bandit asked, P(better) {p['p_better']:.3g} after {p['challenger_n']} outcomes"
+        why = f"{asked}; the guardrails said: {p.get('reason')}"
+        decision = {"name": p["model_name"], "candidate": p["challenger_version"],
+                    "previous_champion": p["champion_version"], "reason": why}  # fmt: skip
+        kind, severity, title = "promotion_refused", "warning", f"stockml: the bandit's promotion of {model} refused"
+        text = alerts_lib.promotion_refused_text(decision)
+    else:
+        kind, severity, title = "bandit_promotion", "info", f"stockml: the bandit promoted {model}"
+        text = alerts_lib.bandit_promotion_text(p)
+    return alerts_lib.Alert(kind=kind, title=title, text=text, severity=severity, figures=p, links=links).to_dict()
 
 
 def write_verdicts(hook: Any, schema: str | None, report: dict[str, Any], key: OutputKey, run_id: str) -> int:
@@ -365,7 +438,9 @@ def write_verdicts(hook: Any, schema: str | None, report: dict[str, Any], key: O
          "status": str(c.get("status")), "figures": json.dumps(c, default=str)}
         for name, c in report["checks"].items()
     ]  # fmt: skip
-    summary = {k: report[k] for k in ("reasons", "due", "requested", "debounced", "demand", "champion")}
+    summary = {
+        k: report.get(k) for k in ("reasons", "due", "requested", "debounced", "demand", "champion", BANDIT_CURSOR)
+    }
     rows.append(
         {"check_name": "summary", "flagged": bool(report["reasons"]), "due": bool(report["requested"]),
          "status": ", ".join(report["reasons"]) or "healthy", "figures": json.dumps(summary, default=str)}

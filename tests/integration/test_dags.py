@@ -18,6 +18,7 @@ import pendulum
 import pytest
 import sqlalchemy as sa
 from airflow_runs import FAST_TRAINING, one_set
+from receivers import http_receiver, smtp_server
 
 from stockml.connections import sqlite_conn_json
 from stockml.layout import HomeLayout
@@ -177,16 +178,35 @@ def test_ingest_training_monitoring_maintenance_on_sqlite(dagbag, airflow_db, tm
     assert "the served run's backtest" in page and "No order recommendations yet." not in page
 
 
+def _alert_channels(mp: pytest.MonkeyPatch, webhook_url: str, smtp_port: int) -> None:
+    """The two alert connections as ops define them, pointing at the test's local receivers."""
+    mp.setenv("AIRFLOW_CONN_STOCKML_ALERT_WEBHOOK", webhook_url)
+    extra = {"from": "airflow@example.org", "to": ["ops@example.org"], "backoff_s": 0}
+    conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port, "extra": extra}
+    mp.setenv("AIRFLOW_CONN_STOCKML_ALERT_SMTP", json.dumps(conn))
+
+
 def test_source_without_valid_rows_fails_clearly(dagbag, airflow_db, tmp_path, monkeypatch):
+    """The failure is recorded (failures.jsonl) and told to ops: one dag_failed alert on each channel."""
     home = tmp_path / "home"
     engine = _source(monkeypatch, tmp_path, skus=5)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE stock_movements SET qty_sold = -1"))
-    dr = _test(dagbag, "stock_ingest", 22)
+    with http_receiver() as hook, smtp_server() as smtp:
+        _alert_channels(monkeypatch, hook.url, smtp.port)
+        dr = _test(dagbag, "stock_ingest", 22)
+        mails = smtp.wait_for(1)
     assert dr.state == "failed"
     failures = [json.loads(line) for line in HomeLayout(home).failures.read_text().splitlines()]
     assert failures[-1]["task_id"] == "ingest" and "no valid" in failures[-1]["error"].lower()
     assert pd.notna(failures[-1]["at"])
+    assert len(hook.requests) == 1 and len(mails) == 1  # one alert per failed task instance (no retry here)
+    alert = json.loads(hook.requests[0].body)
+    assert alert["blocks"][0]["text"]["text"] == "stockml: stock_ingest.ingest failed"
+    text = alert["blocks"][1]["text"]["text"]
+    assert f"(run {dr.run_id}, logical date 2026-11-22T00:00:00+00:00, try 1)" in text and "no valid" in text.lower()
+    assert f"/dags/stock_ingest/runs/{dr.run_id.replace('+', '%2B').replace(':', '%3A')}/tasks/ingest" in str(alert)
+    assert mails[0].message["Subject"] == "[stockml critical] stockml: stock_ingest.ingest failed"
 
 
 @pytest.mark.postgres
@@ -227,6 +247,31 @@ def _states(dr) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in dr.get_task_instances()}
 
 
+def _record_bandit_promotion(home: Path) -> None:
+    """A promotion by the service's bandit, in the outcome store as the service writes it."""
+    import datetime as dt
+
+    from serving.bentos import outcome_tables as ot
+
+    engine = sa.create_engine(ot.default_url(home))
+    ot.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(ot.decisions.insert(), [{"model_name": "stockml-router", "champion_version": "1",
+                     "challenger_version": "2", "action": "promote", "p_better": 0.97, "challenger_n": 240,
+                     "details": "{}", "created_at": dt.datetime.now(dt.UTC)}])  # fmt: skip
+    engine.dispose()
+
+
+def _alerts(requests: list) -> dict[str, str]:
+    """{kind: the alert's sentence} of the webhook bodies received (the last one of a kind)."""
+    out = {}
+    for r in requests:
+        body = json.loads(r.body)
+        kind = body["blocks"][-1]["elements"][0]["text"].split("`")[1]
+        out[kind] = body["blocks"][1]["text"]["text"].split(" ", 1)[1]  # after the severity emoji
+    return out
+
+
 @pytest.mark.slow
 def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tmp_path, monkeypatch):
     """Forecasts made 8 weeks ago are judged on the weeks observed since. On the demo's own demand
@@ -235,7 +280,11 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     it on this demo and is the drift check's to catch), the first monitoring run emits a
     ``stockml_drift`` event with the reasons and the snapshot judged, a second run within the
     debounce window emits none, ``stock_training`` is queued on the event and its Asset-triggered
-    run adopts that snapshot. A re-run of a monitored day replaces that day's rows and sends no second event."""
+    run adopts that snapshot. A re-run of a monitored day replaces that day's rows and sends no second event.
+
+    With the two alert connections pointing at local receivers, ``notify_ops`` tells ops: the first
+    degraded day sends the degradation alert and the bandit promotion the service recorded (on the webhook
+    and by e-mail), its re-run sends nothing again, the next day repeats the degradation (debounced) only."""
     from airflow import settings
     from airflow.models.asset import AssetDagRunQueue, AssetModel
     from airflow.models.dag import DagModel
@@ -270,8 +319,31 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     _shift_demand(engine, "2026-09-27", 2.0)
     shifted = _test(dagbag, "stock_ingest", 13)
     assert shifted.state == "success"
-    first = _test(dagbag, "stock_monitoring", 14)
-    assert first.state == "success" and _states(first)["request_retraining"] == "success", _states(first)
+    _record_bandit_promotion(tmp_path / "home")
+    with http_receiver() as hook, smtp_server() as smtp:
+        _alert_channels(monkeypatch, hook.url, smtp.port)
+        first = _test(dagbag, "stock_monitoring", 14)
+        first_alerts, n_first, first_states = _alerts(hook.requests), len(hook.requests), _states(first)
+        again = _test(dagbag, "stock_monitoring", 14)  # the same day again: its rows replaced, nothing re-sent
+        n_after_rerun = len(hook.requests)
+        debounced = _test(dagbag, "stock_monitoring", 15)  # a day later, inside the 72 h window
+        next_day = _alerts(hook.requests[n_after_rerun:])
+        mails = smtp.wait_for(len(hook.requests))
+    monkeypatch.delenv("AIRFLOW_CONN_STOCKML_ALERT_WEBHOOK")
+    monkeypatch.delenv("AIRFLOW_CONN_STOCKML_ALERT_SMTP")
+    assert {"degradation", "bandit_promotion"} <= set(first_alerts), first_alerts
+    assert first_alerts["degradation"].startswith("Degradation: weekly MASE ")
+    assert first_alerts["degradation"].endswith("; retraining requested")
+    assert first_alerts["bandit_promotion"] == (
+        "Bandit promotion: stockml-router v2 replaced v1 as champion (P(better) 0.97 after 240 outcomes)"
+    )
+    assert n_after_rerun == n_first and _states(again)["notify_ops"] == "skipped", _states(again)
+    assert next_day["degradation"].endswith("retraining already requested (debounced)")
+    assert "bandit_promotion" not in next_day  # alerted once, by the first run
+    assert len(mails) == len(hook.requests)
+    assert {m.message["X-Stockml-Alert-Kind"] for m in mails} == set(first_alerts) | set(next_day)
+    # (read before the re-run: dag.test() of the same logical date replaces the run)
+    assert first.state == "success" and first_states["request_retraining"] == "success", first_states
     events = _drift_events(session)
     assert len(events) == 1 and events[0].source_run_id == first.run_id
     extra = events[0].extra
@@ -287,7 +359,6 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     ).all()
     assert len(queued) == 1, queued
 
-    again = _test(dagbag, "stock_monitoring", 14)  # the same day again: its rows replaced, its request not re-sent
     assert again.state == "success" and _states(again)["request_retraining"] == "skipped", _states(again)
     rows = read_output(engine, "stock_monitoring").query("cutoff_week == '2026-11-14'")
     assert len(rows) == 7 and set(rows["run_id"]) == {f"stock_monitoring__{again.run_id}"}
@@ -295,7 +366,6 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     session.expire_all()
     assert len(_drift_events(session)) == 1
 
-    debounced = _test(dagbag, "stock_monitoring", 15)  # a day later, inside the 72 h window
     assert debounced.state == "success" and _states(debounced)["request_retraining"] == "skipped"
     session.expire_all()
     assert len(_drift_events(session)) == 1

@@ -133,3 +133,39 @@ def test_registry_workflow_through_a_real_mlflow_server(models, mlflow_server, t
         f"{mlflow_server}/api/2.0/mlflow/registered-models/alias", params={"name": NAME, "alias": "champion"}
     )
     assert r.ok and str(r.json()["model_version"]["version"]) == "1"
+
+
+def test_the_promotion_operator_tells_ops_of_a_refusal(models, tmp_path, monkeypatch):
+    """``MlflowPromoteOperator`` on a real registry: the guardrail refuses a worse candidate (the task does
+    not fail, the champion stays) and one ``promotion_refused`` alert reaches the webhook, the deliveries in
+    the XCom. The webhook is a local ``http.server`` given as the Airflow connection's variable."""
+    import json
+    import multiprocessing as mp
+    from types import SimpleNamespace
+
+    from receivers import http_receiver
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "plugins"))
+    from stockml_airflow.operators import MlflowPromoteOperator
+
+    good, bad, holdout = models
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("STOCKML_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STOCKML_MLFLOW_TRACKING_URI", uri)
+    reg.configure(uri, "stockml-router-test", tmp_path / "artifacts")
+    _log(good, holdout, "good")
+    assert reg.promote(NAME).promoted
+    v_bad = _log(bad, holdout, "bad")
+    start_method = mp.get_start_method(allow_none=True)  # the operator switches this process to forkserver
+    try:
+        with http_receiver() as hook:
+            monkeypatch.setenv("AIRFLOW_CONN_STOCKML_ALERT_WEBHOOK", hook.url)
+            context = {"dag": SimpleNamespace(dag_id="stock_training"), "run_id": "manual__alert"}
+            result = MlflowPromoteOperator(task_id="promote", model_name=NAME).execute(context)
+    finally:
+        mp.set_start_method(start_method, force=True)
+    assert not result["promoted"] and [(d["channel"], d["ok"]) for d in result["alerts"]] == [("webhook", True)]
+    (got,) = hook.requests
+    text = json.loads(got.body)["text"]
+    assert text.startswith(f"[warning] stockml: promotion of {NAME} v{v_bad.version} refused: Promotion refused:")
+    assert "v1 stays champion (holdout MASE" in text and "beyond tolerance 0.0%" in text

@@ -60,13 +60,77 @@ def test_the_event_extra_names_the_reasons_the_figures_and_the_snapshot():
 
 
 def test_alerts_for_reasons_and_bandit_promotions():
+    from monitoring.alerts import Alert
+
     promotion = {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2",
                  "p_better": 0.97, "challenger_n": 240, "created_at": "2026-11-13T10:00:00Z"}  # fmt: skip
-    alerts = build_alerts(_report([]), [promotion])
-    assert [a["kind"] for a in alerts] == ["degradation", "promotion"]
-    assert "debounced" in alerts[0]["summary"] and alerts[0]["figures"]["limit"] == 1.8
-    assert "v2 replaced v1" in alerts[1]["summary"] and alerts[1]["severity"] == "info"
-    assert set(alerts[0]) == {"kind", "title", "summary", "figures", "severity"}  # monitoring.alerts.Alert's fields
+    alerts = build_alerts(_report([]), [promotion], {"ops dashboard": "http://127.0.0.1:8000"})
+    assert [a["kind"] for a in alerts] == ["degradation", "bandit_promotion"]
+    assert alerts[0]["text"].startswith("Degradation: weekly MASE ? above the limit 1.8")
+    assert alerts[0]["text"].endswith("; retraining already requested (debounced)")
+    assert alerts[0]["figures"]["limit"] == 1.8 and alerts[0]["figures"]["check"] == "degradation"
+    assert alerts[1]["text"] == (
+        "Bandit promotion: stockml-router v2 replaced v1 as champion (P(better) 0.97 after 240 outcomes)"
+    )
+    assert alerts[1]["severity"] == "info" and alerts[1]["links"] == {"ops dashboard": "http://127.0.0.1:8000"}
+    assert [Alert.from_dict(a).kind for a in alerts] == ["degradation", "bandit_promotion"]  # the Alert's fields
+
+
+def test_drift_alerts_name_the_drifted_features():
+    report = _report(["drift", "residual_drift"]) | {"reasons": ["drift", "residual_drift"]}
+    report["checks"] = {
+        "drift": {"flagged": True, "status": "checked", "drifted_columns": ["level_yoy"], "n_current": 300,
+                  "columns": {"level_yoy": {"p_value": 0.0003}, "spread_yoy": {"p_value": 0.2}}},
+        "residual_drift": {"flagged": True, "status": "checked", "n_current": 1200, "n_reference": 3400,
+                           "columns": {"error": {"p_value": 0.0001}}},
+    }  # fmt: skip
+    drift, residual = build_alerts(report, [])
+    assert drift["kind"] == residual["kind"] == "drift"
+    assert drift["text"] == "Drift: 1 of 2 features drifted (level_yoy p=0.0003) on 300 products; retraining requested"
+    assert (
+        drift["figures"]["p_values"] == {"level_yoy": 0.0003, "spread_yoy": 0.2} and "columns" not in drift["figures"]
+    )
+    assert residual["text"].startswith("Forecast-error drift: the scaled errors of the window moved (p=0.0001; 1200")
+    assert [a["figures"]["check"] for a in build_alerts(report | {"alerted_today": ["drift"]}, [])] == [
+        "residual_drift"
+    ]
+
+
+def test_a_re_run_of_a_day_knows_what_that_day_flagged():
+    from stockml.steps.monitoring import flagged_on
+
+    history = pd.DataFrame([
+        {"check_name": "drift", "flagged": True, "cutoff_week": "2026-11-14"},
+        {"check_name": "summary", "flagged": True, "cutoff_week": "2026-11-14"},
+        {"check_name": "degradation", "flagged": False, "cutoff_week": "2026-11-14"},
+        {"check_name": "degradation", "flagged": True, "cutoff_week": "2026-11-13"},
+    ])  # fmt: skip
+    assert flagged_on(history, DAY) == {"drift"} and flagged_on(pd.DataFrame(), DAY) == set()
+
+
+def test_the_bandit_cursor_makes_a_re_run_alert_nothing_twice():
+    from stockml.steps.monitoring import BANDIT_CURSOR, bandit_cursor
+
+    def summary(day: str, mark: str | None) -> dict:
+        return {"check_name": "summary", "logical_date": pd.Timestamp(day, tz="UTC"),
+                "figures": json.dumps({BANDIT_CURSOR: mark})}  # fmt: skip
+
+    assert bandit_cursor(pd.DataFrame(), DAY) is None  # never monitored: every promotion is news
+    old = pd.DataFrame([summary("2026-11-12", None), summary("2026-11-13", None)])
+    assert bandit_cursor(old, DAY) == dt.datetime(2026, 11, 13, tzinfo=dt.UTC)  # before the cursor: the previous day
+    # this day's own first run alerted a promotion of 10:00: its re-run starts after it
+    marked = pd.DataFrame(
+        [summary("2026-11-13", "2026-11-12T08:00:00+00:00"), summary("2026-11-14", "2026-11-14T10:00:00Z")]
+    )
+    assert bandit_cursor(marked, DAY) == dt.datetime(2026, 11, 14, 10, tzinfo=dt.UTC)
+
+
+def test_the_cursor_moves_to_the_newest_alerted_promotion_whatever_the_time_zone_form():
+    from stockml.steps.monitoring import _newest
+
+    # SQLite gives the outcome store's times back naive (UTC): found by the DAG test, where they met a tz-aware day
+    assert _newest(DAY, ["2026-11-14T10:00:00.000", "2026-11-13T09:00:00Z"]) == "2026-11-14T10:00:00+00:00"
+    assert _newest(None, []) is None and _newest(DAY, []) == "2026-11-14T00:00:00+00:00"
 
 
 def test_the_training_adopts_the_snapshot_the_triggering_event_names(monkeypatch):
@@ -99,7 +163,7 @@ def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_
     assert served_records(s)[0].empty and bandit_promotions(s, None) == []  # no store yet: nothing to read
     engine = sa.create_engine(ot.default_url(s.home))
     ot.metadata.create_all(engine)
-    at = dt.datetime(2026, 11, 13, 10, tzinfo=dt.UTC)
+    at = dt.datetime(2026, 11, 13, 10, 0, 0, 123456, tzinfo=dt.UTC)  # the store keeps microseconds
     with engine.begin() as conn:
         conn.execute(ot.forecasts.insert(), [{"forecast_id": "f1", "sku": "a", "model_name": "stockml-router",
                      "model_version": "2", "alias": "champion", "horizon": 1, "scale": 2.0,
@@ -111,10 +175,22 @@ def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_
             {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2", "action": action,
              "p_better": 0.97, "challenger_n": 240, "details": "{}", "created_at": at}
             for action in ("promote", "stop")
-        ])  # fmt: skip
+        ] + [{"model_name": "stockml-router", "champion_version": "1", "challenger_version": "3",
+              "action": "promote_refused", "p_better": 0.96, "challenger_n": 300, "created_at": at,
+              "details": json.dumps({"guardrail": {"reason": "holdout MASE 1.3 vs champion 1.1"}})}])  # fmt: skip
     engine.dispose()
     served, feedback = served_records(s)
     assert list(served["forecast_id"]) == ["f1"] and list(feedback["y"]) == [5.0]
     promotions = bandit_promotions(s, dt.datetime(2026, 11, 12, tzinfo=dt.UTC))
-    assert [p["challenger_version"] for p in promotions] == ["2"]  # the stop decision is no promotion
+    assert [(p["challenger_version"], p["action"]) for p in promotions] == [("2", "promote"), ("3", "promote_refused")]
+    assert promotions[1]["reason"] == "holdout MASE 1.3 vs champion 1.1"  # the stop decision is no promotion
+    refused = build_alerts(_report([]) | {"reasons": []}, promotions)[1]
+    assert refused["kind"] == "promotion_refused" and refused["text"] == (
+        "Promotion refused: stockml-router v3 was not promoted, v1 stays champion (the bandit asked, P(better) "
+        "0.96 after 300 outcomes; the guardrails said: holdout MASE 1.3 vs champion 1.1)"
+    )
     assert bandit_promotions(s, dt.datetime(2026, 11, 14, tzinfo=dt.UTC)) == []  # already seen by an earlier run
+    from stockml.steps.monitoring import _newest
+
+    cursor = _newest(None, [p["created_at"] for p in promotions])  # what the run that alerted them keeps
+    assert cursor == "2026-11-13T10:00:00.123456+00:00" and bandit_promotions(s, pd.Timestamp(cursor)) == []
