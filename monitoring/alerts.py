@@ -2,7 +2,7 @@
 
 An :class:`Alert` is a plain value (no Airflow, no settings): its ``kind`` says what happened
 (:data:`KINDS`), ``text`` says it the way a person on call reads it, with the figures in the sentence
-("Drift: 3 of 4 features drifted (level_yoy p=0.0003) on 300 products"), ``figures`` keeps the same
+("Drift: 1 of 5 features drifted (level_yoy p=0.0003) on 300 products"), ``figures`` keeps the same
 numbers for machines and ``links`` where to look. :meth:`Alert.webhook_payload` is Slack's incoming
 webhook JSON (``text`` for notifications and clients without blocks, ``blocks`` for the message);
 Mattermost, Rocket.Chat and most chat tools accept the same body. :meth:`Alert.email` is an
@@ -111,7 +111,7 @@ def _fmt(value: Any) -> str:
 
 
 def drift_text(figures: Mapping[str, Any], what: str = "features") -> str:
-    """'Drift: 3 of 4 features drifted (level_yoy p=0.0003) on 300 products' from a drift check's figures."""
+    """'Drift: 1 of 5 features drifted (level_yoy p=0.0003) on 300 products' from a drift check's figures."""
     columns: Mapping[str, Mapping[str, Any]] = figures.get("columns") or {}
     drifted = list(figures.get("drifted_columns") or [])
     worst = sorted(
