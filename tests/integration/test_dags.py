@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from airflow_runs import FAST_TRAINING, one_set
 from receivers import http_receiver, smtp_server
 
+from monitoring.drift import FEATURES
 from stockml.connections import sqlite_conn_json
 from stockml.layout import HomeLayout
 from training.data.demo import generate_catalogue
@@ -312,8 +313,7 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     # the drift check judges against the reference rows registered with the champion, not a recomputation
     drift_row = json.loads(verdict.loc["drift", "figures"])
     assert drift_row["status"] == "checked" and drift_row["reference"] == "logged with the champion", drift_row
-    assert drift_row["n_reference"] > 0 and set(drift_row["columns"]) == {
-        "level_yoy", "spread_yoy", "zero_share_yoy", "shape_yoy"}  # fmt: skip
+    assert drift_row["n_reference"] > 0 and set(drift_row["columns"]) == set(FEATURES)
     assert _drift_events(session) == []
 
     _shift_demand(engine, "2026-09-27", 2.0)
