@@ -176,6 +176,12 @@ def numeric_method(rows: int, min_effect: float = DEFAULT_MIN_EFFECT) -> str:
     return welch_effect_stattest(min_effect) if rows >= SMALL_SAMPLE else "mannw"
 
 
+def mean_effect(reference: pd.Series, current: pd.Series) -> float:
+    """How far the mean moved, in reference standard deviations (the effect the drift floor judges)."""
+    spread = float(np.std(reference, ddof=1)) or 1.0
+    return abs(float(np.mean(current)) - float(np.mean(reference))) / spread
+
+
 def welch_effect_stattest(min_effect: float) -> str:
     """The name of Evidently's stat test "Welch's t-test, drifted when p < threshold **and** the mean moved
     by at least ``min_effect`` reference standard deviations", registered with Evidently on first use.
@@ -203,9 +209,7 @@ def welch_effect_stattest(min_effect: float) -> str:
 
     def welch(reference: pd.Series, current: pd.Series, feature_type: Any, threshold: float) -> tuple[float, bool]:
         p_value = float(ttest_ind(reference, current, equal_var=False)[1])
-        spread = float(np.std(reference, ddof=1)) or 1.0
-        effect = abs(float(np.mean(current)) - float(np.mean(reference))) / spread
-        return p_value, bool(p_value < threshold and effect >= min_effect)
+        return p_value, bool(p_value < threshold and mean_effect(reference, current) >= min_effect)
 
     register_stattest(
         StatTest(
@@ -236,8 +240,7 @@ def _column_results(
         if column not in reference.columns:
             continue
         p_value = float(metric["value"])
-        spread = float(reference[column].std()) or 1.0
-        effect = abs(float(current[column].mean()) - float(reference[column].mean())) / spread
+        effect = mean_effect(reference[column], current[column])
         out[column] = {
             "method": str(config.get("method")),
             "p_value": p_value,

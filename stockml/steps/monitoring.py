@@ -193,7 +193,8 @@ def champion_reference(
     logged = reg.load_drift_reference(champion["run_id"]) if champion.get("run_id") else None
     if logged is not None and set(drift.FEATURES) <= set(logged.columns) and len(logged):
         return logged[list(drift.FEATURES)], "logged with the champion"
-    return drift.drift_features(demand, ref_end, s.drift_window_weeks, s.season_length), "recomputed from the source"
+    recomputed = drift.reference_features(demand, ref_end, s.drift_window_weeks, s.season_length)
+    return recomputed, "recomputed from the source"
 
 
 def drift_checks(

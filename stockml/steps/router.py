@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from monitoring.drift import drift_features
+from monitoring.drift import reference_features
 from stockml.plots import plot_backtest_samples, plot_error_by_pattern
 from stockml.run import Progress, Run, noop_progress
 from stockml.steps.backtest import load_backtest, zoo_params
@@ -69,7 +69,7 @@ def train_router_step(run: Run, progress: Progress = noop_progress) -> reg.Regis
     # The drift check's reference rows, as they were when the model was trained (a later revision of the
     # source's history must not move the baseline the champion is judged against).
     layout.drift_reference.mkdir(exist_ok=True)
-    drift_features(demand, demand["ds"].max(), s.drift_window_weeks, s.season_length).to_parquet(
+    reference_features(demand, demand["ds"].max(), s.drift_window_weeks, s.season_length).to_parquet(
         layout.drift_reference / reg.DRIFT_REFERENCE_FILE
     )
     configure_mlflow(run.settings)
