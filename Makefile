@@ -146,9 +146,12 @@ airflow-down:
 	@test -f .stockml/airflow.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/airflow.pid) | tr -d ' ') 2>/dev/null; \
 		rm -f .stockml/airflow.pid; true
 
+# Two test processes (pytest-xdist), a test file per process at a time (fixtures are per module):
+# much of the suite waits on servers starting, so two processes overlap on two cores.
+TEST_WORKERS ?= 2
 test: install infra-tools
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
