@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stockml.run import Progress, Run, noop_progress
+from stockml.run import Progress, Run, Stages, no_stages, noop_progress
 from stockml.steps.backtest import backtest_reports, backtest_step
 from stockml.steps.champion import forecast_with_champion
 from stockml.steps.classify import classify_step
@@ -61,44 +61,58 @@ def can_train_router(result: BacktestResult) -> bool:
 
 
 def run_pipeline(
-    run: Run, progress: Progress = noop_progress, cutoff: str | None = None, router: bool = True
+    run: Run,
+    progress: Progress = noop_progress,
+    cutoff: str | None = None,
+    router: bool = True,
+    stages: Stages = no_stages,
 ) -> PipelineSummary:
     """ingest → classify → backtest → [AutoML → router → register → promote] → forecast.
 
     With ``router`` the forecasts come from the registry's champion (the new challenger if it
     passed the guardrails, else the champion already in place); without it, or when the
-    catalogue is too small to train a router, from each SKU's best backtest method.
+    catalogue is too small to train a router, from each SKU's best backtest method. ``stages``
+    is entered around each step (bench.scale times and measures them through it).
     """
     progress("ingest", 0, 1)
-    report = ingest(run, cutoff)
+    with stages("ingest"):  # load, validate, quarantine, weekly demand, written to the run folder
+        report = ingest(run, cutoff)
     progress("ingest", 1, 1)
     progress("classify", 0, 1)
-    classes = classify_step(run)
+    with stages("classify"):
+        classes = classify_step(run)
     progress("classify", 1, 1)
     if router:
         progress("zoo tuning", 0, 1)
-        tune_zoo_step(run)
+        with stages("zoo tuning"):
+            tune_zoo_step(run)
         progress("zoo tuning", 1, 1)
-    result = backtest_step(run, progress)
-    backtest_reports(run, result, classes)
+    with stages("backtest"):
+        result = backtest_step(run, progress)
+        backtest_reports(run, result, classes)
     routed = promotion = None
     if router and can_train_router(result):
         progress("automl", 0, 1)
-        automl_step(run)
+        with stages("automl"):
+            automl_step(run)
         progress("automl", 1, 1)
-        train_router_step(run, progress)
-        routed = run.load_json(run.layout.router)
-        promotion = asdict(promote_step(run))
+        with stages("router"):  # fit, register in MLflow, promotion guardrail
+            train_router_step(run, progress)
+            routed = run.load_json(run.layout.router)
+            promotion = asdict(promote_step(run))
         progress("forecast", 0, 1)
-        forecasts = forecast_with_champion(run)
+        with stages("forecast"):  # the champion loaded from the registry, forecasts written back
+            forecasts = forecast_with_champion(run)
         progress("forecast", 1, 1)
     else:
         if router:
             log.warning("too few SKUs or backtest windows to train a router; forecasting with per-SKU best methods")
-        forecasts = forecast_step(run, result, progress)
+        with stages("forecast"):
+            forecasts = forecast_step(run, result, progress)
     lstm = None
     if run.settings.lstm_register:
-        train_lstm_step(run, progress)
-        lstm = asdict(promote_lstm_step(run))
-    orders = orders_step(run, progress) if run.settings.orders else None
+        with stages("deep members"):
+            train_lstm_step(run, progress)
+            lstm = asdict(promote_lstm_step(run))
+    orders = orders_step(run, progress, stages) if run.settings.orders else None
     return PipelineSummary(run.run_id, run.dir, report, classes, result, forecasts, routed, promotion, lstm, orders)

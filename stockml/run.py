@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ Progress = Callable[[str, int, int], None]
 
 def noop_progress(step: str, done: int, total: int) -> None:
     return None
+
+
+# A stage meter: ``with stages("backtest"): ...`` around each step of a run, so that a caller can time
+# and measure the steps (bench.scale) without the pipeline knowing how; the default measures nothing.
+Stages = Callable[[str], AbstractContextManager[object]]
+
+
+def no_stages(name: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def new_run_id() -> str:

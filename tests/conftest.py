@@ -30,6 +30,19 @@ import pytest  # noqa: E402
 ROUTER_METHODS = ["Naive2", "SES", "Theta", "TSB", "CrostonSBA", "ADIDA"]
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_connections():
+    """Each test starts with the Airflow connections the session started with. Why: stockml's in-process
+    code points ``AIRFLOW_CONN_STOCKML_SOURCE`` at its home's SQLite file in ``os.environ`` (and ad-hoc
+    targets likewise), which outlives a test and would reach the next test's subprocesses: with two test
+    processes, which test runs after which changes (seen: a CLI run writing into another test's source)."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CONN_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CONN_") and k not in before]:
+        del os.environ[key]
+    os.environ.update(before)
+
+
 @pytest.fixture(scope="session")
 def router_data():
     """A small demo catalogue with a 3-window backtest of six fast methods (shared by router tests)."""

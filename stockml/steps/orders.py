@@ -52,7 +52,7 @@ from rl_agent.catalogue import (
     train_catalogue_agent,
     tune_classical,
 )
-from stockml.run import Progress, Run, noop_progress
+from stockml.run import Progress, Run, Stages, no_stages, noop_progress
 from stockml.steps.ingest import load_demand, load_inventory
 from stockml.steps.registry import configure_mlflow, provenance_tags
 from training.forecasting.rolling import horizons_from_products, rolling_forecasts
@@ -134,27 +134,32 @@ def current_state(inventory: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
-    """Tune, train, evaluate, register the agent, write ``stock_orders``; returns the step's report."""
+def orders_step(run: Run, progress: Progress = noop_progress, stages: Stages = no_stages) -> dict:
+    """Tune, train, evaluate, register the agent, write ``stock_orders``; returns the step's report.
+    ``stages`` is entered around each part (see :func:`stockml.pipeline.run_pipeline`)."""
     s = run.settings
     progress("orders", 0, 4)
     try:
         began = time.perf_counter()
-        catalogue, inventory, forecasts = load_catalogue(run)
+        with stages("orders: rolling forecasts"):  # the agent's observations, every weekly origin
+            catalogue, inventory, forecasts = load_catalogue(run)
         prepare_seconds = round(time.perf_counter() - began, 2)
     except NoUsableProduct as exc:
         log.warning("orders skipped: %s", exc)
         report = {"status": "skipped", "reason": str(exc)}
         run.save_json(run.layout.orders, report)
         return report
-    tuned = tune_classical(catalogue)
-    anchor_on_tuned(catalogue, tuned)
+    with stages("orders: tune classical"):
+        tuned = tune_classical(catalogue)
+        anchor_on_tuned(catalogue, tuned)
     progress("orders", 1, 4)
     agent = None
     if s.rl_train_steps > 0:
-        agent = train_catalogue_agent(catalogue, s.rl_train_steps, sample_size=s.rl_sample_skus)
+        with stages("orders: train RL agent"):
+            agent = train_catalogue_agent(catalogue, s.rl_train_steps, sample_size=s.rl_sample_skus)
     progress("orders", 2, 4)
-    evaluation = evaluate_policies(catalogue, tuned, agent, seeds=s.rl_eval_seeds)
+    with stages("orders: evaluate policies"):
+        evaluation = evaluate_policies(catalogue, tuned, agent, seeds=s.rl_eval_seeds)
     evaluation.per_product.to_csv(run.layout.policy_evaluation, index=False)
     evaluation.per_pattern.to_csv(run.layout.policy_patterns, index=False)
     folder = run.layout.rl_agent_model
@@ -170,14 +175,17 @@ def orders_step(run: Run, progress: Progress = noop_progress) -> dict:
     registered = decision = None
     if agent is not None and s.rl_register:
         registered, decision = _register(run, folder, costs)
-    state = current_state(inventory)
-    state = state.merge(latest_forecasts(forecasts), on="sku", how="left")
-    recs = recommend(catalogue, state[["sku", "on_hand", "forecast_mean", "forecast_upper"]], tuned, agent, evaluation)
-    orders = state.merge(recs, on="sku", how="left")
-    orders["reason"] = orders["reason"].fillna("") + "; open orders unknown to the source: taken as none"
-    version = registered.version if registered is not None else None
-    orders["model_version"] = [version if p == "rl" else None for p in orders["policy"]]
-    written = run.write("stock_orders", orders[[*ORDER_COLUMNS, "model_version"]])
+    with stages("orders: recommend"):  # inference: an order per SKU, written to stock_orders
+        state = current_state(inventory)
+        state = state.merge(latest_forecasts(forecasts), on="sku", how="left")
+        recs = recommend(
+            catalogue, state[["sku", "on_hand", "forecast_mean", "forecast_upper"]], tuned, agent, evaluation
+        )
+        orders = state.merge(recs, on="sku", how="left")
+        orders["reason"] = orders["reason"].fillna("") + "; open orders unknown to the source: taken as none"
+        version = registered.version if registered is not None else None
+        orders["model_version"] = [version if p == "rl" else None for p in orders["policy"]]
+        written = run.write("stock_orders", orders[[*ORDER_COLUMNS, "model_version"]])
     report = {
         "status": "written",
         "skus": len(orders),
