@@ -88,6 +88,7 @@ pipeline: install mlflow-up
 
 # `airflow standalone` (scheduler, DAG processor, triggerer, API server/UI) in the background.
 airflow-up: install
+	@mkdir -p .stockml
 	@$(MAKE) --no-print-directory airflow-down >/dev/null 2>&1 || true
 	@$(AIRFLOW) setsid nohup $(BIN)/airflow standalone > .stockml/airflow-standalone.log 2>&1 & echo $$! > .stockml/airflow.pid
 	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:$(AIRFLOW_PORT)/api/v2/monitor/health >/dev/null && break; sleep 2; done
@@ -142,9 +143,12 @@ report-weekly: install mlflow-up
 bento: install
 	$(BIN)/bentoml build -f serving/bentos/bentofile.yaml
 
+# The process group setsid gave `airflow standalone` (its id is the pid in the file): TERM, up to 30 s
+# for a graceful stop, then KILL what is left (seen: a scheduler that outlived TERM, orphaned).
 airflow-down:
-	@test -f .stockml/airflow.pid && kill -- -$$(ps -o pgid= $$(cat .stockml/airflow.pid) | tr -d ' ') 2>/dev/null; \
-		rm -f .stockml/airflow.pid; true
+	@test -f .stockml/airflow.pid && { pg=$$(cat .stockml/airflow.pid); kill -- -$$pg 2>/dev/null; \
+		for i in $$(seq 1 30); do pgrep -g $$pg >/dev/null || break; sleep 1; done; \
+		kill -9 -- -$$pg 2>/dev/null; }; rm -f .stockml/airflow.pid; true
 
 # Two test processes (pytest-xdist), a test file per process at a time (fixtures are per module):
 # much of the suite waits on servers starting, so two processes overlap on two cores.

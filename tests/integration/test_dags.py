@@ -278,8 +278,8 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     """Forecasts made 8 weeks ago are judged on the weeks observed since. On the demo's own demand
     nothing is due; after the demand of the weeks since doubles (a level shift the degradation rule
     must catch: weekly MASE ~2 against the champion's backtest 1.5 x 1.2; a +30 % shift stays under
-    it on this demo and is the drift check's to catch), the first monitoring run emits a
-    ``stockml_drift`` event with the reasons and the snapshot judged, a second run within the
+    it on this demo and is the drift check's to catch; the drift check flags the doubling too), the first
+    monitoring run emits a ``stockml_drift`` event with both reasons and the snapshot judged, a second run within the
     debounce window emits none, ``stock_training`` is queued on the event and its Asset-triggered
     run adopts that snapshot. A re-run of a monitored day replaces that day's rows and sends no second event.
 
@@ -331,7 +331,7 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
         mails = smtp.wait_for(len(hook.requests))
     monkeypatch.delenv("AIRFLOW_CONN_STOCKML_ALERT_WEBHOOK")
     monkeypatch.delenv("AIRFLOW_CONN_STOCKML_ALERT_SMTP")
-    assert {"degradation", "bandit_promotion"} <= set(first_alerts), first_alerts
+    assert {"degradation", "drift", "bandit_promotion"} <= set(first_alerts), first_alerts
     assert first_alerts["degradation"].startswith("Degradation: weekly MASE ")
     assert first_alerts["degradation"].endswith("; retraining requested")
     assert first_alerts["bandit_promotion"] == (
@@ -347,7 +347,15 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     events = _drift_events(session)
     assert len(events) == 1 and events[0].source_run_id == first.run_id
     extra = events[0].extra
-    assert "degradation" in extra["reasons"]
+    # both rules see the doubled demand: the forecast error (degradation) and the data itself (drift: the
+    # year-over-year level of the weeks since, against the reference rows registered with the champion)
+    assert {"degradation", "drift"} <= set(extra["reasons"]), extra["reasons"]
+    drift = extra["figures"]["drift"]
+    assert drift["drifted"] and set(drift["drifted_columns"]) <= set(FEATURES), json.dumps(drift)[:3000]
+    # on 21 products the level's Mann-Whitney p sits near the 0.01 line; its effect is the doubled level
+    assert drift["columns"]["level_yoy"]["effect"] > 0.5, drift["columns"]["level_yoy"]
+    assert drift["reference"] == "logged with the champion" and drift["share"] >= drift["drift_share"]
+    assert first_alerts["drift"].startswith("Drift:"), first_alerts
     degradation = extra["figures"]["degradation"]
     assert degradation["status"] == "degraded" and all(w["mase"] > degradation["limit"] for w in degradation["recent"])
     assert extra["dir"] == str(ingest_layout(shifted.run_id).root.resolve())
