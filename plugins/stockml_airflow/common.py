@@ -1,14 +1,17 @@
-"""Assets, default arguments and the failure callback shared by every stockml DAG."""
+"""Assets, default arguments, the Celery queue names and the failure callback shared by every stockml DAG."""
 
 from __future__ import annotations
 
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import Asset
+
+if TYPE_CHECKING:
+    from stockml.settings import AirflowSettings
 
 log = logging.getLogger("stockml.airflow")
 
@@ -87,7 +90,7 @@ def maintenance_queue() -> str:
     return _queues().maintenance_queue
 
 
-def _queues() -> Any:
+def _queues() -> AirflowSettings:
     """Only the settings object (not get_settings, which also configures the forecasters): parsing stays light."""
     from stockml.settings import Settings
 
