@@ -21,7 +21,7 @@ At the end ``stop-distributed.sh`` stops the components (the test then checks no
 database is dropped.
 
 Needs PostgreSQL at 127.0.0.1:5432 (STOCKML_TEST_PG_URI), ``redis-server`` on PATH, the Celery
-provider and Flower; it fails with the reason when one is missing. About four minutes on 2 cores.
+provider and Flower; it fails with the reason when one is missing. About two minutes on 2 cores.
 """
 
 from __future__ import annotations
