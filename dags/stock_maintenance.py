@@ -7,7 +7,7 @@ older than ``STOCKML_RUN_RETENTION_DAYS`` (30; never the latest demand or foreca
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from stockml_airflow.common import START, default_args
+from stockml_airflow.common import START, default_args, maintenance_queue
 
 
 @dag(
@@ -17,7 +17,7 @@ from stockml_airflow.common import START, default_args
     catchup=False,
     max_active_runs=1,
     tags=["stockml", "maintenance"],
-    default_args=default_args(),
+    default_args=default_args(queue=maintenance_queue()),  # light work: the maintenance queue
     doc_md=__doc__,
 )
 def stock_maintenance():

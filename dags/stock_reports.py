@@ -8,7 +8,7 @@ the MLflow experiment ``stockml-monitoring``; a rerun of the same logical date r
 from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
-from stockml_airflow.common import START, default_args
+from stockml_airflow.common import START, default_args, maintenance_queue
 
 
 @dag(
@@ -18,7 +18,7 @@ from stockml_airflow.common import START, default_args
     catchup=False,
     max_active_runs=1,
     tags=["stockml", "monitoring", "reports"],
-    default_args=default_args(),
+    default_args=default_args(queue=maintenance_queue()),  # light work: the maintenance queue
     doc_md=__doc__,
 )
 def stock_reports():

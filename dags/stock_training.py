@@ -21,11 +21,22 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
-from stockml_airflow.common import DRIFT, START, WEEKLY_DEMAND, default_args, run_for, triggering_snapshot
+from stockml_airflow.common import (
+    DRIFT,
+    START,
+    WEEKLY_DEMAND,
+    default_args,
+    run_for,
+    training_queue,
+    triggering_snapshot,
+)
 from stockml_airflow.operators import MlflowPromoteOperator
 
 from training.registry.names import LSTM_MODEL
 
+# The heavy steps run on the training queue (workers sized for them); prepare, classify and the promotions
+# are light and stay on the default queue.
+TRAINING_QUEUE = training_queue()
 # Either Asset triggers a run: new demand from stock_ingest, or stock_monitoring's drift/degradation verdict.
 SCHEDULE = AssetOrTimeSchedule(
     timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=(WEEKLY_DEMAND | DRIFT)
@@ -60,26 +71,26 @@ def stock_training():
         classes = classify_step(run_for(get_current_context()))
         return {"skus": len(classes), "patterns": classes["pattern"].value_counts().to_dict()}
 
-    @task
+    @task(queue=TRAINING_QUEUE)
     def tune_zoo(_: dict) -> dict:
         from stockml.steps.tuning import tune_zoo_step
 
         return tune_zoo_step(run_for(get_current_context()))
 
-    @task
+    @task(queue=TRAINING_QUEUE)
     def backtest(_: dict) -> dict:
         from stockml.steps.backtest import backtest_step
 
         result = backtest_step(run_for(get_current_context()))
         return {"best_method": result.best_method(), "excluded": len(result.excluded)}
 
-    @task
+    @task(queue=TRAINING_QUEUE)
     def automl(_: dict) -> dict:
         from stockml.steps.tuning import automl_step
 
         return automl_step(run_for(get_current_context()))
 
-    @task
+    @task(queue=TRAINING_QUEUE)
     def train_router(_: dict) -> dict:
         from stockml.steps.router import train_router_step
 
@@ -93,7 +104,7 @@ def stock_training():
 
     promote = MlflowPromoteOperator(task_id="promote", version="{{ ti.xcom_pull(task_ids='train_router')['version'] }}")
 
-    @task
+    @task(queue=TRAINING_QUEUE)
     def train_lstm(_: dict) -> dict:
         """The LSTM on its own as ``stockml-lstm`` (skipped, with its promotion, unless ``lstm_register``)."""
         from stockml.steps.lstm import train_lstm_step
@@ -113,14 +124,14 @@ def stock_training():
         trigger_rule="none_failed",
     )
 
-    @task
+    @task(queue=TRAINING_QUEUE)
     def forecast(_: dict) -> dict:
         from stockml.steps.champion import forecast_with_champion
 
         fc = forecast_with_champion(run_for(get_current_context()))
         return {"rows": len(fc), "model_version": str(fc["model_version"].iloc[0])}
 
-    @task
+    @task(queue=TRAINING_QUEUE)
     def recommend_orders(_: dict) -> dict:
         """Tune the classical policies, train the RL agent, register it (stockml-rl-agent), write stock_orders."""
         from stockml.steps.orders import orders_step

@@ -12,12 +12,38 @@ import typing
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stockml.layout import HomeLayout
 from stockml.settings_serving import AuthSettings, BanditSettings, BatchSettings, NotifySettings, ServingSettings
 from training.registry.names import ROUTER_MODEL
+
+QUEUE_PATTERN = "^[a-z][a-z0-9_-]*$"  # what a `--queues a,b` list and the Terraform variable accept
+
+
+class AirflowSettings(BaseModel):
+    """The Celery queues the DAGs send their tasks to (``STOCKML_AIRFLOW__*``).
+
+    Read when the DAG processor parses the DAG files (a task's queue is part of the parsed DAG), and
+    by ``infra/airflow/start-distributed.sh`` for the queues its workers consume: both must see the
+    same values. Tasks that set no queue go to Airflow's own ``AIRFLOW__OPERATORS__DEFAULT_QUEUE``.
+    The embedded set-up (LocalExecutor) ignores queues.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    training_queue: str = Field(
+        default="training",
+        pattern=QUEUE_PATTERN,
+        description="Celery queue of the heavy tasks (tuning, backtest, AutoML, router, LSTM, RL agent, forecasts): "
+        "workers with the cores for them consume it.",
+    )
+    maintenance_queue: str = Field(
+        default="maintenance",
+        pattern=QUEUE_PATTERN,
+        description="Celery queue of the light housekeeping tasks (stock_maintenance's pruning, stock_reports).",
+    )
 
 
 class Settings(BaseSettings):
@@ -251,6 +277,9 @@ class Settings(BaseSettings):
     )
     auth: AuthSettings = Field(
         default_factory=AuthSettings, description="API keys, OIDC, rate limits (STOCKML_AUTH__*)."
+    )
+    airflow: AirflowSettings = Field(
+        default_factory=AirflowSettings, description="Celery queues of the DAGs' tasks (STOCKML_AIRFLOW__*)."
     )
 
     @cached_property

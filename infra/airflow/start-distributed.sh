@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Start the distributed Airflow set-up of stockml on this machine: api-server, scheduler,
-# dag-processor, triggerer and one Celery worker, each a separate background process with its own
-# log file and PID file (in $AIRFLOW_HOME/run/). Configuration: infra/airflow/celery.env (every value
-# can be overridden by exporting it first). Stop with infra/airflow/stop-distributed.sh.
+# dag-processor, triggerer, Celery workers per queue and Flower, each a separate background process
+# with its own log file and PID file (in $AIRFLOW_HOME/run/). Configuration: infra/airflow/celery.env
+# (every value can be overridden by exporting it first). Stop with infra/airflow/stop-distributed.sh.
 #
-# Usage: infra/airflow/start-distributed.sh [--worker-only] [--no-triggerer] [--no-wait]
-#   --worker-only   start just `airflow celery worker` (an extra worker machine; see celery.env)
+# Usage: infra/airflow/start-distributed.sh [--worker-only] [--queues Q1,Q2] [--no-triggerer] [--no-flower] [--no-wait]
+#   --worker-only   start just one `airflow celery worker` (an extra worker machine; see celery.env)
+#   --queues Q1,Q2  the queues of that one worker (= STOCKML_WORKER_QUEUES; default with --worker-only:
+#                   every queue). Without --worker-only it replaces the two workers below by one.
 #   --no-triggerer  skip the triggerer (only deferrable operators need it; stockml's DAGs do not)
+#   --no-flower     skip Flower (the Celery monitor, on AIRFLOW__CELERY__FLOWER_PORT)
 #   --no-wait       do not wait for /api/v2/monitor/health (else: exit 1 if the scheduler is not healthy
 #                   within STOCKML_AIRFLOW_WAIT_S seconds, default 180)
+# Workers by default: celery-worker on the default and maintenance queues, celery-worker-training on the
+# training queue (STOCKML_TRAINING_WORKER_CONCURRENCY slots); the names come from the stockml settings
+# (STOCKML_AIRFLOW__TRAINING_QUEUE, STOCKML_AIRFLOW__MAINTENANCE_QUEUE) and AIRFLOW__OPERATORS__DEFAULT_QUEUE.
+# A training worker on another machine: infra/airflow/start-distributed.sh --worker-only --queues training
 # A second worker on this machine: STOCKML_WORKER_NAME=worker2 AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=8795 \
 #   infra/airflow/start-distributed.sh --worker-only
 # Needs: PostgreSQL and Redis reachable at the URLs in celery.env, the venv (make install; another one:
-# STOCKML_VENV=/path/to/venv) with
-# apache-airflow-providers-celery installed.
+# STOCKML_VENV=/path/to/venv) with apache-airflow-providers-celery and flower installed.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,15 +28,21 @@ export STOCKML_REPO
 VENV="${STOCKML_VENV:-$STOCKML_REPO/.venv}"
 export PATH="$VENV/bin:$PATH"  # the components spawn `airflow` subprocesses through PATH
 
-WORKER_ONLY=0 TRIGGERER=1 WAIT=1
-for arg in "$@"; do
-  case "$arg" in
+WORKER_ONLY=0 TRIGGERER=1 FLOWER=1 WAIT=1
+QUEUES="${STOCKML_WORKER_QUEUES:-}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
     --worker-only) WORKER_ONLY=1 ;;
+    --queues) [[ $# -ge 2 && -n "$2" ]] || { echo "--queues needs a comma-separated list" >&2; exit 2; }
+      QUEUES="$2"; shift ;;
+    --queues=*) QUEUES="${1#--queues=}" ;;
     --no-triggerer) TRIGGERER=0 ;;
+    --no-flower) FLOWER=0 ;;
     --no-wait) WAIT=0 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
+  shift
 done
 
 command -v airflow >/dev/null || { echo "airflow not found in $VENV/bin: run 'make install'" >&2; exit 1; }
@@ -42,6 +54,13 @@ set +a
 unset _stockml_sqlite_source
 RUN_DIR="${STOCKML_AIRFLOW_RUN_DIR:-$AIRFLOW_HOME/run}"
 mkdir -p "$AIRFLOW_HOME" "$RUN_DIR" "$STOCKML_HOME"
+
+# The queue names the DAG processor gives the tasks (the stockml settings, read from this same
+# environment), so that the workers consume exactly those.
+names="$(python -c 'from stockml.settings import Settings; a = Settings().airflow; print(a.training_queue, a.maintenance_queue)')" \
+  || { echo "cannot read the queue names from the stockml settings (STOCKML_AIRFLOW__*)" >&2; exit 1; }
+read -r TRAINING_QUEUE MAINTENANCE_QUEUE <<<"$names"
+DEFAULT_QUEUE="$AIRFLOW__OPERATORS__DEFAULT_QUEUE"
 
 # --- Secrets: generated once, shared by every component (copy the file to other machines) ----------
 SECRETS="$AIRFLOW_HOME/secrets.env"
@@ -63,6 +82,10 @@ print(f"STOCKML_AIRFLOW_ADMIN_PASSWORD={secrets.token_urlsafe(12)}")
 EOF
   umask 022
   echo "generated $SECRETS"
+fi
+# Flower's login (Flower can revoke tasks and shut workers down); appended to a secrets.env from before Flower.
+if [[ $WORKER_ONLY == 0 ]] && ! grep -q '^AIRFLOW__CELERY__FLOWER_BASIC_AUTH=' "$SECRETS"; then
+  python -c 'import secrets; print(f"AIRFLOW__CELERY__FLOWER_BASIC_AUTH=admin:{secrets.token_urlsafe(12)}")' >>"$SECRETS"
 fi
 set -a
 # shellcheck disable=SC1090
@@ -113,10 +136,30 @@ EOF
   start dag-processor dag-processor
   if [[ $TRIGGERER == 1 ]]; then start triggerer triggerer; fi
 fi
-# STOCKML_WORKER_NAME names the worker's PID/log files and its Celery hostname (NAME@host): set a
-# different one (and AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT) to run a second worker on this machine.
+worker() {  # worker NAME QUEUES CONCURRENCY [ARGS...]: its Celery hostname is NAME@host (Flower, inspect)
+  local name="$1" queues="$2" concurrency="$3"; shift 3
+  start "$name" celery worker --queues "$queues" --concurrency "$concurrency" --celery-hostname "$name@%h" "$@"
+}
+# STOCKML_WORKER_NAME names a single worker's PID/log files and its Celery hostname: set a different
+# one (and AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT) to run a second worker on this machine.
 WORKER_NAME="${STOCKML_WORKER_NAME:-celery-worker}"
-start "$WORKER_NAME" celery worker --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY" --celery-hostname "$WORKER_NAME@%h"
+if [[ -n "$QUEUES" || $WORKER_ONLY == 1 ]]; then
+  QUEUES="${QUEUES:-$DEFAULT_QUEUE,$TRAINING_QUEUE,$MAINTENANCE_QUEUE}"
+  worker "$WORKER_NAME" "$QUEUES" "$AIRFLOW__CELERY__WORKER_CONCURRENCY"
+  WORKERS="$WORKER_NAME: $QUEUES"
+else
+  # One worker for the light queues and one for training, so that a long training run never holds up
+  # ingest, monitoring or maintenance. Both write their task logs under the same $AIRFLOW_HOME/logs,
+  # which the first one's log server serves (the api-server asks <host>:WORKER_LOG_SERVER_PORT): the
+  # training worker serves none of its own and needs no second port.
+  worker "$WORKER_NAME" "$DEFAULT_QUEUE,$MAINTENANCE_QUEUE" "$AIRFLOW__CELERY__WORKER_CONCURRENCY"
+  worker "$WORKER_NAME-training" "$TRAINING_QUEUE" "$STOCKML_TRAINING_WORKER_CONCURRENCY" --skip-serve-logs
+  WORKERS="$WORKER_NAME: $DEFAULT_QUEUE,$MAINTENANCE_QUEUE; $WORKER_NAME-training: $TRAINING_QUEUE"
+fi
+if [[ $WORKER_ONLY == 0 && $FLOWER == 1 ]]; then
+  # Address and port from AIRFLOW__CELERY__FLOWER_HOST/_PORT (celery.env), login from _BASIC_AUTH (secrets.env).
+  start flower celery flower
+fi
 
 if [[ $WORKER_ONLY == 0 && $WAIT == 1 ]]; then
   WAIT_S="${STOCKML_AIRFLOW_WAIT_S:-180}"
@@ -140,14 +183,21 @@ if [[ $WORKER_ONLY == 0 && $WAIT == 1 ]]; then
 fi
 
 if [[ $WORKER_ONLY == 1 ]]; then
-  echo "worker $WORKER_NAME started (broker $AIRFLOW__CELERY__BROKER_URL); stop: $HERE/stop-distributed.sh"
+  echo "worker $WORKERS (broker $AIRFLOW__CELERY__BROKER_URL); stop: $HERE/stop-distributed.sh"
   exit 0
+fi
+FLOWER_LINE="Flower: not started (--no-flower)"
+if [[ $FLOWER == 1 ]]; then
+  FLOWER_LINE="Flower (Celery monitor): http://$AIRFLOW__CELERY__FLOWER_HOST:$AIRFLOW__CELERY__FLOWER_PORT   (user admin,
+  password after 'admin:' in AIRFLOW__CELERY__FLOWER_BASIC_AUTH of $SECRETS)"
 fi
 cat <<EOF
 
 Airflow UI and REST API: $AIRFLOW__API__BASE_URL   (user admin, password in $SECRETS:
   STOCKML_AIRFLOW_ADMIN_PASSWORD; API token: curl -X POST $AIRFLOW__API__BASE_URL/auth/token \\
   -H 'Content-Type: application/json' -d '{"username":"admin","password":"..."}')
+$FLOWER_LINE
+Celery workers (name: queues): $WORKERS
 Logs and PID files: $RUN_DIR     Stop: $HERE/stop-distributed.sh
 CLI in this configuration:  . $HERE/env.sh   then e.g.
   airflow dags unpause stock_ingest && airflow dags trigger stock_ingest && airflow celery list-workers

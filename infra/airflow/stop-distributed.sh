@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop what start-distributed.sh started: SIGTERM to each component's process group (the Celery
-# worker finishes its running tasks first: warm shutdown), then SIGKILL after --timeout seconds.
+# Stop what start-distributed.sh started (its PID files): SIGTERM to each component's process group
+# (a Celery worker finishes its running tasks first: warm shutdown), then SIGKILL after --timeout seconds.
 #
 # Usage: infra/airflow/stop-distributed.sh [--timeout SECONDS]   (default 60)
 set -euo pipefail
@@ -25,13 +25,14 @@ RUN_DIR="${STOCKML_AIRFLOW_RUN_DIR:-$AIRFLOW_HOME/run}"
 
 shopt -s nullglob
 pids=()
-core=(triggerer dag-processor scheduler api-server)
+# Every other PID file is a Celery worker's (celery-worker, celery-worker-training, STOCKML_WORKER_NAME).
+core=(flower triggerer dag-processor scheduler api-server)
 workers=()
 for f in "$RUN_DIR"/*.pid; do
   name="$(basename "$f" .pid)"
   [[ " ${core[*]} " == *" $name "* ]] || workers+=("$name")
 done
-# Workers first (they stop taking tasks), then the rest.
+# Workers first (they stop taking tasks), then Flower and the rest.
 for name in "${workers[@]}" "${core[@]}"; do
   f="$RUN_DIR/$name.pid"
   [[ -f "$f" ]] || continue

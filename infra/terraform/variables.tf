@@ -222,12 +222,17 @@ variable "dags_git_branch" {
 
 variable "celery_queues" {
   type        = list(string)
-  description = "Celery queues the workers consume (the DAGs' default queue first)."
+  description = "Celery queues the workers consume, the DAGs' default queue first; must include training and maintenance, where stockml's DAGs send their heavy and housekeeping tasks."
   default     = ["default", "training", "maintenance"]
 
   validation {
     condition     = length(var.celery_queues) > 0 && alltrue([for q in var.celery_queues : can(regex("^[a-z][a-z0-9_-]*$", q))])
     error_message = "Give at least one queue; names are lower-case letters, digits, dashes or underscores."
+  }
+
+  validation {
+    condition     = contains(var.celery_queues, "training") && contains(var.celery_queues, "maintenance")
+    error_message = "The workers must consume the training and maintenance queues: stockml's DAGs send tasks there."
   }
 }
 

@@ -1,14 +1,17 @@
-"""Assets, default arguments and the failure callback shared by every stockml DAG."""
+"""Assets, default arguments, the Celery queue names and the failure callback shared by every stockml DAG."""
 
 from __future__ import annotations
 
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import Asset
+
+if TYPE_CHECKING:
+    from stockml.settings import AirflowSettings
 
 log = logging.getLogger("stockml.airflow")
 
@@ -71,9 +74,34 @@ def alert_failure(context: dict[str, Any]) -> None:
     send(context)
 
 
+def training_queue() -> str:
+    """The Celery queue of the heavy tasks (``STOCKML_AIRFLOW__TRAINING_QUEUE``), for ``queue=`` on them.
+
+    Heavy work (tuning, backtests, AutoML, the router, the LSTM, the RL agent, forecasts) uses every core
+    of its worker; a queue of its own lets those run on workers sized for them while ingest, monitoring and
+    promotions are never stuck behind a training run. Read when the DAG file is parsed: the DAG processor's
+    environment decides, and the workers must consume the same name (start-distributed.sh reads it alike).
+    """
+    return _queues().training_queue
+
+
+def maintenance_queue() -> str:
+    """The Celery queue of the light housekeeping tasks (``STOCKML_AIRFLOW__MAINTENANCE_QUEUE``)."""
+    return _queues().maintenance_queue
+
+
+def _queues() -> AirflowSettings:
+    """Only the settings object (not get_settings, which also configures the forecasters): parsing stays light."""
+    from stockml.settings import Settings
+
+    return Settings().airflow
+
+
 def default_args(**overrides: Any) -> dict[str, Any]:
     """Retries with exponential back-off (sources and registries hiccup), a timeout, the failure callbacks:
-    a list, which Airflow runs in order, each in its own try (a failing alert cannot lose the record)."""
+    a list, which Airflow runs in order, each in its own try (a failing alert cannot lose the record).
+    No queue: a task without one goes to Airflow's default queue (``queue=`` overrides, e.g.
+    ``default_args(queue=maintenance_queue())`` for a whole DAG)."""
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 2,

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from infra_terraform import (
     MODULE_META_ARGS,
+    MODULES,
     TF_ROOT,
     expressions,
     labelled,
@@ -158,3 +159,20 @@ def test_tfvars_example_sets_only_root_variables_and_no_sensitive_one():
     required = {n for n, v in variables.items() if "default" not in v and not v.get("sensitive")}
     assert required <= set(example), f"the example leaves required variables out: {sorted(required - set(example))}"
     assert not {n for n in example if variables[n].get("sensitive")}, "a sensitive variable in the example file"
+
+
+def test_the_workers_consume_the_queues_the_dags_send_tasks_to():
+    """The chart's workers take ``celery_queues``; the DAG processor there names the queues from the stockml
+    settings (no STOCKML_AIRFLOW__* in the chart's env: their defaults) and Airflow's default queue, the
+    list's first entry. The variable's default and the example must hold exactly those three."""
+    import hcl2
+
+    from stockml.settings import AirflowSettings
+
+    dags = AirflowSettings()
+    wanted = ["default", dags.training_queue, dags.maintenance_queue]
+    variable = labelled(TF_ROOT, "variable")["celery_queues"]
+    assert [unquote(q) for q in variable["default"]] == wanted
+    with (TF_ROOT / "terraform.tfvars.example").open() as fh:
+        assert [unquote(q) for q in hcl2.load(fh)["celery_queues"]] == wanted
+    assert not re.search(r"name: STOCKML_AIRFLOW__", (MODULES / "airflow" / "values.yaml.tpl").read_text())

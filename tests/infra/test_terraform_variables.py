@@ -55,6 +55,7 @@ def test_the_example_configuration_passes_every_validation(variables_only):
         ('private_subnet_ids=["subnet-0123456789abcdef0"]', "at least two subnet"),
         ("name_prefix=Stock_ML", "name_prefix"),
         ('celery_queues=["Default"]', "queue"),
+        ('celery_queues=["default","training"]', "training and maintenance queues"),
     ],
 )
 def test_a_broken_value_is_refused(variables_only, override, message):

@@ -60,8 +60,10 @@ dags:
     subPath: ""
     period: 60s
 
-# Celery workers: autoscaled by KEDA on the queued and running task instances, every queue consumed,
-# STOCKML_HOME on the shared ReadWriteMany volume (run folders, the Evidently workspace).
+# Celery workers: autoscaled by KEDA on the queued and running task instances, every queue consumed
+# (one worker Deployment: each pod takes the default, training and maintenance tasks, which the DAGs
+# route with the STOCKML_AIRFLOW__* queue names, left at their defaults here), STOCKML_HOME on the
+# shared ReadWriteMany volume (run folders, the Evidently workspace).
 workers:
   replicas: ${worker_min}
   args: ["bash", "-c", "exec airflow celery worker --queues ${queues}"]
