@@ -55,20 +55,24 @@ def conform(frame: DataFrame, keys: list[str], level: Sequence[int]) -> DataFram
     return frame.select(*cols)
 
 
-def long_from_wide(wide: DataFrame, aliases: list[str], keys: list[str], level: Sequence[int]) -> list[DataFrame]:
-    """statsforecast's wide output (``<alias>``, ``<alias>-lo-<lv>``, ...) as one long part per alias.
+def long_from_wide(wide: DataFrame, aliases: list[str], keys: list[str], level: Sequence[int]) -> DataFrame:
+    """statsforecast's wide output (``<alias>``, ``<alias>-lo-<lv>``, ...) as one long frame, all aliases.
 
-    The Spark twin of :func:`training.forecasting.statistical.tidy`.
+    The Spark twin of :func:`training.forecasting.statistical.tidy`, in one pass: each row becomes an
+    array of one struct per alias, exploded. (A union of one projection per alias would run the
+    statsforecast transform under it once per alias.)
     """
-    parts = []
+    values = ["yhat", *[f"{side}{lv}" for lv in level for side in ("lo", "hi")]]
+    rows = []
     for name in aliases:
-        cols = [F.col(k) for k in keys] + [F.lit(name).alias("method"), F.col(f"`{name}`").alias("yhat")]
-        for lv in level:
-            for side in ("lo", "hi"):
-                src = f"{name}-{side}-{lv}"
-                cols.append((F.col(f"`{src}`") if src in wide.columns else F.lit(float("nan"))).alias(f"{side}{lv}"))
-        parts.append(conform(wide.select(*cols), keys, level))
-    return parts
+        sources = [name, *[f"{name}-{side}-{lv}" for lv in level for side in ("lo", "hi")]]
+        cols = [
+            (F.col(f"`{src}`") if src in wide.columns else F.lit(float("nan"))).cast(DoubleType()).alias(v)
+            for src, v in zip(sources, values, strict=True)
+        ]
+        rows.append(F.struct(F.lit(name).alias("method"), *cols))
+    exploded = wide.select(*[F.col(k) for k in keys], F.explode(F.array(*rows)).alias("m"))
+    return conform(exploded.select(*keys, "m.*"), keys, level)
 
 
 def _floor(col: Column) -> Column:

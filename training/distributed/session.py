@@ -12,7 +12,9 @@ engine works at all, and each was found the hard way here:
 - ``spark.sql.session.timeZone`` is UTC and the demand's ``ds`` is ``timestamp_ntz``: a week start is
   a calendar date, and a zone-aware ``timestamp`` would move it by the machine's offset on the way
   through Arrow;
-- Arrow is on, so pandas ↔ Spark conversions are columnar (the pandas UDFs need it anyway).
+- Arrow is on, so pandas ↔ Spark conversions are columnar (the pandas UDFs need it anyway);
+- parquet nanosecond time stamps (what pandas writes, e.g. a run folder's ``demand.parquet``) are read
+  as longs instead of failing the read.
 
 Nothing runs at import; :func:`spark_session` is ``getOrCreate``, so a session the caller already has
 (a cluster's, with its own master) is reused and only the SQL settings above are applied to it.
@@ -26,9 +28,15 @@ from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
+# No web UI and no progress bars: a job inside a pipeline step or a test has nobody watching them.
+UI_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
 SQL_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # pandas writes parquet time stamps in nanoseconds, which Spark 4 refuses to read
+    # ([PARQUET_TYPE_ILLEGAL] INT64 (TIMESTAMP(NANOS,false))); read as longs, they are converted back
+    # by training.data.spark_source.read_demand_parquet
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 
 
@@ -43,7 +51,9 @@ def spark_session(
     ``shuffle_partitions`` sets ``spark.sql.shuffle.partitions`` (Spark's 200 is far too many for a
     laptop; a cluster wants a few per core). ``conf`` adds any other Spark setting.
     """
-    builder = SparkSession.builder.master(master).appName(app_name).config("spark.ui.enabled", "false")
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in UI_CONF.items():
+        builder = builder.config(key, value)
     settings = dict(SQL_CONF)
     if shuffle_partitions:
         settings["spark.sql.shuffle.partitions"] = str(shuffle_partitions)

@@ -191,7 +191,7 @@ class SparkZoo(ModelZoo):
         keys = frames.FORECAST_KEYS
         if isinstance(m, list):
             wide = batched_statsforecast(m, self.freq, 1).forecast(df=sdf, h=h, level=list(level) or None)
-            return frames.long_from_wide(wide, [x.alias for x in m], keys, level)
+            return [frames.long_from_wide(wide, [x.alias for x in m], keys, level)]
         if m.capabilities.scope == "global":
             self.fitted_[m.alias] = m.fit(frames.to_pandas(sdf)) if m.capabilities.fits else m
             bc = self._session().sparkContext.broadcast(shippable(m))
@@ -207,7 +207,7 @@ class SparkZoo(ModelZoo):
             wide = sf.cross_validation(df=sdf, h=h, n_windows=n_windows, step_size=step, level=list(level) or None)
             # fugue's output schema makes y float32; the demand's own y goes back in (exact metrics)
             wide = wide.drop("y").join(sdf, on=["unique_id", "ds"], how="left")
-            return frames.long_from_wide(wide, [x.alias for x in m], keys, level)
+            return [frames.long_from_wide(wide, [x.alias for x in m], keys, level)]
         if m.capabilities.scope != "global":
 
             def per_series(p: pd.DataFrame, m: Forecaster = m) -> pd.DataFrame:
