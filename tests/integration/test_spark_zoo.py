@@ -3,15 +3,16 @@
 One local Spark session (``local[2]``, four shuffle partitions, no UI) serves the module. On a
 seeded 24-series demo panel, ``SparkZoo`` and ``ModelZoo`` run the same members (five statsforecast
 ones and the global XGBoost) and must give the same long frame: columns, dtypes, interval columns and
-values (to float32 rounding, which both paths share). The statsforecast members go through
-statsforecast's fugue back-end; XGBoost is fitted on the driver and its prediction is mapped over
-partitions, so equality there is "the mapped prediction equals the driver's".
+values to 1e-12 (the fugue back-end is given float64 outputs, as the pandas path has). The
+statsforecast members go through statsforecast's fugue back-end; XGBoost is fitted on the driver and
+its prediction is mapped over partitions, so equality there is "the mapped prediction equals the driver's".
 
 Skipped when ``java`` is not on PATH (CI=true turns the skip into a failure: tests/support/ci_guard.py).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pandas as pd
@@ -38,6 +39,8 @@ def spark():
     session = spark_session("local[2]", shuffle_partitions=4, app_name="stockml-tests")
     yield session
     session.stop()
+    # py4j says goodbye at INFO from a finaliser, after pytest has closed the captured streams
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +80,7 @@ def _same(spark_frame: pd.DataFrame, pandas_frame: pd.DataFrame, methods: list[s
     a, b = tidy(spark_frame), tidy(pandas_frame)
     assert len(b) == len(methods) * SKUS * H * (2 if "cutoff" in b else 1)
     assert list(a.columns) == list(b.columns)
-    pd.testing.assert_frame_equal(a, b, rtol=1e-6, atol=1e-9)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["forecast", "backtest"])
@@ -126,3 +129,24 @@ def test_the_source_reaches_spark_as_the_weekly_demand_contract(spark, catalogue
     expected.to_parquet(tmp_path / "demand.parquet", index=False)
     back = to_pandas(read_demand_parquet(spark, tmp_path / "demand.parquet"))
     pd.testing.assert_frame_equal(back.sort_values(order, ignore_index=True), expected)
+
+
+def test_the_engine_setting_gives_the_backtest_a_spark_zoo(spark, demand, tmp_path):
+    """``STOCKML_ENGINE=spark``: the backtest step's zoo is a SparkZoo, and ``backtest`` scores it unchanged."""
+    from stockml.settings import Settings
+    from stockml.steps.backtest import engine_session, make_zoo
+    from training.distributed.spark_engine import SparkZoo
+    from training.forecasting.backtest import backtest
+
+    pandas_settings = Settings(home=tmp_path, methods=["SES", "XGBoost"])
+    with engine_session(pandas_settings) as none:
+        assert none is None
+    s = Settings(home=tmp_path, engine="spark", methods=["SES", "XGBoost"], n_jobs=1)
+    zoo = make_zoo(s, PARAMS, spark=spark)
+    assert isinstance(zoo, SparkZoo)
+    got = backtest(demand, zoo, h=H, n_windows=2).errors
+    expected = backtest(demand, make_zoo(pandas_settings.model_copy(update={"n_jobs": 1}), PARAMS), h=H, n_windows=2)
+    order = ["method", "unique_id", "cutoff"]
+    pd.testing.assert_frame_equal(
+        got.sort_values(order, ignore_index=True), expected.errors.sort_values(order, ignore_index=True), rtol=1e-12
+    )

@@ -70,7 +70,7 @@ def spark_session(
 
 
 @contextmanager
-def local_spark(master: str = "local[2]", shuffle_partitions: int = 4, **kwargs: object) -> Iterator[SparkSession]:
+def spark_job(master: str = "local[2]", shuffle_partitions: int = 4, **kwargs: object) -> Iterator[SparkSession]:
     """A session for one job (a pipeline step, a benchmark), stopped when the job ends."""
     spark = spark_session(master, shuffle_partitions, **kwargs)  # type: ignore[arg-type]
     try:

@@ -2,9 +2,10 @@
 
 What runs where (the zoo's members say it through their capabilities, never through their kind):
 
-- **statsforecast members** (local, per series) run as one batched ``StatsForecast`` call on the Spark
-  frame; statsforecast hands it to its fugue back-end, which partitions by ``unique_id`` and runs the
-  very code of the pandas path on each partition, so forecasts and backtests are the pandas path's;
+- **statsforecast members** (local, per series) run as one batch through statsforecast's fugue
+  back-end (:mod:`training.distributed.statsforecast_spark`, float64 outputs), which partitions by
+  ``unique_id`` and runs the very code of the pandas path on each partition, so forecasts and
+  backtests are the pandas path's;
 - **global members** (XGBoost, ...) learn across every series, which one partition cannot see: they are
   fitted once on the driver (from the collected panel, at every backtest origin their refit policy
   asks for), then broadcast and their prediction is mapped over partitions that hold whole series
@@ -32,8 +33,9 @@ from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 
 from training.distributed import frames
+from training.distributed.statsforecast_spark import cross_validation_wide, forecast_wide
 from training.forecasting.contract import LEVELS, Capabilities, Forecaster
-from training.forecasting.statistical import StatsForecastMember, batched_statsforecast
+from training.forecasting.statistical import StatsForecastMember
 from training.forecasting.zoo import ModelZoo
 
 PartFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
@@ -190,7 +192,7 @@ class SparkZoo(ModelZoo):
     def _forecast_part(self, m: Forecaster | list, sdf: DataFrame, h: int, level: Sequence[int]) -> list[DataFrame]:
         keys = frames.FORECAST_KEYS
         if isinstance(m, list):
-            wide = batched_statsforecast(m, self.freq, 1).forecast(df=sdf, h=h, level=list(level) or None)
+            wide = forecast_wide(self._session(), m, self.freq, sdf, h, level)
             return [frames.long_from_wide(wide, [x.alias for x in m], keys, level)]
         if m.capabilities.scope == "global":
             self.fitted_[m.alias] = m.fit(frames.to_pandas(sdf)) if m.capabilities.fits else m
@@ -203,10 +205,7 @@ class SparkZoo(ModelZoo):
     ) -> list[DataFrame]:
         keys = frames.BACKTEST_KEYS
         if isinstance(m, list):
-            sf = batched_statsforecast(m, self.freq, 1)
-            wide = sf.cross_validation(df=sdf, h=h, n_windows=n_windows, step_size=step, level=list(level) or None)
-            # fugue's output schema makes y float32; the demand's own y goes back in (exact metrics)
-            wide = wide.drop("y").join(sdf, on=["unique_id", "ds"], how="left")
+            wide = cross_validation_wide(self._session(), m, self.freq, sdf, h, n_windows, step, level)
             return [frames.long_from_wide(wide, [x.alias for x in m], keys, level)]
         if m.capabilities.scope != "global":
 
