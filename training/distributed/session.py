@@ -13,6 +13,8 @@ engine works at all, and each was found the hard way here:
   a calendar date, and a zone-aware ``timestamp`` would move it by the machine's offset on the way
   through Arrow;
 - Arrow is on, so pandas ↔ Spark conversions are columnar (the pandas UDFs need it anyway);
+- shuffle partitions are not merged by adaptive execution (it sizes them by bytes, and forecasting
+  costs CPU per series: merged, the whole zoo ran on one core);
 - parquet nanosecond time stamps (what pandas writes, e.g. a run folder's ``demand.parquet``) are read
   as longs instead of failing the read.
 
@@ -37,6 +39,10 @@ SQL_CONF = {
     # ([PARQUET_TYPE_ILLEGAL] INT64 (TIMESTAMP(NANOS,false))); read as longs, they are converted back
     # by training.data.spark_source.read_demand_parquet
     "spark.sql.legacy.parquet.nanosAsLong": "true",
+    # Adaptive execution merges small shuffle partitions by their bytes: a catalogue's demand is a few
+    # MB, so every series ended up in one partition and one core while the forecasting (CPU, not bytes)
+    # waited. Keep the partitions the job asked for.
+    "spark.sql.adaptive.coalescePartitions.enabled": "false",
 }
 
 
