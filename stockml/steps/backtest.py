@@ -31,12 +31,12 @@ def make_zoo(
     """The zoo of the settings' methods; one that cannot run here (TimesFM without a checkpoint) is left out
     with a logged warning. With a Spark session (``STOCKML_ENGINE=spark``: :func:`engine_session`) it is a
     ``SparkZoo``, which takes and gives the same pandas frames and runs its work on Spark."""
-    kwargs: dict[str, Any] = {
-        "methods": drop_unavailable(methods or s.methods or None),
-        "season_length": s.season_length,
-        "n_jobs": s.n_jobs,
-        "params": params or {},
-    }
+    methods = drop_unavailable(methods or s.methods or None)
+    return engine_zoo(spark, methods=methods, season_length=s.season_length, n_jobs=s.n_jobs, params=params or {})
+
+
+def engine_zoo(spark: Any, **kwargs: Any) -> ModelZoo:
+    """``ModelZoo(**kwargs)``, or a ``SparkZoo`` on ``spark`` when there is a session (same frames in and out)."""
     if spark is None:
         return ModelZoo(**kwargs)
     from training.distributed.spark_engine import SparkZoo  # pyspark loads only for the spark engine
@@ -52,7 +52,7 @@ def engine_session(s: Settings) -> Iterator[Any]:
         return
     from training.distributed.session import spark_job
 
-    with spark_job(s.spark_master, s.spark_shuffle_partitions, app_name="stockml-backtest") as spark:
+    with spark_job(s.spark_master, s.spark_shuffle_partitions, app_name="stockml") as spark:
         yield spark
 
 

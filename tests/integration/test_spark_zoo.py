@@ -106,6 +106,23 @@ def test_a_spark_frame_in_gives_a_spark_frame_of_the_contract_out(spark, demand,
     _same(to_pandas(out), results["pandas"]["forecast"], ["SES", "XGBoost"])
 
 
+def test_predict_on_a_subset_with_fitted_members_matches_the_pandas_path(spark, demand):
+    """What the forecast step does: fit on the whole catalogue, then each method forecasts the SKUs that chose it."""
+    from training.distributed.spark_engine import SparkZoo
+    from training.forecasting.zoo import ModelZoo
+
+    some = demand[demand["unique_id"].isin(demand["unique_id"].unique()[::3])]
+    pandas_zoo = ModelZoo(["Theta", "XGBoost"], n_jobs=1, params=PARAMS, horizon=H).fit(demand)
+    spark_zoo = SparkZoo(["Theta", "XGBoost"], n_jobs=1, params=PARAMS, horizon=H, spark=spark).fit(demand)
+    for method in ("Theta", "XGBoost"):
+        got = spark_zoo.predict(H, panel=some, methods=[method])
+        expected = pandas_zoo.predict(H, panel=some, methods=[method])
+        keys = ["unique_id", "ds"]
+        pd.testing.assert_frame_equal(
+            got.sort_values(keys, ignore_index=True), expected.sort_values(keys, ignore_index=True), rtol=1e-12
+        )
+
+
 def test_the_source_reaches_spark_as_the_weekly_demand_contract(spark, catalogue, tmp_path):
     """SQLite source → chunks through the provider hook → parquet parts → weekly demand on Spark."""
     from stockml.connections import get_hook

@@ -116,6 +116,31 @@ class SparkZoo(ModelZoo):
         parts = [(lambda m=m: self._forecast_part(m, sdf, h, level)) for m in self._members(h)]
         return self._result(parts, frames.FORECAST_KEYS, level, local, None)
 
+    def predict(
+        self,
+        h: int,
+        level: Sequence[int] = LEVELS,
+        panel: pd.DataFrame | DataFrame | None = None,
+        methods: list[str] | None = None,
+        n_jobs: int | None = None,
+        future: pd.DataFrame | None = None,
+    ) -> pd.DataFrame | DataFrame:
+        """Forecasts of the fitted members from ``panel`` (pandas or Spark), on Spark; see ``ModelZoo.predict``.
+
+        ``fit`` is the pandas path's (a global member learns on the driver in any case); without
+        ``panel`` every member forecasts from what it was fitted on, as in the pandas path.
+        """
+        if panel is None:
+            return super().predict(h, level, None, methods, n_jobs, future)
+        names = list(methods or self.methods)
+        missing = [n for n in names if n not in self.fitted_]
+        if missing:
+            raise RuntimeError(f"SparkZoo.predict: {missing} not fitted; call fit first")
+        sdf, local = self._input(panel)
+        groups = self._grouped([self.fitted_[n] for n in names])
+        parts = [(lambda m=m: self._forecast_part(m, sdf, h, level, fit=False)) for m in groups]
+        return self._result(parts, frames.FORECAST_KEYS, level, local, None)
+
     def cross_validation(
         self,
         demand: pd.DataFrame | DataFrame,
@@ -148,8 +173,12 @@ class SparkZoo(ModelZoo):
         return frames.as_demand(demand), False
 
     def _members(self, h: int) -> list[Forecaster | list[StatsForecastMember]]:
+        """New members of every method, grouped as :meth:`_grouped` says."""
+        return self._grouped([self.member(n, h) for n in self.methods])
+
+    @staticmethod
+    def _grouped(members: list[Forecaster]) -> list[Forecaster | list[StatsForecastMember]]:
         """The statsforecast members as one batch (one pass over the data), then every other member."""
-        members = [self.member(n, h) for n in self.methods]
         exogenous = [m.alias for m in members if m.capabilities.exogenous]
         if exogenous:
             raise NotImplementedError(f"the Spark engine does not pass regressors yet; run {exogenous} on pandas")
@@ -189,13 +218,18 @@ class SparkZoo(ModelZoo):
 
     # ------------------------------------------------------------------ one member (or the batch)
 
-    def _forecast_part(self, m: Forecaster | list, sdf: DataFrame, h: int, level: Sequence[int]) -> list[DataFrame]:
+    def _forecast_part(
+        self, m: Forecaster | list, sdf: DataFrame, h: int, level: Sequence[int], fit: bool = True
+    ) -> list[DataFrame]:
+        """One member's (or the batch's) forecast from the end of ``sdf``; ``fit=False``: a global member
+        applies what it learnt already (``predict``)."""
         keys = frames.FORECAST_KEYS
         if isinstance(m, list):
             wide = forecast_wide(self._session(), m, self.freq, sdf, h, level)
             return [frames.long_from_wide(wide, [x.alias for x in m], keys, level)]
         if m.capabilities.scope == "global":
-            self.fitted_[m.alias] = m.fit(frames.to_pandas(sdf)) if m.capabilities.fits else m
+            if fit:
+                self.fitted_[m.alias] = m.fit(frames.to_pandas(sdf)) if m.capabilities.fits else m
             bc = self._session().sparkContext.broadcast(shippable(m))
             return [self._map(sdf, lambda p, bc=bc: bc.value.predict(h, level, panel=p), m.alias, keys, level)]
         return [self._map(sdf, lambda p, m=m: m.fit(p).predict(h, level), m.alias, keys, level)]
