@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     )
     engine: typing.Literal["pandas", "spark"] = Field(
         default="pandas",
-        description="Where the zoo's backtest runs: pandas (this process, statsforecast's worker pool) or spark "
+        description="Where the zoo's backtest and forecast steps run: pandas (this process, statsforecast's worker "
+        "pool) or spark "
         "(statsforecast's fugue back-end on a Spark session; global members fitted on the driver, their "
         "prediction mapped over partitions). Needs Java 17+.",
     )
