@@ -232,7 +232,8 @@ class SparkZoo(ModelZoo):
                 self.fitted_[m.alias] = m.fit(frames.to_pandas(sdf)) if m.capabilities.fits else m
             bc = self._session().sparkContext.broadcast(shippable(m))
             return [self._map(sdf, lambda p, bc=bc: bc.value.predict(h, level, panel=p), m.alias, keys, level)]
-        return [self._map(sdf, lambda p, m=m: m.fit(p).predict(h, level), m.alias, keys, level)]
+        local = shippable(m)  # in predict, a fitted member: its history stays on the driver
+        return [self._map(sdf, lambda p: local.fit(p).predict(h, level), m.alias, keys, level)]
 
     def _backtest_part(
         self, m: Forecaster | list, sdf: DataFrame, h: int, n_windows: int, step: int, level: Sequence[int]
