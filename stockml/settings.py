@@ -82,6 +82,21 @@ class Settings(BaseSettings):
         description="Local TimesFM 2.5 checkpoint (folder with model.safetensors, or the file); never downloaded. "
         "Unset: the Hugging Face cache, else TimesFM is unavailable.",
     )
+    engine: typing.Literal["pandas", "spark"] = Field(
+        default="pandas",
+        description="Where the zoo's backtest and forecast steps run: pandas (this process, statsforecast's worker "
+        "pool) or spark "
+        "(statsforecast's fugue back-end on a Spark session; global members fitted on the driver, their "
+        "prediction mapped over partitions). Needs Java 17+.",
+    )
+    spark_master: str = Field(
+        default="local[*]",
+        description="Spark master of the spark engine (local[*]: this machine's cores; spark://host:7077, yarn, "
+        "k8s://...).",
+    )
+    spark_shuffle_partitions: int = Field(
+        default=8, ge=1, description="spark.sql.shuffle.partitions of the spark engine (a few per core of the cluster)."
+    )
     abc_cutoffs: tuple[float, float] = Field(
         default=(0.80, 0.95), description="Cumulative revenue shares closing classes A and B (the rest is C)."
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pandas as pd
 
@@ -22,28 +25,49 @@ def zoo_params(run: Run) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def make_zoo(s: Settings, params: dict[str, dict] | None = None, methods: list[str] | None = None) -> ModelZoo:
+def make_zoo(
+    s: Settings, params: dict[str, dict] | None = None, methods: list[str] | None = None, spark: Any = None
+) -> ModelZoo:
     """The zoo of the settings' methods; one that cannot run here (TimesFM without a checkpoint) is left out
-    with a logged warning."""
-    return ModelZoo(
-        methods=drop_unavailable(methods or s.methods or None),
-        season_length=s.season_length,
-        n_jobs=s.n_jobs,
-        params=params or {},
-    )
+    with a logged warning. With a Spark session (``STOCKML_ENGINE=spark``: :func:`engine_session`) it is a
+    ``SparkZoo``, which takes and gives the same pandas frames and runs its work on Spark."""
+    methods = drop_unavailable(methods or s.methods or None)
+    return engine_zoo(spark, methods=methods, season_length=s.season_length, n_jobs=s.n_jobs, params=params or {})
+
+
+def engine_zoo(spark: Any, **kwargs: Any) -> ModelZoo:
+    """``ModelZoo(**kwargs)``, or a ``SparkZoo`` on ``spark`` when there is a session (same frames in and out)."""
+    if spark is None:
+        return ModelZoo(**kwargs)
+    from training.distributed.spark_engine import SparkZoo  # pyspark loads only for the spark engine
+
+    return SparkZoo(**kwargs, spark=spark)
+
+
+@contextmanager
+def engine_session(s: Settings) -> Iterator[Any]:
+    """The Spark session of one step when ``STOCKML_ENGINE=spark`` (stopped after it), else None."""
+    if s.engine != "spark":
+        yield None
+        return
+    from training.distributed.session import spark_job
+
+    with spark_job(s.spark_master, s.spark_shuffle_partitions, app_name="stockml") as spark:
+        yield spark
 
 
 def backtest_step(run: Run, progress: Progress = noop_progress, chunks: int = 8) -> BacktestResult:
     """Rolling-origin backtest of the zoo; per-series members in SKU chunks so long runs can report progress."""
     s = run.settings
     demand, _ = load_demand(run)
-    zoo = make_zoo(s, zoo_params(run))
-    zoo.regressors = load_regressors(run)  # for members that take them (price_promotions); None without
     try:
-        result = backtest(
-            demand, zoo, s.horizon, s.backtest_windows,
-            progress=lambda done, total: progress("backtest", done, total), chunks=chunks,
-        )  # fmt: skip
+        with engine_session(s) as spark:
+            zoo = make_zoo(s, zoo_params(run), spark=spark)
+            zoo.regressors = load_regressors(run)  # for members that take them (price_promotions); None without
+            result = backtest(
+                demand, zoo, s.horizon, s.backtest_windows,
+                progress=lambda done, total: progress("backtest", done, total), chunks=chunks,
+            )  # fmt: skip
     except ValueError as exc:
         if "No series has" not in str(exc):
             raise

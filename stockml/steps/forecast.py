@@ -5,12 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from stockml.run import Progress, Run, noop_progress
-from stockml.steps.backtest import load_backtest, zoo_params
+from stockml.steps.backtest import engine_session, engine_zoo, load_backtest, zoo_params
 from stockml.steps.classify import load_classes
 from stockml.steps.ingest import load_demand, load_regressors
 from training.forecasting.backtest import BacktestResult, add_empirical_intervals, residual_quantiles
 from training.forecasting.metrics import insample_scales
-from training.forecasting.zoo import ModelZoo
 
 MODEL_VERSION = "zoo-selection-v1"
 
@@ -33,11 +32,15 @@ def forecast_step(run: Run, result: BacktestResult | None = None, progress: Prog
     groups = list(selection.groupby(selection))
     # Every chosen member is fitted on the whole catalogue (a global one learns across it), then
     # forecasts the SKUs that chose it from their own history.
-    zoo = ModelZoo(sorted(selection.unique()), s.season_length, n_jobs=s.n_jobs, params=zoo_params(run),
-                   horizon=s.horizon, regressors=load_regressors(run)).fit(demand)  # fmt: skip
-    for i, (method, members) in enumerate(groups):
-        progress("forecast", i, len(groups))
-        frames.append(zoo.predict(s.horizon, panel=demand[demand["unique_id"].isin(members.index)], methods=[method]))
+    # With STOCKML_ENGINE=spark the members' forecasts run on Spark (the zoo takes and gives pandas frames).
+    with engine_session(s) as spark:
+        zoo = engine_zoo(spark, methods=sorted(selection.unique()), season_length=s.season_length,
+                         n_jobs=s.n_jobs, params=zoo_params(run), horizon=s.horizon,
+                         regressors=load_regressors(run)).fit(demand)  # fmt: skip
+        for i, (method, members) in enumerate(groups):
+            progress("forecast", i, len(groups))
+            panel = demand[demand["unique_id"].isin(members.index)]
+            frames.append(zoo.predict(s.horizon, panel=panel, methods=[method]))
     progress("forecast", len(groups), len(groups))
     fc = pd.concat(frames, ignore_index=True)
     quantiles = residual_quantiles(result, patterns)
