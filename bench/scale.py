@@ -8,7 +8,7 @@ home (SQLite source, SQLite MLflow store): the demo catalogue is written to the 
 backtest; AutoML; router fit, registration and promotion; the champion's forecast written back; the
 LSTM as the deep member; the RL agent trained on a sample of products; the order recommendations
 written back), each stage timed and its peak resident memory (the process and its worker processes,
-sampled every 0.1 s) recorded through the pipeline's ``stages`` hook. Inference alone is the champion's
+sampled every second) recorded through the pipeline's ``stages`` hook. Inference alone is the champion's
 forecast (loaded from the registry, with intervals) plus the order recommendations.
 
 Which members a large catalogue backtests is chosen by measured cost: ``--probe-skus`` products are
@@ -47,9 +47,12 @@ TARGETS = {"inference_10000_s": 60.0, "training_10000_s": 20 * 60.0}
 
 
 class StageMeter:
-    """The pipeline's ``stages`` hook: wall seconds and peak RSS (this process and its children) per stage."""
+    """The pipeline's ``stages`` hook: wall seconds and peak RSS (this process and its children) per stage.
 
-    def __init__(self, interval_s: float = 0.1) -> None:
+    Sampled once a second: listing the children reads every entry of /proc, and at 0.1 s py-spy saw the
+    sampler thread in a third of the samples, holding the GIL the measured code needs."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
         import psutil
 
         self._proc = psutil.Process()
@@ -91,19 +94,29 @@ class StageMeter:
 
 
 def member_costs(skus: int, weeks: int, seed: int, horizon: int, windows: int) -> dict[str, float]:
-    """Seconds per SKU of each default member's backtest (``windows`` origins, ``horizon`` weeks) on a
-    demo sample of ``skus`` products, one member at a time."""
+    """Marginal seconds per SKU of each default member's backtest (``windows`` origins, ``horizon`` weeks):
+    the slope between a demo sample of ``skus`` products and one of a quarter as many, one member at a
+    time. Why a slope: a member's fixed cost (worker processes starting, a global model's set-up) is paid
+    once per run, not per SKU, and would make a cheap member look dear on a small sample."""
     from training.data.demo import generate_catalogue
     from training.data.weekly import to_weekly_demand
     from training.forecasting.backtest import backtest
     from training.forecasting.zoo import ModelZoo
 
     demand = to_weekly_demand(generate_catalogue(skus, weeks, seed, dirty_rows=False).movements)
+    small_ids = demand["unique_id"].drop_duplicates().iloc[: max(skus // 4, 10)]
+    small = demand[demand["unique_id"].isin(small_ids)]
+    n_small = small["unique_id"].nunique()
     costs = {}
     for method in ModelZoo().methods:
-        began = time.perf_counter()
-        backtest(demand, ModelZoo(methods=[method], n_jobs=-1), horizon, windows)
-        costs[method] = (time.perf_counter() - began) / skus
+        seconds = []
+        for panel in (small, demand):
+            began = time.perf_counter()
+            backtest(panel, ModelZoo(methods=[method], n_jobs=-1), horizon, windows)
+            seconds.append(time.perf_counter() - began)
+        costs[method] = max((seconds[1] - seconds[0]) / (skus - n_small), 0.0)
+        print(f"  {method}: {costs[method] * 1000:.2f} ms/SKU ({seconds[0]:.1f} s on {n_small}, "
+              f"{seconds[1]:.1f} s on {skus})", file=sys.stderr, flush=True)  # fmt: skip
     return costs
 
 
@@ -255,7 +268,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--windows", type=int, default=3, help="backtest windows")
     p.add_argument("--methods", type=lambda t: [m for m in t.split(",") if m], default=None,
                    help="members to backtest (default: chosen by measured cost, see --backtest-budget-s)")  # fmt: skip
-    p.add_argument("--probe-skus", type=int, default=200)
+    p.add_argument("--probe-skus", type=int, default=400)
     p.add_argument("--backtest-budget-s", type=float, default=300.0,
                    help="the largest catalogue's backtest budget that chooses the members")  # fmt: skip
     p.add_argument("--automl-trials", type=int, default=10)
