@@ -12,13 +12,14 @@ sampled every second) recorded through the pipeline's ``stages`` hook. Inference
 forecast (loaded from the registry, with intervals) plus the order recommendations.
 
 Which members a large catalogue backtests is chosen by measured cost: ``--probe-skus`` products are
-backtested member by member first, and the most expensive members are left out until the largest
-catalogue's predicted backtest fits ``--backtest-budget-s`` (the JSON lists every member's cost per SKU
-and the choice). The exponent of each stage is the slope of log(seconds) on log(SKUs).
+backtested member by member first, and the most expensive members are left out until a catalogue of
+``--choose-for`` products (10,000) is predicted to backtest within ``--backtest-budget-s`` (300 s)
+(the JSON lists every member's cost per SKU and the choice). The exponent of each stage is the slope
+of log(seconds) on log(SKUs).
 
-Example (the figures in bench/RESULTS.md)::
+Example (the figures in bench/RESULTS.md; add 10000 to ``--skus`` for the 10,000-SKU point)::
 
-    python -m bench.scale --skus 1000,3000,10000 --weeks 156 --out bench/results/scale.json
+    python -m bench.scale --skus 1000,3000 --weeks 156 --probe-skus 200 --out bench/results/scale.json
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ import numpy as np
 from bench.report import write_report
 
 INFERENCE_STAGES = ("forecast", "orders: recommend")
+# Stages whose work splits by SKU (partitions of whole series on Spark executors or Celery workers); the
+# rest fit one model on the whole catalogue (AutoML, the router, the LSTM, the RL agent on its sample) and
+# run on one training worker.
+SPLIT_BY_SKU = (
+    "ingest", "classify", "backtest", "forecast", "orders: rolling forecasts",
+    "orders: tune classical", "orders: evaluate policies", "orders: recommend",
+)  # fmt: skip
 TARGETS = {"inference_10000_s": 60.0, "training_10000_s": 20 * 60.0}
 
 
@@ -182,6 +190,41 @@ def exponents(sizes: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def workers_needed(sizes: list[dict[str, Any]], exps: dict[str, float], skus: int, night_h: float) -> dict[str, Any]:
+    """How many workers like this machine retrain ``skus`` products within a night of ``night_h`` hours.
+
+    Each stage is extrapolated from the largest measured catalogue with its fitted exponent; for the
+    stages of :data:`SPLIT_BY_SKU` never below 1 (work per SKU: a curve that looked sublinear on small
+    catalogues was paying a fixed cost that the extrapolation should not divide away), for the others as
+    fitted (zoo tuning, the LSTM's fixed steps and the RL agent's sample do not grow with the catalogue).
+    The split stages spread over the workers, the others run on one of them:
+    ``serial + split / workers <= night``."""
+    largest = max(sizes, key=lambda s: s["skus"])
+    ratio = skus / largest["skus"]
+    split = serial = 0.0
+    per_stage = {}
+    for st in largest["stages"]:
+        by_sku = st["stage"] in SPLIT_BY_SKU
+        exponent = exps.get(st["stage"], 1.0)
+        seconds = st["seconds"] * ratio ** (max(exponent, 1.0) if by_sku else max(exponent, 0.0))
+        per_stage[st["stage"]] = round(seconds, 1)
+        if by_sku:
+            split += seconds
+        else:
+            serial += seconds
+    night = night_h * 3600.0
+    workers = None if serial >= night else max(1, int(np.ceil(split / (night - serial))))
+    return {
+        "skus": skus,
+        "night_hours": night_h,
+        "from_skus": largest["skus"],
+        "stage_seconds_one_worker": per_stage,
+        "split_by_sku_seconds": round(split, 1),
+        "one_worker_seconds": round(serial, 1),
+        "workers": workers,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = sorted(args.skus)
     if args.methods:
@@ -189,7 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         print(f"member costs on {args.probe_skus} SKUs...", flush=True)
         costs = member_costs(args.probe_skus, args.weeks, args.seed, args.horizon, args.windows)
-        kept, dropped = choose_members(costs, sizes[-1], args.backtest_budget_s)
+        kept, dropped = choose_members(costs, max(args.choose_for, sizes[-1]), args.backtest_budget_s)
     env = {
         "STOCKML_AUTOML_TRIALS": str(args.automl_trials),
         "STOCKML_AUTOML_TIMEOUT_S": str(args.automl_timeout_s),
@@ -219,15 +262,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     knobs = ("weeks", "seed", "horizon", "windows", "automl_trials", "automl_timeout_s", "rl_train_steps",
              "rl_sample_skus")  # fmt: skip
+    exps = exponents(results)
     return {
         "sizes": results,
-        "exponents": exponents(results),
+        "exponents": exps,
+        "extrapolated": workers_needed(results, exps, args.extrapolate_skus, args.night_hours),
         "members": {
             "cost_s_per_sku": {m: round(c, 5) for m, c in sorted(costs.items(), key=lambda kv: kv[1])},
             "probe_skus": args.probe_skus if costs else None,
             "backtested": kept,
             "left_out": dropped,
             "backtest_budget_s": args.backtest_budget_s,
+            "chosen_for_skus": max(args.choose_for, sizes[-1]),
         },
         "targets": {**TARGETS, **met},
         "settings": {k: getattr(args, k) for k in knobs},
@@ -270,11 +316,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="members to backtest (default: chosen by measured cost, see --backtest-budget-s)")  # fmt: skip
     p.add_argument("--probe-skus", type=int, default=400)
     p.add_argument("--backtest-budget-s", type=float, default=300.0,
-                   help="the largest catalogue's backtest budget that chooses the members")  # fmt: skip
+                   help="the backtest budget of the --choose-for catalogue that chooses the members")  # fmt: skip
+    p.add_argument("--choose-for", type=int, default=10_000,
+                   help="the catalogue size the members are chosen for (every size runs the same members)")  # fmt: skip
     p.add_argument("--automl-trials", type=int, default=10)
     p.add_argument("--automl-timeout-s", type=float, default=60.0)
     p.add_argument("--rl-train-steps", type=int, default=100_000)
     p.add_argument("--rl-sample-skus", type=int, default=200)
+    p.add_argument("--extrapolate-skus", type=int, default=100_000, help="catalogue of the worker arithmetic")
+    p.add_argument("--night-hours", type=float, default=8.0, help="the nightly window retraining must fit in")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # the child: one size
     p.add_argument("--child-env", type=json.loads, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, required=True)
@@ -292,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     report = run(args)
     write_report(args.out, report)
     print(markdown_table(report))
-    print(json.dumps({"exponents": report["exponents"], "targets": report["targets"]}))
+    print(json.dumps({"exponents": report["exponents"], "targets": report["targets"],
+                      "extrapolated": report["extrapolated"]}))  # fmt: skip
 
 
 if __name__ == "__main__":

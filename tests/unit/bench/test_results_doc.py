@@ -80,3 +80,11 @@ def test_router_members_demo_tables_are_the_json_they_quote():
         r"python -m bench\.router_members_demo [^`]*--out bench/results/(router_members_demo_[\w\-]+\.json)"
     )
     assert router_members_demo.table(report) in RESULTS
+
+
+def test_scale_table_is_the_json_it_quotes():
+    # Bug caught: a stage time typed by hand, or the table of an earlier run left beside a new JSON.
+    from bench import scale
+
+    report = _quoted(r"python -m bench\.scale [^`]*--out bench/results/(scale[\w\-]*\.json)")
+    assert scale.markdown_table(report) in RESULTS

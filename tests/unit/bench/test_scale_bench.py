@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from bench.scale import StageMeter, choose_members, exponents, markdown_table
+from bench.scale import StageMeter, choose_members, exponents, markdown_table, workers_needed
 
 
 def test_the_most_expensive_members_are_left_out_until_the_budget_fits():
@@ -48,3 +48,16 @@ def test_the_stage_meter_times_and_sees_memory_grow():
     (stage,) = meter.stages
     assert stage["stage"] == "grow" and stage["seconds"] >= 0.1
     assert stage["peak_rss_mb"] - stage["start_rss_mb"] >= 45  # the block, seen by the sampler
+
+
+def test_the_worker_arithmetic_spreads_only_the_stages_that_split_by_sku():
+    sizes = [
+        {"skus": 1000, "stages": [{"stage": "backtest", "seconds": 100.0}, {"stage": "automl", "seconds": 50.0}]},
+        {"skus": 10000, "stages": [{"stage": "backtest", "seconds": 1000.0}, {"stage": "automl", "seconds": 100.0}]},
+    ]
+    exps = {"backtest": 0.8, "automl": 0.5}  # per SKU: never below linear; a global fit: as fitted
+    out = workers_needed(sizes, exps, skus=100_000, night_h=1.0)
+    assert out["stage_seconds_one_worker"] == {"backtest": 10000.0, "automl": round(100 * 10**0.5, 1)}
+    assert out["split_by_sku_seconds"] == 10000.0
+    assert out["workers"] == 4  # 316 s on one worker + 10,000 s / 3 = 3,650 s > 3,600 s; / 4: 2,816 s
+    assert workers_needed(sizes, exps, skus=100_000, night_h=0.05)["workers"] is None  # the serial part alone is over
