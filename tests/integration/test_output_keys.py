@@ -162,3 +162,45 @@ def test_a_second_old_table_is_kept_under_a_new_name(db):
     assert write_output(engine, "stock_quarantine", _quarantine(1), KEY, "new2", schema) == 1
     assert _count(engine, "stock_quarantine__runid_keyed", schema) == 2
     assert _count(engine, "stock_quarantine__runid_keyed_2", schema) == 5
+
+
+def test_sqlite_fast_insert_stores_what_sqlalchemy_would(tmp_path):
+    # The SQLite path hands tuples to the driver itself, each column's bind processor applied once per
+    # distinct value; the stored text and numbers must be those of SQLAlchemy's own executemany.
+    from training.data.output_schema import output_frame, output_tables
+    from training.data.sql_store import _clean
+
+    frame = pd.DataFrame(
+        {
+            "sku": ["a", "a", "b", "c"],
+            "ds": pd.to_datetime(["2026-11-02", "2026-11-09", "2026-11-02", "2026-11-02"]),
+            "step": [1, 2, 1, 1],
+            "method": ["TSB", None, "AutoETS", "TSB"],
+            "yhat": [1.5, float("nan"), 0.0, 2.25],
+            "lo80": [0.5, 0.1, None, 1.0],
+            "confidence": [0.7, 0.7, 0.2, float("nan")],
+        }
+    )
+    fast = sa.create_engine(f"sqlite:///{tmp_path / 'fast.db'}")
+    write_output(fast, "stock_forecasts", frame, KEY, "r1")
+    stored = output_frame("stock_forecasts", frame, KEY, "r1", created_at=dt.datetime(2026, 11, 20, 8, 30, 1, 250))
+    t = output_tables(None)["stock_forecasts"]
+    slow = sa.create_engine(f"sqlite:///{tmp_path / 'slow.db'}")
+    with slow.begin() as conn:
+        t.create(conn)
+        names = [c.name for c in t.columns if c.name in stored.columns]
+        records = [
+            {c: _clean(v) for c, v in zip(names, row, strict=True)} for row in stored[names].itertuples(index=False)
+        ]
+        conn.execute(t.insert(), records)
+
+    def raw(engine: sa.Engine) -> list[tuple]:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT * FROM stock_forecasts ORDER BY sku, ds").fetchall()
+        return [tuple(v for k, v in zip(t.columns.keys(), r, strict=True) if k != "created_at") for r in rows]
+
+    assert raw(fast) == raw(slow)
+    assert len(raw(fast)) == 4 and raw(fast)[1][t.columns.keys().index("yhat")] is None
+    with fast.connect() as conn:
+        created = conn.exec_driver_sql("SELECT DISTINCT created_at FROM stock_forecasts").scalar_one()
+    assert isinstance(created, str) and dt.datetime.fromisoformat(created)
