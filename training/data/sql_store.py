@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -43,9 +44,22 @@ def _clean(value: object) -> object:
     return value
 
 
+def _column(values: pd.Series) -> list:
+    """A column's values as :func:`_clean` makes them, numeric columns converted in one pass."""
+    raw = values._values
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
+        out = raw.tolist()  # Python scalars, as numpy's .item() gives them
+        if raw.dtype.kind == "f":
+            for i in np.flatnonzero(np.isnan(raw)):
+                out[i] = None
+        return out
+    return [_clean(v) for v in values]
+
+
 def _records(df: pd.DataFrame, columns: Iterable[str]) -> list[dict]:
     cols = [c for c in columns if c in df.columns]
-    return [{c: _clean(v) for c, v in zip(cols, row, strict=True)} for row in df[cols].itertuples(index=False)]
+    data = [_column(df[c]) for c in cols]
+    return [dict(zip(cols, row, strict=True)) for row in zip(*data, strict=True)]
 
 
 def _name(conn: sa.Connection, table: str, schema: str | None) -> str:

@@ -121,8 +121,9 @@ class RouterModel:
     def route(self, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(features, policy weights, explanations) per SKU of a regular weekly history."""
         feats = router_features(history, self.season_length, self.rule)
-        weights = self.policy.weights(self.router.weights(feats))
-        why = self.router.explain(feats)
+        raw = self.router.weights(feats)
+        weights = self.policy.weights(raw)
+        why = self.router.explain(feats, weights=raw)
         return feats, weights, why
 
     def predict(self, history: pd.DataFrame, horizon: int | None = None, n_jobs: int | None = None) -> pd.DataFrame:
@@ -193,9 +194,17 @@ def _with_anchor(explanations: pd.Series, policy: BlendPolicy) -> pd.Series:
 
 
 def _weights_text(weights: pd.DataFrame) -> pd.Series:
-    """Per SKU, the non-zero weights as compact JSON: {"TSB": 0.62, "ADIDA": 0.38}."""
-    out = {}
-    for uid, row in weights.iterrows():
-        nz = row[row > 0].sort_values(ascending=False)
-        out[uid] = json.dumps({k: round(float(v), 3) for k, v in nz.items()})
-    return pd.Series(out)
+    """Per SKU, the non-zero weights as compact JSON: {"TSB": 0.62, "ADIDA": 0.38}.
+
+    Largest first, ties in column order (as a stable sort of each row); one array pass for the order,
+    then only the JSON per SKU."""
+    w = weights.to_numpy(dtype=float)
+    names = np.asarray(weights.columns, dtype=object)
+    order = np.argsort(-w, axis=1, kind="stable")
+    ranked = np.take_along_axis(w, order, axis=1)
+    keep = (ranked > 0).tolist()
+    texts = [
+        json.dumps({k: round(v, 3) for k, v, ok in zip(names[o].tolist(), row, pos, strict=True) if ok})
+        for o, row, pos in zip(order, ranked.tolist(), keep, strict=True)
+    ]
+    return pd.Series(texts, index=weights.index, dtype=object)
