@@ -13,6 +13,8 @@ as data, not as a pickle: :mod:`training.router.storage`.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +23,7 @@ import pandas as pd
 from training.data.weekly import fill_weeks, week_start
 from training.forecasting.backtest import add_empirical_intervals
 from training.forecasting.metrics import insample_scales
+from training.forecasting.statistical import StatsForecastMember
 from training.forecasting.zoo import ModelZoo
 from training.router.model import ForecastRouter
 from training.router.train import ROUTER, BlendPolicy, PatternRule, combine, router_features
@@ -141,8 +144,15 @@ class RouterModel:
         feats, weights, why = self.route(hist)
         jobs = n_jobs if n_jobs is not None else (1 if len(feats) < 200 else -1)
         frames = []
-        for method in weights.columns[(weights > 0).any(axis=0)]:
-            part = hist[hist["unique_id"].isin(weights.index[weights[method] > 0])]
+        parts = {
+            method: hist[hist["unique_id"].isin(weights.index[weights[method] > 0])]
+            for method in weights.columns[(weights > 0).any(axis=0)]
+        }
+        if self.zoo is not None and jobs != 1:  # the per-series members: all in one worker pool
+            pooled = {m: part for m, part in parts.items() if isinstance(self.zoo.fitted_.get(m), StatsForecastMember)}
+            frames += local_members_in_one_pool(self.zoo, pooled, h, jobs)
+            parts = {m: part for m, part in parts.items() if m not in pooled}
+        for method, part in parts.items():
             if self.zoo is None:  # nothing carried: every member learns from this history
                 zoo = ModelZoo([method], self.season_length, n_jobs=jobs, params=self.zoo_params)
                 frames.append(zoo.forecast(part, h, intervals=False))
@@ -175,6 +185,41 @@ class RouterModel:
             "horizon": self.horizon,
             **self.info,
         }
+
+
+_POOL_ZOO: ModelZoo | None = None  # the fitted zoo in a worker of local_members_in_one_pool
+
+
+def _set_pool_zoo(zoo: ModelZoo) -> None:
+    global _POOL_ZOO
+    _POOL_ZOO = zoo
+
+
+def _pool_predict(method: str, panel: pd.DataFrame, h: int) -> pd.DataFrame:
+    return _POOL_ZOO.predict(h, (), panel=panel, methods=[method], n_jobs=1)
+
+
+def local_members_in_one_pool(zoo: ModelZoo, parts: dict[str, pd.DataFrame], h: int, n_jobs: int) -> list[pd.DataFrame]:
+    """Point forecasts of per-series (statsforecast) members, ``parts`` the history each one forecasts:
+    every member's SKUs split across the workers of one process pool, each chunk forecast in a worker
+    with ``n_jobs=1``.
+
+    Why: asking the zoo member by member with ``n_jobs`` started a pool per member (twelve a forecast)
+    and statsforecast cut each call into 100 tasks per worker; per-series fits do not depend on which
+    series share a call, so the forecasts are the same, for one pool start-up and a few tasks per member
+    (measured in the commit that added it). The zoo reaches the workers once, through the initializer."""
+    if not parts:
+        return []
+    cores = (os.cpu_count() or 1) if n_jobs < 1 else n_jobs
+    workers = max(1, min(cores, max(p["unique_id"].nunique() for p in parts.values())))
+    tasks = []
+    for method, part in parts.items():
+        ids = part["unique_id"].unique()
+        for chunk in np.array_split(ids, min(workers, len(ids))):
+            tasks.append((method, part[part["unique_id"].isin(chunk)]))
+    with ProcessPoolExecutor(workers, initializer=_set_pool_zoo, initargs=(zoo,)) as pool:
+        futures = [pool.submit(_pool_predict, method, panel, h) for method, panel in tasks]
+        return [f.result() for f in futures]
 
 
 def fit_members(
