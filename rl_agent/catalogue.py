@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -406,72 +406,150 @@ def recommend(
     one chosen for the SKU's pattern by ``evaluation`` (the agent where it wins, else the best classical
     policy; the ``reason`` column says which), else the agent when given, else tuned base-stock.
     ``expected_cost_per_period`` is the policy's held-out mean cost for the SKU where evaluated, else
-    its training cost."""
+    its training cost.
+
+    Batched: the SKUs that share a policy (and whether they have a forecast) are ordered for in one
+    call of that policy, every row from its own parameters and state (the catalogue's recommendations
+    cost one pass, not a simulation set-up per SKU)."""
     missing = [c for c in ("sku", "on_hand") if c not in state.columns]
     if missing:
         raise ValueError(f"the state frame lacks columns {missing}")
-    costs = evaluation.per_product.set_index(["sku", "policy"])["cost_per_period"] if evaluation else None
-    out = []
-    for row in state.itertuples(index=False):
-        sku = str(row.sku)
-        if sku not in catalogue.products or sku not in tuned:
-            out.append(
-                {
-                    "sku": sku,
-                    "order_qty": None,
-                    "policy": None,
-                    "expected_cost_per_period": None,
-                    "reason": catalogue.skipped.get(sku, "unknown sku"),
-                }
-            )
-            continue
-        product = catalogue.products[sku]
-        name, reason = _choose(product, tuned[sku], agent, evaluation)
-        params = BatchParams.from_specs([product.spec])
-        current = BatchState.start(params, float(row.on_hand))
-        slots = max(product.spec.lead_time - 1, 0)
-        open_orders = _open_orders(row, slots)
-        current.pipeline[0, :slots] = open_orders
-        fmean = getattr(row, "forecast_mean", None)
-        fupper = getattr(row, "forecast_upper", None)
+    skus = [str(s) for s in state["sku"]]
+    known = np.array([s in catalogue.products and s in tuned for s in skus], dtype=bool)
+    rows = np.flatnonzero(known)
+    order_qty = np.full(len(skus), np.nan)
+    expected = np.full(len(skus), np.nan)
+    policy: list[str | None] = [None] * len(skus)
+    reason = [None if k else catalogue.skipped.get(s, "unknown sku") for s, k in zip(skus, known, strict=True)]
+    if len(rows):
+        names = _fill_known(catalogue, state, tuned, agent, evaluation, skus, rows, order_qty, policy, reason)
+        expected[rows] = _expected_costs(tuned, evaluation, [skus[i] for i in rows], names)
+    return pd.DataFrame(
+        {
+            "sku": skus,
+            "order_qty": [None if k is None else float(q) for k, q in zip(policy, order_qty, strict=True)],
+            "policy": policy,
+            "expected_cost_per_period": [None if np.isnan(e) else float(e) for e in expected],
+            "reason": reason,
+        }
+    )
+
+
+def _fill_known(
+    catalogue: Catalogue,
+    state: pd.DataFrame,
+    tuned: dict[str, dict[str, Tuned]],
+    agent: RLAgent | None,
+    evaluation: Evaluation | None,
+    skus: list[str],
+    rows: np.ndarray,
+    order_qty: np.ndarray,
+    policy: list[str | None],
+    reason: list[str | None],
+) -> list[str]:
+    """The orders, policies and reasons of the known SKUs (``rows`` of ``state``), written in place;
+    returns the policy name per known SKU."""
+    products = [catalogue.products[skus[i]] for i in rows]
+    agent_evaluated = evaluation is not None and agent is not None and "rl" in set(evaluation.per_product["policy"])
+    chosen = [_choose(p, tuned[p.sku], agent, evaluation, agent_evaluated) for p in products]
+    names = [name for name, _ in chosen]
+    for i, (name, why) in zip(rows, chosen, strict=True):
+        policy[i], reason[i] = name, why
+    params = BatchParams.from_specs([p.spec for p in products])
+    current = BatchState.start(params, state["on_hand"].to_numpy(dtype=float)[rows])
+    current.pipeline[:] = _open_orders(state.iloc[rows], np.maximum(params.lead - 1, 0), params.width)
+    fmean, fupper = (
+        pd.to_numeric(state[c], errors="coerce").to_numpy(dtype=float)[rows] if c in state.columns else None
+        for c in ("forecast_mean", "forecast_upper")
+    )
+    has_mean = np.zeros(len(rows), bool) if fmean is None else ~np.isnan(fmean)
+    has_upper = np.zeros(len(rows), bool) if fupper is None else ~np.isnan(fupper)
+    groups = pd.DataFrame({"name": names, "mean": has_mean, "upper": has_upper}).groupby(
+        ["name", "mean", "upper"], sort=False
+    )
+    for (name, with_mean, with_upper), index in groups.indices.items():
+        sub_params = params.take(index)
+        sub_state = BatchState(current.on_hand[index], current.pipeline[index], current.period[index])
         situation = Situation(
-            current,
-            params,
-            None if fmean is None or pd.isna(fmean) else np.array([float(fmean)]),
-            None if fupper is None or pd.isna(fupper) else np.array([float(fupper)]),
+            sub_state,
+            sub_params,
+            fmean[index] if with_mean else None,
+            fupper[index] if with_upper else None,
         )
-        policy = agent.policy_for([product.profile]) if name == "rl" else tuned[sku][name].policy
-        qty = float(feasible_order(params, current, policy.order(situation))[0])
-        expected = float(costs.get((sku, name), np.nan)) if costs is not None else np.nan
-        if np.isnan(expected):
-            expected = tuned[sku][name].train_cost if name in tuned[sku] else np.nan
-        out.append(
-            {
-                "sku": sku,
-                "order_qty": qty,
-                "policy": name,
-                "expected_cost_per_period": None if np.isnan(expected) else expected,
-                "reason": reason,
-            }
-        )
-    return pd.DataFrame(out)
+        if name == "rl":
+            wanted = agent.policy_for([products[j].profile for j in index]).order(situation)
+        else:
+            wanted = _batched_order([tuned[products[j].sku][name].policy for j in index], situation)
+        order_qty[rows[index]] = feasible_order(sub_params, sub_state, wanted)
+    return names
 
 
-def _open_orders(row: object, slots: int) -> np.ndarray:
-    given = getattr(row, "open_orders", None)
-    if given is not None and not (np.isscalar(given) and pd.isna(given)):
-        values = np.asarray(list(given), dtype=float)
-        if len(values) > slots:
-            raise ValueError(f"{row.sku}: {len(values)} open orders, but lead time allows {slots} in transit")
-        return np.pad(values, (0, slots - len(values)))
-    total = getattr(row, "on_order", None)
-    if total is None or pd.isna(total) or slots == 0:
-        return np.zeros(slots)
-    return np.full(slots, float(total) / slots)
+def _expected_costs(
+    tuned: dict[str, dict[str, Tuned]], evaluation: Evaluation | None, skus: list[str], names: list[str]
+) -> np.ndarray:
+    """Each SKU's held-out mean cost under its policy where evaluated, else the policy's training cost."""
+    out = np.full(len(skus), np.nan)
+    if evaluation is not None:
+        costs = evaluation.per_product.set_index(["sku", "policy"])["cost_per_period"]
+        out = costs.reindex(pd.MultiIndex.from_arrays([skus, names])).to_numpy(dtype=float)
+    for j in np.flatnonzero(np.isnan(out)):  # rarely any: products the evaluation did not cover
+        t = tuned[skus[j]].get(names[j])
+        out[j] = t.train_cost if t is not None else np.nan
+    return out
+
+
+def _batched_order(policies: list[Policy], situation: Situation) -> np.ndarray:
+    """The orders of one row per policy: one call of a policy stacked from the rows' parameters when they
+    are one classical family with a value per row, else each policy on its own row."""
+    first = policies[0]
+    if type(first) in (BaseStock, CappedBaseStock, MinMax) and all(type(p) is type(first) for p in policies):
+        values = {
+            f.name: [np.asarray(getattr(p, f.name), dtype=float).reshape(-1) for p in policies]
+            for f in fields(first)
+            if f.name != "name"
+        }
+        if all(len(v) == 1 for column in values.values() for v in column):
+            return type(first)(**{k: np.concatenate(v) for k, v in values.items()}).order(situation)
+    return np.concatenate([p.order(_one_row(situation, j)) for j, p in enumerate(policies)])
+
+
+def _one_row(situation: Situation, j: int) -> Situation:
+    s, keep = situation.state, [j]
+    return Situation(
+        BatchState(s.on_hand[keep], s.pipeline[keep], s.period[keep]),
+        situation.params.take(np.array(keep)),
+        None if situation.forecast_mean is None else situation.forecast_mean[keep],
+        None if situation.forecast_upper is None else situation.forecast_upper[keep],
+    )
+
+
+def _open_orders(state: pd.DataFrame, slots: np.ndarray, width: int) -> np.ndarray:
+    """The pipeline per row (``width`` columns): its ``open_orders`` list where given, else its
+    ``on_order`` total spread evenly over its ``slots`` (lead time - 1) open slots, else none."""
+    out = np.zeros((len(state), width))
+    in_slot = np.arange(width)[None, :] < slots[:, None]
+    if "on_order" in state.columns:
+        total = pd.to_numeric(state["on_order"], errors="coerce").to_numpy(dtype=float)
+        spread = np.divide(total, slots, out=np.zeros(len(state)), where=slots > 0)
+        out = np.where(in_slot & ~np.isnan(total)[:, None], spread[:, None], 0.0)
+    if "open_orders" in state.columns:
+        for j, (sku, given) in enumerate(zip(state["sku"], state["open_orders"], strict=True)):
+            if given is None or (np.isscalar(given) and pd.isna(given)):
+                continue
+            values = np.asarray(list(given), dtype=float)
+            if len(values) > slots[j]:
+                raise ValueError(f"{sku}: {len(values)} open orders, but lead time allows {slots[j]} in transit")
+            out[j] = 0.0
+            out[j, : len(values)] = values
+    return out
 
 
 def _choose(
-    product: ProductData, tuned: dict[str, Tuned], agent: RLAgent | None, evaluation: Evaluation | None
+    product: ProductData,
+    tuned: dict[str, Tuned],
+    agent: RLAgent | None,
+    evaluation: Evaluation | None,
+    agent_evaluated: bool,
 ) -> tuple[str, str]:
     if evaluation is not None:
         pattern = product.pattern or "all"
@@ -479,7 +557,7 @@ def _choose(
         if choice == "rl" and agent is not None:
             return "rl", f"the agent has the lowest held-out cost for {pattern} products"
         if choice is not None and choice in tuned:
-            if agent is not None and "rl" in set(evaluation.per_product["policy"]):
+            if agent_evaluated:
                 return choice, f"fallback: for {pattern} products {choice} had a lower held-out cost than the agent"
             return choice, f"{choice}: the best tuned classical policy for {pattern} products"
     if agent is not None:

@@ -15,8 +15,10 @@ the chosen method's score up most, in words with their values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -155,33 +157,36 @@ class ForecastRouter:
         raw = self.booster_.predict(self._dmatrix(features), output_margin=True).reshape(len(features), -1)
         return pd.DataFrame(_softmax(raw), index=features.index, columns=self.methods_)
 
-    def explain(self, features: pd.DataFrame, top: int = 3) -> pd.DataFrame:
-        """Per SKU: chosen method, confidence and a sentence built from SHAP contributions."""
-        w = self.weights(features)
-        chosen = w.idxmax(axis=1)
+    def explain(self, features: pd.DataFrame, top: int = 3, weights: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Per SKU: chosen method, confidence and a sentence built from SHAP contributions.
+
+        ``weights``: :meth:`weights` of these ``features`` when the caller has them (not predicted twice)."""
+        w = self.weights(features) if weights is None else weights
+        chosen = w.idxmax(axis=1).to_numpy()
         contribs = self.booster_.predict(self._dmatrix(features), pred_contribs=True)  # (n, classes, f+1)
+        k = np.array([self.methods_.index(m) for m in chosen], dtype=int).reshape(-1)
+        own = contribs[np.arange(len(features)), k, :-1]  # each SKU's contributions to its chosen method
+        conf = w.to_numpy(dtype=float)[np.arange(len(features)), k]
         rows = []
-        for i, sku in enumerate(features.index):
-            k = self.methods_.index(chosen.iloc[i])
-            c = contribs[i, k, :-1]
-            row = features.iloc[i]
+        # One plain dict per SKU (not a pandas row: building those was most of this loop's time).
+        for i, row in enumerate(features.to_dict("records")):
+            c = own[i]
             lead, shown = self._pattern_phrase(row)
             order = [j for j in np.argsort(-c) if c[j] > 0 and self.features_[j] not in shown][:top]
             reasons = [self._describe(self.features_[j], float(row[self.features_[j]])) for j in order]
-            conf = float(w.iloc[i, k])
             because = "; ".join([*lead, *reasons]) if lead or reasons else "no single feature stands out"
             rows.append(
                 {
-                    "unique_id": sku,
-                    "method": chosen.iloc[i],
-                    "confidence": conf,
-                    "explanation": f"{chosen.iloc[i]} (confidence {conf:.2f}) because {because}",
+                    "unique_id": features.index[i],
+                    "method": chosen[i],
+                    "confidence": float(conf[i]),
+                    "explanation": f"{chosen[i]} (confidence {conf[i]:.2f}) because {because}",
                 }
             )
         return pd.DataFrame(rows).set_index("unique_id")
 
     @staticmethod
-    def _pattern_phrase(row: pd.Series) -> tuple[list[str], set[str]]:
+    def _pattern_phrase(row: Mapping[str, Any]) -> tuple[list[str], set[str]]:
         """'demand is lumpy: ADI 3.1, CV² 0.90; 41 % zero weeks' when the features carry the pattern.
 
         Planners read the Syntetos-Boylan pattern first, so it leads; the SHAP reasons that follow

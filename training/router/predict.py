@@ -13,6 +13,8 @@ as data, not as a pickle: :mod:`training.router.storage`.
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +23,7 @@ import pandas as pd
 from training.data.weekly import fill_weeks, week_start
 from training.forecasting.backtest import add_empirical_intervals
 from training.forecasting.metrics import insample_scales
+from training.forecasting.statistical import StatsForecastMember
 from training.forecasting.zoo import ModelZoo
 from training.router.model import ForecastRouter
 from training.router.train import ROUTER, BlendPolicy, PatternRule, combine, router_features
@@ -121,8 +124,9 @@ class RouterModel:
     def route(self, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(features, policy weights, explanations) per SKU of a regular weekly history."""
         feats = router_features(history, self.season_length, self.rule)
-        weights = self.policy.weights(self.router.weights(feats))
-        why = self.router.explain(feats)
+        raw = self.router.weights(feats)
+        weights = self.policy.weights(raw)
+        why = self.router.explain(feats, weights=raw)
         return feats, weights, why
 
     def predict(self, history: pd.DataFrame, horizon: int | None = None, n_jobs: int | None = None) -> pd.DataFrame:
@@ -140,8 +144,15 @@ class RouterModel:
         feats, weights, why = self.route(hist)
         jobs = n_jobs if n_jobs is not None else (1 if len(feats) < 200 else -1)
         frames = []
-        for method in weights.columns[(weights > 0).any(axis=0)]:
-            part = hist[hist["unique_id"].isin(weights.index[weights[method] > 0])]
+        parts = {
+            method: hist[hist["unique_id"].isin(weights.index[weights[method] > 0])]
+            for method in weights.columns[(weights > 0).any(axis=0)]
+        }
+        if self.zoo is not None and jobs != 1:  # the per-series members: all in one worker pool
+            pooled = {m: part for m, part in parts.items() if isinstance(self.zoo.fitted_.get(m), StatsForecastMember)}
+            frames += local_members_in_one_pool(self.zoo, pooled, h, jobs)
+            parts = {m: part for m, part in parts.items() if m not in pooled}
+        for method, part in parts.items():
             if self.zoo is None:  # nothing carried: every member learns from this history
                 zoo = ModelZoo([method], self.season_length, n_jobs=jobs, params=self.zoo_params)
                 frames.append(zoo.forecast(part, h, intervals=False))
@@ -176,6 +187,41 @@ class RouterModel:
         }
 
 
+_POOL_ZOO: ModelZoo | None = None  # the fitted zoo in a worker of local_members_in_one_pool
+
+
+def _set_pool_zoo(zoo: ModelZoo) -> None:
+    global _POOL_ZOO
+    _POOL_ZOO = zoo
+
+
+def _pool_predict(method: str, panel: pd.DataFrame, h: int) -> pd.DataFrame:
+    return _POOL_ZOO.predict(h, (), panel=panel, methods=[method], n_jobs=1)
+
+
+def local_members_in_one_pool(zoo: ModelZoo, parts: dict[str, pd.DataFrame], h: int, n_jobs: int) -> list[pd.DataFrame]:
+    """Point forecasts of per-series (statsforecast) members, ``parts`` the history each one forecasts:
+    every member's SKUs split across the workers of one process pool, each chunk forecast in a worker
+    with ``n_jobs=1``.
+
+    Why: asking the zoo member by member with ``n_jobs`` started a pool per member (twelve a forecast)
+    and statsforecast cut each call into 100 tasks per worker; per-series fits do not depend on which
+    series share a call, so the forecasts are the same, for one pool start-up and a few tasks per member
+    (measured in the commit that added it). The zoo reaches the workers once, through the initializer."""
+    if not parts:
+        return []
+    cores = (os.cpu_count() or 1) if n_jobs < 1 else n_jobs
+    workers = max(1, min(cores, max(p["unique_id"].nunique() for p in parts.values())))
+    tasks = []
+    for method, part in parts.items():
+        ids = part["unique_id"].unique()
+        for chunk in np.array_split(ids, min(workers, len(ids))):
+            tasks.append((method, part[part["unique_id"].isin(chunk)]))
+    with ProcessPoolExecutor(workers, initializer=_set_pool_zoo, initargs=(zoo,)) as pool:
+        futures = [pool.submit(_pool_predict, method, panel, h) for method, panel in tasks]
+        return [f.result() for f in futures]
+
+
 def fit_members(
     history: pd.DataFrame, methods: list[str], season_length: int, horizon: int, params: dict | None = None
 ) -> ModelZoo:
@@ -193,9 +239,17 @@ def _with_anchor(explanations: pd.Series, policy: BlendPolicy) -> pd.Series:
 
 
 def _weights_text(weights: pd.DataFrame) -> pd.Series:
-    """Per SKU, the non-zero weights as compact JSON: {"TSB": 0.62, "ADIDA": 0.38}."""
-    out = {}
-    for uid, row in weights.iterrows():
-        nz = row[row > 0].sort_values(ascending=False)
-        out[uid] = json.dumps({k: round(float(v), 3) for k, v in nz.items()})
-    return pd.Series(out)
+    """Per SKU, the non-zero weights as compact JSON: {"TSB": 0.62, "ADIDA": 0.38}.
+
+    Largest first, ties in column order (as a stable sort of each row); one array pass for the order,
+    then only the JSON per SKU."""
+    w = weights.to_numpy(dtype=float)
+    names = np.asarray(weights.columns, dtype=object)
+    order = np.argsort(-w, axis=1, kind="stable")
+    ranked = np.take_along_axis(w, order, axis=1)
+    keep = (ranked > 0).tolist()
+    texts = [
+        json.dumps({k: round(v, 3) for k, v, ok in zip(names[o].tolist(), row, pos, strict=True) if ok})
+        for o, row, pos in zip(order, ranked.tolist(), keep, strict=True)
+    ]
+    return pd.Series(texts, index=weights.index, dtype=object)

@@ -209,3 +209,37 @@ def test_the_service_observation_is_the_training_one_for_the_same_history_and_fo
                          with_cost=False, forecast_mean=fmean, forecast_upper=fupper)  # fmt: skip
             np.testing.assert_allclose(seen[0][0], sim.observation()[0], rtol=1e-6, err_msg=f"{sku} week {week}")
             assert seen[0][0][18] != 1.0 or week < 8  # a forecast, not the no-forecast value
+
+
+def test_batched_recommendations_equal_one_sku_at_a_time(setup):
+    # Bug caught: the batched recommend (one policy call per policy group) mixing rows up: another SKU's
+    # parameters, forecast or open orders, or a forecast-less row read as having one. One SKU per call
+    # cannot mix anything, so the catalogue at once must give exactly its rows.
+    from rl_agent.catalogue import Evaluation
+
+    catalogue, tuned, agent = setup
+    evaluation = evaluate_policies(catalogue, tuned, agent, seeds=2)
+    patterns = sorted(evaluation.pattern_policy)
+    choice = {p: ("rl", "s_S", "capped_base_stock", "base_stock")[i % 4] for i, p in enumerate(patterns)}
+    mixed = Evaluation(evaluation.per_product, evaluation.per_pattern, choice, evaluation.seeds)
+    skus = [*sorted(catalogue.products), "NOPE"]
+    rng = np.random.default_rng(3)
+    n, first_lead = len(skus), catalogue.products[skus[0]].spec.lead_time
+    mean = np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0, 20, n))
+    state = pd.DataFrame(
+        {
+            "sku": skus,
+            "on_hand": np.rint(rng.uniform(0, 30, n)),
+            "forecast_mean": mean,
+            "forecast_upper": np.where(rng.random(n) < 0.2, np.nan, mean * 1.5),
+            "on_order": np.where(rng.random(n) < 0.5, rng.uniform(0, 10, n), np.nan),
+            "open_orders": [[1.0] if i == 0 and first_lead > 1 else None for i in range(n)],
+        }
+    )
+    for ev, ag in ((mixed, agent), (evaluation, agent), (None, agent), (None, None)):
+        batched = recommend(catalogue, state, tuned, ag, ev)
+        one_by_one = pd.concat(
+            [recommend(catalogue, state.iloc[[i]], tuned, ag, ev) for i in range(n)], ignore_index=True
+        )
+        pd.testing.assert_frame_equal(batched, one_by_one, check_exact=True)
+    assert set(recommend(catalogue, state, tuned, agent, mixed)["policy"].dropna()) == set(choice.values())

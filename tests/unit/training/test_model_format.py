@@ -85,3 +85,12 @@ def test_a_model_whose_member_is_not_installed_is_refused_by_name(saved, tmp_pat
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"NotInstalledHere.*not installed here"):
         load_router(copy)
+
+
+def test_members_in_one_worker_pool_forecast_what_one_process_forecasts(saved, router_data):
+    # Bug caught: the per-series members' SKUs split across one pool's workers (instead of a pool per
+    # member) losing, doubling or mixing up a chunk's rows: the forecasts must be the serial ones exactly.
+    _, model = saved
+    serial = model.predict(router_data["demand"], n_jobs=1)
+    pooled = model.predict(router_data["demand"], n_jobs=2)
+    pd.testing.assert_frame_equal(serial, pooled, check_exact=True)
