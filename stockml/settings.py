@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         default="pandas",
         description="Where the zoo's backtest and forecast steps run: pandas (this process, statsforecast's worker "
         "pool) or spark "
-        "(statsforecast's fugue back-end on a Spark session; global members fitted on the driver, their "
+        "(statsforecast once per partition of a Spark session; global members fitted on the driver, their "
         "prediction mapped over partitions). Needs Java 17+.",
     )
     spark_master: str = Field(

@@ -3,8 +3,8 @@
 One local Spark session (``local[2]``, four shuffle partitions, no UI) serves the module. On a
 seeded 24-series demo panel, ``SparkZoo`` and ``ModelZoo`` run the same members (five statsforecast
 ones and the global XGBoost) and must give the same long frame: columns, dtypes, interval columns and
-values to 1e-12 (the fugue back-end is given float64 outputs, as the pandas path has). The
-statsforecast members go through statsforecast's fugue back-end; XGBoost is fitted on the driver and
+values to 1e-12. The statsforecast members run as one ``StatsForecast`` call per partition of whole
+series (the pandas path's code on each); XGBoost is fitted on the driver and
 its prediction is mapped over partitions, so equality there is "the mapped prediction equals the driver's".
 
 Skipped when ``java`` is not on PATH (CI=true turns the skip into a failure: tests/support/ci_guard.py).

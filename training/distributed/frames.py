@@ -1,4 +1,4 @@
-"""The long forecast contract as Spark frames: schemas, wide → long, clipping, back to pandas.
+"""The long forecast contract as Spark frames: schemas, clipping, a partition in one pandas frame, back to pandas.
 
 The zoo's pandas path ends in ``ModelZoo._finish``: keys, ``method``, ``yhat``, then ``lo``/``hi`` per
 level as float64, NaN where a member has no bounds, clipped at zero. Everything here gives the same
@@ -8,7 +8,7 @@ frame (the integration test compares them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -46,35 +46,6 @@ def as_demand(frame: DataFrame) -> DataFrame:
     return frame.select(*[F.col(c).cast(KEY_TYPES[c]).alias(c) for c in ("unique_id", "ds", "y")])
 
 
-def conform(frame: DataFrame, keys: list[str], level: Sequence[int]) -> DataFrame:
-    """``frame`` with exactly the long contract's columns and types (absent bounds become NaN)."""
-    cols = []
-    for f in long_schema(keys, level).fields:
-        src = F.col(f.name) if f.name in frame.columns else F.lit(float("nan"))
-        cols.append(src.cast(f.dataType).alias(f.name))
-    return frame.select(*cols)
-
-
-def long_from_wide(wide: DataFrame, aliases: list[str], keys: list[str], level: Sequence[int]) -> DataFrame:
-    """statsforecast's wide output (``<alias>``, ``<alias>-lo-<lv>``, ...) as one long frame, all aliases.
-
-    The Spark twin of :func:`training.forecasting.statistical.tidy`, in one pass: each row becomes an
-    array of one struct per alias, exploded. (A union of one projection per alias would run the
-    statsforecast transform under it once per alias.)
-    """
-    values = ["yhat", *[f"{side}{lv}" for lv in level for side in ("lo", "hi")]]
-    rows = []
-    for name in aliases:
-        sources = [name, *[f"{name}-{side}-{lv}" for lv in level for side in ("lo", "hi")]]
-        cols = [
-            (F.col(f"`{src}`") if src in wide.columns else F.lit(float("nan"))).cast(DoubleType()).alias(v)
-            for src, v in zip(sources, values, strict=True)
-        ]
-        rows.append(F.struct(F.lit(name).alias("method"), *cols))
-    exploded = wide.select(*[F.col(k) for k in keys], F.explode(F.array(*rows)).alias("m"))
-    return conform(exploded.select(*keys, "m.*"), keys, level)
-
-
 def _floor(col: Column) -> Column:
     # Not F.greatest: it skips nulls (a missing bound would become 0); NaN < 0 is false in Spark,
     # so NaN and null bounds stay what they are, as pandas' clip leaves NaN.
@@ -90,6 +61,13 @@ def finish(parts: list[DataFrame], keys: list[str], level: Sequence[int], clip_n
         values = ["yhat", *bound_columns(level)]
         out = out.select(*[_floor(F.col(c)).alias(c) if c in values else F.col(c) for c in out.columns])
     return out
+
+
+def whole(batches: Iterator[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of one partition in one frame (inside ``mapInPandas``): Arrow batches may cut a series, a
+    partition does not."""
+    parts = [b for b in batches if len(b)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def to_pandas(frame: DataFrame) -> pd.DataFrame:

@@ -5,7 +5,7 @@ engine works at all, and each was found the hard way here:
 
 - on a local master the Python workers run this process's interpreter. Spark starts
   ``$PYSPARK_PYTHON`` or else ``python3`` from ``PATH``, which in a virtual environment lacks pandas
-  (statsforecast's fugue back-end then fails with ``ModuleNotFoundError: No module named 'pandas'``
+  (the engine's pandas UDFs then fail with ``ModuleNotFoundError: No module named 'pandas'``
   inside the worker). The ``spark.pyspark.python`` setting does not help here: pyspark reads only the
   environment variable, once, when the context starts; the context's ``pythonExec``, which every
   Python UDF is created with, is set instead (on a cluster the executors' Python is the cluster's);

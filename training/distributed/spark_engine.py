@@ -2,9 +2,9 @@
 
 What runs where (the zoo's members say it through their capabilities, never through their kind):
 
-- **statsforecast members** (local, per series) run as one batch through statsforecast's fugue
-  back-end (:mod:`training.distributed.statsforecast_spark`, float64 outputs), which partitions by
-  ``unique_id`` and runs the very code of the pandas path on each partition, so forecasts and
+- **statsforecast members** (local, per series) run as one batch, one ``StatsForecast`` call per
+  partition of whole series (:mod:`training.distributed.statsforecast_spark`: ``mapInPandas`` after a
+  hash repartition on ``unique_id``), each running the very code of the pandas path, so forecasts and
   backtests are the pandas path's;
 - **global members** (XGBoost, ...) learn across every series, which one partition cannot see: they are
   fitted once on the driver (from the collected panel, at every backtest origin their refit policy
@@ -33,7 +33,7 @@ from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 
 from training.distributed import frames
-from training.distributed.statsforecast_spark import cross_validation_wide, forecast_wide
+from training.distributed.statsforecast_spark import cross_validation_long, forecast_long
 from training.forecasting.contract import LEVELS, Capabilities, Forecaster
 from training.forecasting.statistical import StatsForecastMember
 from training.forecasting.zoo import ModelZoo
@@ -76,17 +76,11 @@ def shippable(member: Forecaster) -> Forecaster:
     return light
 
 
-def _whole(batches: Iterator[pd.DataFrame]) -> pd.DataFrame:
-    """The rows of one partition in one frame: Arrow batches may cut a series, a partition does not."""
-    parts = [b for b in batches if len(b)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
 def _mapped(run: Callable[[pd.DataFrame], pd.DataFrame], alias: str, columns: list[str]) -> PartFn:
     """A ``mapInPandas`` function: ``run`` on each partition's whole series, in the long contract."""
 
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        panel = _whole(batches)
+        panel = frames.whole(batches)
         if panel.empty:
             return
         out = run(panel).assign(method=alias)
@@ -225,8 +219,7 @@ class SparkZoo(ModelZoo):
         applies what it learnt already (``predict``)."""
         keys = frames.FORECAST_KEYS
         if isinstance(m, list):
-            wide = forecast_wide(self._session(), m, self.freq, sdf, h, level)
-            return [frames.long_from_wide(wide, [x.alias for x in m], keys, level)]
+            return [forecast_long(m, self.freq, self._by_series(sdf), h, level)]
         if m.capabilities.scope == "global":
             if fit:
                 self.fitted_[m.alias] = m.fit(frames.to_pandas(sdf)) if m.capabilities.fits else m
@@ -240,8 +233,7 @@ class SparkZoo(ModelZoo):
     ) -> list[DataFrame]:
         keys = frames.BACKTEST_KEYS
         if isinstance(m, list):
-            wide = cross_validation_wide(self._session(), m, self.freq, sdf, h, n_windows, step, level)
-            return [frames.long_from_wide(wide, [x.alias for x in m], keys, level)]
+            return [cross_validation_long(m, self.freq, self._by_series(sdf), h, n_windows, step, level)]
         if m.capabilities.scope != "global":
 
             def per_series(p: pd.DataFrame, m: Forecaster = m) -> pd.DataFrame:

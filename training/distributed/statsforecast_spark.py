@@ -1,58 +1,83 @@
-"""statsforecast's fugue back-end on Spark, with the pandas path's float64 outputs.
+"""The zoo's statsforecast batch on Spark: one ``StatsForecast`` call per partition, the pandas path's code.
 
-``StatsForecast.forecast(df=spark_frame)`` works with pyspark 4.3 and fugue 0.9.7 as pinned (once the
-Python workers run an interpreter that has pandas: :mod:`training.distributed.session`), but its
-``FugueBackend`` declares every output column ``float32``: forecasts, bounds and a backtest's ``y``
-come back rounded to about 7 digits, which the pandas path does not do (its forecasts are float64).
-That showed as MASE/bias differences of ~1e-5 relative on near-zero errors. :class:`Float64Backend`
-declares the same schema in float64, so the two paths give the same numbers; statsforecast itself is
-not changed (the per-partition work is its own code).
+Each partition holds whole series (a hash repartition on ``unique_id``); a ``mapInPandas`` function runs
+on it exactly what the pandas path runs on the whole catalogue (``batched_statsforecast`` then
+``tidy``), so forecasts and backtests are the pandas path's, float64 included, and the partition's
+result leaves already in the long contract (no wide frame to explode on Spark).
+
+Why not statsforecast's fugue back-end (``StatsForecast(...).forecast(df=spark_frame)``), which this
+module used first: it partitions ``by unique_id`` with Fugue's default algorithm, i.e. Spark's
+``groupBy(...).applyInPandas``, one pandas call **per series**. Every SKU then paid a ``StatsForecast``
+of its own (frame validation, sort, ``GroupedArray``, the wide frame, its Arrow round trip): on
+``local[2]`` (bench/scale_spark.py, 10 fast members, bench/RESULTS.md) 300 SKUs took 2.6x the pandas
+path and 3,000 SKUs 205 s; one call per partition (a few per core) spreads that cost over thousands of
+series: 1.3x and 132 s (the pandas path: 130 s). It also declared every output ``float32`` (a subclass
+had to widen them back).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import copy
+from collections.abc import Callable, Iterator, Sequence
 
-import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
-from statsforecast.distributed.fugue import FugueBackend
-from triad import Schema
+import pandas as pd
+from pyspark.sql import DataFrame
+from statsforecast import StatsForecast
 
-from training.forecasting.statistical import StatsForecastMember, batched_statsforecast
+from training.distributed import frames
+from training.forecasting.statistical import StatsForecastMember, batched_statsforecast, tidy
 
-COLUMNS = {"id_col": "unique_id", "time_col": "ds", "target_col": "y"}
-
-
-class Float64Backend(FugueBackend):
-    """statsforecast's fugue back-end whose output columns are float64 instead of float32."""
-
-    def _get_output_schema(self, **kwargs: Any) -> Schema:
-        schema = super()._get_output_schema(**kwargs)
-        return Schema([pa.field(f.name, pa.float64()) if pa.types.is_float32(f.type) else f for f in schema.fields])
+PartFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
 
-def _backend_and_models(spark: SparkSession, members: list[StatsForecastMember], freq: str | int) -> tuple:
-    sf = batched_statsforecast(members, freq, 1)  # one worker per partition: Spark is the pool
-    return Float64Backend(spark), {"models": sf.models, "fallback_model": sf.fallback_model, "freq": sf.freq}
+def _batch_fn(
+    members: list[StatsForecastMember], freq: str | int, keys: list[str], level: Sequence[int],
+    run: Callable[[StatsForecast, pd.DataFrame], pd.DataFrame],
+) -> PartFn:  # fmt: skip
+    """A ``mapInPandas`` function: ``run(statsforecast, panel)`` on the partition, one long frame per alias.
+
+    What travels with the function is the ``StatsForecast`` of the batch (its models), built here on the
+    driver, not the members: a fitted member keeps the history it was fitted on.
+    """
+    aliases = [m.alias for m in members]
+    columns = frames.long_schema(keys, level).names
+    batch = batched_statsforecast(members, freq, 1)  # one process per partition: Spark is the pool
+
+    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        panel = frames.whole(batches)
+        if panel.empty:
+            return
+        for part in tidy(run(copy.deepcopy(batch), panel), aliases, keys, level):
+            yield part.reindex(columns=columns)
+
+    return apply
 
 
-def forecast_wide(
-    spark: SparkSession, members: list[StatsForecastMember], freq: str | int, demand: DataFrame, h: int,
-    level: Sequence[int],
+def forecast_long(
+    members: list[StatsForecastMember], freq: str | int, by_series: DataFrame, h: int, level: Sequence[int]
+) -> DataFrame:
+    """The batch's forecast ``h`` steps from the end of each series, in the long contract.
+
+    ``by_series`` must hold every series whole in one partition (``SparkZoo._by_series``).
+    """
+    keys = frames.FORECAST_KEYS
+    lv = list(level) or None
+
+    def run(sf: StatsForecast, panel: pd.DataFrame) -> pd.DataFrame:
+        return sf.forecast(df=panel, h=h, level=lv)
+
+    return by_series.mapInPandas(_batch_fn(members, freq, keys, level, run), frames.long_schema(keys, level))
+
+
+def cross_validation_long(
+    members: list[StatsForecastMember], freq: str | int, by_series: DataFrame, h: int, n_windows: int,
+    step_size: int, level: Sequence[int],
 ) -> DataFrame:  # fmt: skip
-    """statsforecast's wide forecast frame (``<alias>``, ``<alias>-lo-<lv>``, ...) of the batch, on Spark."""
-    backend, models = _backend_and_models(spark, members, freq)
-    return backend.forecast(df=demand, h=h, X_df=None, level=list(level) or None, fitted=False,
-                            prediction_intervals=None, **models, **COLUMNS)  # fmt: skip
+    """The batch's rolling-origin forecasts (``unique_id, ds, cutoff, y``, method, ...), in the long contract."""
+    keys = frames.BACKTEST_KEYS
+    lv = list(level) or None
 
+    def run(sf: StatsForecast, panel: pd.DataFrame) -> pd.DataFrame:
+        return sf.cross_validation(df=panel, h=h, n_windows=n_windows, step_size=step_size, level=lv)
 
-def cross_validation_wide(
-    spark: SparkSession, members: list[StatsForecastMember], freq: str | int, demand: DataFrame, h: int,
-    n_windows: int, step_size: int, level: Sequence[int],
-) -> DataFrame:  # fmt: skip
-    """statsforecast's wide rolling-origin frame (``unique_id, ds, cutoff, y`` and the models), on Spark."""
-    backend, models = _backend_and_models(spark, members, freq)
-    return backend.cross_validation(df=demand, h=h, n_windows=n_windows, step_size=step_size, test_size=None,
-                                    input_size=None, level=list(level) or None, refit=True, fitted=False,
-                                    prediction_intervals=None, **models, **COLUMNS)  # fmt: skip
+    return by_series.mapInPandas(_batch_fn(members, freq, keys, level, run), frames.long_schema(keys, level))
