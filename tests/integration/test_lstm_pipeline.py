@@ -78,3 +78,36 @@ def test_pipeline_and_cli_register_and_promote_the_lstm(home):
     assert _versions(home).get("champion") == ("2" if decision["promoted"] else "1")
     models = runner.invoke(app, ["models", "--name", LSTM_MODEL])
     assert models.exit_code == 0 and "champion" in models.output
+
+
+@pytest.mark.slow
+def test_a_product_launched_just_before_the_holdout_does_not_stop_the_lstm(home):
+    # Bug caught (10,000 demo SKUs): a product whose first sale is the holdout cutoff's week has one week
+    # of history before it, and MemberModel.predict refused the whole holdout (HistoryError).
+    import sqlite3
+
+    import pandas as pd
+
+    with sqlite3.connect(home / "source.db") as db:
+        last = pd.to_datetime(db.execute("SELECT max(date) FROM stock_movements").fetchone()[0])
+        columns = [r[1] for r in db.execute("PRAGMA table_info(products)")]
+        row = dict(zip(columns, db.execute("SELECT * FROM products LIMIT 1").fetchone(), strict=True))
+        row["sku"] = "SKU-NEW"
+        db.execute(
+            f"INSERT INTO products ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})", list(row.values())
+        )
+        launch = last - pd.Timedelta(weeks=13)  # the cutoff's week (horizon 13): one week before the holdout
+        for week in range(14):
+            day = (launch + pd.Timedelta(weeks=week)).date().isoformat()
+            db.execute(
+                "INSERT INTO stock_movements (sku, date, qty_sold, qty_received, stock_on_hand) VALUES (?, ?, ?, ?, ?)",
+                ("SKU-NEW", day, 3, 5, 10),
+            )
+    on = runner.invoke(app, ["run", "--run-id", "new", "--no-router", "--windows", "1", "--lstm"])
+    assert on.exit_code == 0, on.output
+    layout = HomeLayout(home).run("new")
+    demand = pd.read_parquet(layout.demand)
+    assert (demand["unique_id"] == "SKU-NEW").sum() == 14  # the premise: the new product got through ingest
+    registered = json.loads(layout.lstm.read_text())
+    version = MlflowClient().get_model_version(LSTM_MODEL, registered["version"])
+    assert int(version.tags["n_skus"]) == demand["unique_id"].nunique() - 1  # scored without the new one

@@ -31,6 +31,8 @@ READS = (1,)
 MANIFEST = "manifest.json"
 COLUMNS = ["unique_id", "ds", "step", "yhat", "lo80", "hi80", "lo95", "hi95", "method"]
 
+MIN_WEEKS = 2  # the fewest weeks of history a member forecasts from (the zoo's members need two)
+
 
 @dataclass
 class MemberModel:
@@ -58,7 +60,7 @@ class MemberModel:
             raise HistoryError(
                 f"{self.method} forecasts 1 to {self.horizon} weeks ahead (its trained horizon); got {h}"
             )
-        hist = regularise(history, min_weeks=2)
+        hist = regularise(history, min_weeks=MIN_WEEKS)
         fc = self.zoo.predict(h, LEVELS, panel=hist)
         fc = fc.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
         fc["step"] = fc.groupby("unique_id").cumcount() + 1
