@@ -30,6 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.report import write_report
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(rows[-1], flush=True)
     return {
         "runs": rows,
+        "exponents": exponents(rows),
         "settings": {
             "methods": args.methods,
             "horizon": args.horizon,
@@ -123,11 +125,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def exponents(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The slope of log(seconds) on log(SKUs) of the backtest, the forecast and both (1: linear); none
+    from a single size."""
+    if len({r["skus"] for r in rows}) < 2:
+        return {}
+    x = np.log([r["skus"] for r in rows])
+    return {
+        k: round(float(np.polyfit(x, np.log([r[k] for r in rows]), 1)[0]), 2)
+        for k in ("backtest_s", "forecast_s", "total_s")
+    }
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     lines = ["| SKUs | backtest s | forecast s | total s | SKUs/s |", "|---|---|---|---|---|"]
     for r in report["runs"]:
         seconds = " | ".join(f"{r[k]:.1f}" for k in ("backtest_s", "forecast_s", "total_s", "skus_per_s"))
         lines.append(f"| {r['skus']:,} | {seconds} |")
+    if report.get("exponents"):
+        e = report["exponents"]
+        lines.append(f"| exponent | {e['backtest_s']:.2f} | {e['forecast_s']:.2f} | {e['total_s']:.2f} | |")
     return "\n".join(lines)
 
 

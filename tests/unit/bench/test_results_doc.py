@@ -88,3 +88,12 @@ def test_scale_table_is_the_json_it_quotes():
 
     report = _quoted(r"python -m bench\.scale [^`]*--out bench/results/(scale[\w\-]*\.json)")
     assert scale.markdown_table(report) in RESULTS
+
+
+def test_spark_scale_table_is_the_json_it_quotes():
+    # Bug caught: the 30,000-SKU Spark figures typed by hand, or an older run's table beside a new JSON.
+    from bench import scale_spark
+
+    report = _quoted(r"python -m bench\.scale_spark --skus 3000,30000 [^`]*--out bench/results/(scale_spark\.json)")
+    assert len(report["runs"]) == 2 and report["exponents"]
+    assert scale_spark.markdown_table(report) in RESULTS
