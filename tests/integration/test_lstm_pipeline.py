@@ -89,10 +89,12 @@ def test_a_product_launched_just_before_the_holdout_does_not_stop_the_lstm(home)
     import pandas as pd
 
     with sqlite3.connect(home / "source.db") as db:
-        last = pd.to_datetime(db.execute("SELECT max(date) FROM stock_movements").fetchone()[0])
+        last = pd.to_datetime(
+            db.execute("SELECT max(date) FROM stock_movements WHERE date <= date('now')").fetchone()[0]
+        )
         columns = [r[1] for r in db.execute("PRAGMA table_info(products)")]
         row = dict(zip(columns, db.execute("SELECT * FROM products LIMIT 1").fetchone(), strict=True))
-        row["sku"] = "SKU-NEW"
+        row["sku"] = "SKU-00999"
         db.execute(
             f"INSERT INTO products ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})", list(row.values())
         )
@@ -101,13 +103,13 @@ def test_a_product_launched_just_before_the_holdout_does_not_stop_the_lstm(home)
             day = (launch + pd.Timedelta(weeks=week)).date().isoformat()
             db.execute(
                 "INSERT INTO stock_movements (sku, date, qty_sold, qty_received, stock_on_hand) VALUES (?, ?, ?, ?, ?)",
-                ("SKU-NEW", day, 3, 5, 10),
+                ("SKU-00999", day, 3, 5, 10),
             )
     on = runner.invoke(app, ["run", "--run-id", "new", "--no-router", "--windows", "1", "--lstm"])
     assert on.exit_code == 0, on.output
     layout = HomeLayout(home).run("new")
     demand = pd.read_parquet(layout.demand)
-    assert (demand["unique_id"] == "SKU-NEW").sum() == 14  # the premise: the new product got through ingest
+    assert (demand["unique_id"] == "SKU-00999").sum() == 14  # the premise: the new product got through ingest
     registered = json.loads(layout.lstm.read_text())
     version = MlflowClient().get_model_version(LSTM_MODEL, registered["version"])
     assert int(version.tags["n_skus"]) == demand["unique_id"].nunique() - 1  # scored without the new one
