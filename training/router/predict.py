@@ -12,6 +12,8 @@ as data, not as a pickle: :mod:`training.router.storage`.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -199,6 +201,26 @@ def _pool_predict(method: str, panel: pd.DataFrame, h: int) -> pd.DataFrame:
     return _POOL_ZOO.predict(h, (), panel=panel, methods=[method], n_jobs=1)
 
 
+def portable_zoo(zoo: ModelZoo, methods: list[str]) -> ModelZoo:
+    """A copy of ``zoo`` holding only what forecasting ``methods`` from a given panel needs, and that pickles.
+
+    Why: a worker started by forkserver or spawn (Airflow tasks use forkserver, see
+    ``plugins/stockml_airflow/common.py``) receives the zoo pickled. A fitted per-series member holds its
+    whole training panel (useless here: the panel to forecast is passed with each task) and builds its
+    statsforecast model with a closure, which does not pickle; the copy holds the built model instead."""
+    light = copy.copy(zoo)
+    light.methods = list(methods)
+    light.regressors = None
+    light.fitted_ = {}
+    for name in methods:
+        member = copy.copy(zoo.fitted_[name])
+        model = member.statsforecast_model()
+        member.build = functools.partial(copy.deepcopy, model)  # a fresh model per call, as build() gave
+        member.panel_ = None
+        light.fitted_[name] = member
+    return light
+
+
 def local_members_in_one_pool(zoo: ModelZoo, parts: dict[str, pd.DataFrame], h: int, n_jobs: int) -> list[pd.DataFrame]:
     """Point forecasts of per-series (statsforecast) members, ``parts`` the history each one forecasts:
     every member's SKUs split across the workers of one process pool, each chunk forecast in a worker
@@ -207,7 +229,8 @@ def local_members_in_one_pool(zoo: ModelZoo, parts: dict[str, pd.DataFrame], h: 
     Why: asking the zoo member by member with ``n_jobs`` started a pool per member (twelve a forecast)
     and statsforecast cut each call into 100 tasks per worker; per-series fits do not depend on which
     series share a call, so the forecasts are the same, for one pool start-up and a few tasks per member
-    (measured in the commit that added it). The zoo reaches the workers once, through the initializer."""
+    (measured in the commit that added it). The workers get the zoo once, through the initializer, as
+    :func:`portable_zoo` (whatever the start method)."""
     if not parts:
         return []
     cores = (os.cpu_count() or 1) if n_jobs < 1 else n_jobs
@@ -217,7 +240,8 @@ def local_members_in_one_pool(zoo: ModelZoo, parts: dict[str, pd.DataFrame], h: 
         ids = part["unique_id"].unique()
         for chunk in np.array_split(ids, min(workers, len(ids))):
             tasks.append((method, part[part["unique_id"].isin(chunk)]))
-    with ProcessPoolExecutor(workers, initializer=_set_pool_zoo, initargs=(zoo,)) as pool:
+    light = portable_zoo(zoo, list(parts))
+    with ProcessPoolExecutor(workers, initializer=_set_pool_zoo, initargs=(light,)) as pool:
         futures = [pool.submit(_pool_predict, method, panel, h) for method, panel in tasks]
         return [f.result() for f in futures]
 

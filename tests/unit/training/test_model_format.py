@@ -87,10 +87,19 @@ def test_a_model_whose_member_is_not_installed_is_refused_by_name(saved, tmp_pat
         load_router(copy)
 
 
-def test_members_in_one_worker_pool_forecast_what_one_process_forecasts(saved, router_data):
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_members_in_one_worker_pool_forecast_what_one_process_forecasts(saved, router_data, start_method):
     # Bug caught: the per-series members' SKUs split across one pool's workers (instead of a pool per
     # member) losing, doubling or mixing up a chunk's rows: the forecasts must be the serial ones exactly.
+    # And under forkserver (what Airflow tasks use) the pool's zoo must pickle: a member's closure did not.
+    import multiprocessing as mp
+
     _, model = saved
     serial = model.predict(router_data["demand"], n_jobs=1)
-    pooled = model.predict(router_data["demand"], n_jobs=2)
+    before = mp.get_start_method(allow_none=True)
+    mp.set_start_method(start_method, force=True)
+    try:
+        pooled = model.predict(router_data["demand"], n_jobs=2)
+    finally:
+        mp.set_start_method(before, force=True)
     pd.testing.assert_frame_equal(serial, pooled, check_exact=True)
