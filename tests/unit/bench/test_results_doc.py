@@ -97,3 +97,11 @@ def test_spark_scale_table_is_the_json_it_quotes():
     report = _quoted(r"python -m bench\.scale_spark --skus 3000,30000 [^`]*--out bench/results/(scale_spark\.json)")
     assert len(report["runs"]) == 2 and report["exponents"]
     assert scale_spark.markdown_table(report) in RESULTS
+
+
+def test_fixed_champion_inference_table_is_the_json_it_quotes():
+    # Bug caught: the fixed-model inference curve typed by hand, or left beside a newer JSON.
+    from bench import scale_inference
+
+    report = _quoted(r"python -m bench\.scale_inference [^`]*--out bench/results/(scale_inference\.json)")
+    assert scale_inference.markdown_table(report) in RESULTS
