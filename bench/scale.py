@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import write_report
+from bench.report import loglog_exponent, write_report
 
 INFERENCE_STAGES = ("forecast", "orders: recommend")
 # Stages whose work splits by SKU (partitions of whole series on Spark executors or Celery workers); the
@@ -176,7 +176,7 @@ def exponents(sizes: list[dict[str, Any]]) -> dict[str, float]:
     """The slope of log(seconds) on log(SKUs) per stage (1: linear), and for training and inference."""
     if len(sizes) < 2:
         return {}
-    x = np.log([s["skus"] for s in sizes])
+    skus = [s["skus"] for s in sizes]
     series: dict[str, list[float]] = {"training": [s["training_seconds"] for s in sizes],
                                       "inference": [s["inference_seconds"] for s in sizes]}  # fmt: skip
     for name in [st["stage"] for st in sizes[0]["stages"]]:
@@ -186,7 +186,7 @@ def exponents(sizes: list[dict[str, Any]]) -> dict[str, float]:
     for name, values in series.items():
         y = np.asarray(values, float)
         if np.all(np.isfinite(y)) and np.all(y > 0):
-            out[name] = round(float(np.polyfit(x, np.log(y), 1)[0]), 2)
+            out[name] = loglog_exponent(skus, y)
     return out
 
 

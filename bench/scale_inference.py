@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.report import write_report
+from bench.report import loglog_exponent, write_report
 
 # The members bench.scale chose for a 10,000-SKU catalogue (bench/results/scale.json, "backtested").
 CHOSEN_FOR_10000 = ["SES", "Naive", "SeasonalNaive", "CrostonSBA", "TSB", "Naive2", "ADIDA", "CrostonOptimized",
@@ -79,8 +77,7 @@ def time_forecasts(run: Any, sizes: list[int], horizon: int) -> list[dict[str, A
 def exponent(rows: list[dict[str, Any]]) -> float | None:
     if len({r["skus"] for r in rows}) < 2:
         return None
-    x, y = np.log([r["skus"] for r in rows]), np.log([r["forecast_s"] for r in rows])
-    return round(float(np.polyfit(x, y, 1)[0]), 2)
+    return loglog_exponent([r["skus"] for r in rows], [r["forecast_s"] for r in rows])
 
 
 def markdown_table(report: dict[str, Any]) -> str:

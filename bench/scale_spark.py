@@ -30,10 +30,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.report import write_report
+from bench.report import loglog_exponent, write_report
 from training.data.demo import generate_catalogue
 from training.data.weekly import to_weekly_demand
 from training.forecasting.backtest import MIN_TRAIN_WEEKS
@@ -130,11 +129,8 @@ def exponents(rows: list[dict[str, Any]]) -> dict[str, float]:
     from a single size."""
     if len({r["skus"] for r in rows}) < 2:
         return {}
-    x = np.log([r["skus"] for r in rows])
-    return {
-        k: round(float(np.polyfit(x, np.log([r[k] for r in rows]), 1)[0]), 2)
-        for k in ("backtest_s", "forecast_s", "total_s")
-    }
+    skus = [r["skus"] for r in rows]
+    return {k: loglog_exponent(skus, [r[k] for r in rows]) for k in ("backtest_s", "forecast_s", "total_s")}
 
 
 def markdown_table(report: dict[str, Any]) -> str:
