@@ -1,5 +1,10 @@
 """The ``stockml`` command line: demo data, validation, the pipeline, maintenance.
 
+This module holds the app and the pipeline commands; the registry and status commands are in
+:mod:`stockml.cli_registry`, orders and related products in :mod:`stockml.cli_orders`, the dashboards
+in :mod:`stockml.cli_dashboards`, ``monitor`` in :mod:`stockml.cli_monitor`, and what they share (the
+error guard, logging) in :mod:`stockml.cli_common`.
+
 Every command prints a clear message and a non-zero exit code on bad input, never a
 traceback (set ``STOCKML_DEBUG=1`` to see one). Knobs come from :class:`stockml.settings.Settings`,
 read once per command and passed down.
@@ -7,9 +12,6 @@ read once per command and passed down.
 
 from __future__ import annotations
 
-import functools
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,13 +21,12 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stockml import cli_orders, cli_registry
+from stockml.cli_common import RUN_ID_HELP, configure_logging, fail, guard, new_run
+from stockml.cli_orders import orders_line
 from stockml.cli_report import console, print_ingest, print_router, print_summary
-from stockml.settings import Settings, get_settings
+from stockml.settings import get_settings
 from training.data.output_schema import OUTPUT_TABLES
-from training.registry.names import ROUTER_MODEL
-
-# Output rows are keyed by (pipeline, data cut-off week), not by the run id.
-RUN_ID_HELP = "Run id (names the run folder; a run over the same data cut-off replaces the table rows)."
 
 app = typer.Typer(
     help="stockml: inventory analytics — classify, forecast and serve demand models.",
@@ -34,84 +35,8 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=2)
-
-
-def _guard(fn):
-    """Turn expected errors into one-line messages; keep tracebacks for STOCKML_DEBUG=1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except Exception as exc:
-            if _debug():
-                raise
-            from stockml.connections import SourceConnectionError
-            from training.data.source import SourceContractError
-            from training.data.validate import NoValidRowsError
-            from training.registry.mlflow_registry import PromotionError
-
-            known = (
-                SourceConnectionError, SourceContractError, NoValidRowsError, PromotionError, ValueError,
-                FileNotFoundError,
-            )  # fmt: skip
-            if isinstance(exc, known):
-                _fail(str(exc))
-            _fail(f"{type(exc).__name__}: {exc} (run with STOCKML_DEBUG=1 for the traceback)")
-
-    return wrapper
-
-
-def _debug() -> bool:
-    try:
-        return get_settings().debug
-    except Exception:  # invalid settings are the error being reported, not a reason to hide it
-        return False
-
-
-class CurrentStderrHandler(logging.StreamHandler):
-    """A stderr handler that writes to whatever ``sys.stderr`` is when a record is emitted.
-
-    ``logging.basicConfig`` binds its handler to the stream of the moment. When the CLI runs inside a
-    host that swaps ``sys.stderr`` for a while (typer's ``CliRunner`` in tests, notebooks), that stream
-    is closed afterwards, and every later record (often from a background thread: MLflow, the joblib
-    pool) printed ``--- Logging error --- ValueError: I/O operation on closed file``."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self):  # logging's own attribute, read at each emit
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:  # set by StreamHandler.__init__ and setStream: always the current one
-        pass
-
-
-def _logging(s: Settings) -> None:
-    level = s.log_level
-    handler = CurrentStderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])  # (does nothing when the root already has handlers)
-    # Importing Airflow (lazily, on the first hook) installs its own INFO handlers, which would
-    # otherwise print the pipeline's info logs into the CLI output whatever the log level says.
-    logging.getLogger("stockml").setLevel(level)
-    # MLflow's informational chatter (DB migrations, cloudpickle and schema hints) is not news for CLI users.
-    logging.getLogger("mlflow").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # MLflow's own knob, not ours
-
-
 @app.command("demo-data")
-@_guard
+@guard
 def demo_data(
     skus: Annotated[int, typer.Option(min=1, help="Number of products.")] = 300,
     weeks: Annotated[int, typer.Option(min=8, help="Weeks of history.")] = 156,
@@ -156,7 +81,7 @@ def demo_data(
 
 
 @app.command()
-@_guard
+@guard
 def validate(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
     cutoff: Annotated[str | None, typer.Option(help="Last day of history (default: last movement).")] = None,
@@ -165,20 +90,13 @@ def validate(
     """Read and validate the source; quarantine bad rows; aggregate to weekly demand."""
     from stockml.steps.ingest import ingest
 
-    run = _run(source, run_id)
+    run = new_run(source, run_id)
     report = ingest(run, cutoff)
     print_ingest(report, run)
 
 
-def _run(source: str | None, run_id: str | None, **overrides: object):
-    from stockml.run import Run, new_run_id
-
-    s = get_settings(source_conn_id=source, **overrides)
-    return Run(s, run_id or new_run_id())
-
-
 @app.command()
-@_guard
+@guard
 def run(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
     run_id: Annotated[str | None, typer.Option(help=RUN_ID_HELP)] = None,
@@ -202,11 +120,11 @@ def run(
         from training.forecasting.methods import resolve_methods
 
         resolve_methods(method_list)
-    r = _run(
+    r = new_run(
         source, run_id, horizon=horizon, backtest_windows=windows, methods=method_list, automl_trials=trials,
         lstm_register=lstm,
     )  # fmt: skip
-    _logging(r.settings)
+    configure_logging(r.settings)
     with Progress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
@@ -232,7 +150,7 @@ def run(
 
 
 @app.command()
-@_guard
+@guard
 def train(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
     run_id: Annotated[str | None, typer.Option(help=RUN_ID_HELP)] = None,
@@ -248,9 +166,9 @@ def train(
     from stockml.steps.tuning import automl_step
 
     if mode not in (None, "select", "combine"):
-        _fail(f"--mode must be select or combine, not {mode!r}")
-    r = _run(source, run_id, automl_trials=trials, automl_timeout_s=timeout, router_mode=mode)
-    _logging(r.settings)
+        fail(f"--mode must be select or combine, not {mode!r}")
+    r = new_run(source, run_id, automl_trials=trials, automl_timeout_s=timeout, router_mode=mode)
+    configure_logging(r.settings)
     layout = r.layout
     if not layout.backtest_meta.exists():
         with console.status("ingest, classify and backtest..."):
@@ -265,146 +183,8 @@ def train(
     console.print(f"  run id {r.run_id}; report in {layout.router_report.html}")
 
 
-@app.command("train-lstm")
-@_guard
-def train_lstm(
-    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
-    run_id: Annotated[str | None, typer.Option(help=RUN_ID_HELP)] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: lstm_max_steps).")] = None,
-    promote_it: Annotated[
-        bool, typer.Option("--promote/--no-promote", help="Promote it through the guardrail after registering.")
-    ] = True,
-) -> None:
-    """Train the LSTM on its own, register it as `stockml-lstm` (challenger) and promote it through the guardrail."""
-    from stockml.steps.ingest import ingest
-    from stockml.steps.lstm import promote_lstm_step, train_lstm_step
-
-    r = _run(source, run_id, lstm_max_steps=steps)
-    _logging(r.settings)
-    if not r.layout.demand.exists():
-        with console.status("ingest..."):
-            ingest(r)
-    with console.status("training and registering the LSTM..."):
-        version = train_lstm_step(r)
-    score = r.load_json(r.layout.lstm)["holdout_mase"]
-    console.print(f"[green]{version.name} v{version.version}[/] registered as challenger; holdout MASE {score:.3f}")
-    if promote_it:
-        d = promote_lstm_step(r)
-        verdict = "[green]now champion[/]" if d.promoted else "[yellow]not promoted[/]"
-        console.print(f"  v{d.candidate} {verdict}: {d.reason}")
-    console.print(f"  run id {r.run_id}")
-
-
-def _registry() -> Settings:
-    """Settings, quiet logging and MLflow pointed at the configured registry."""
-    from stockml.steps.registry import configure_mlflow
-
-    s = get_settings()
-    _logging(s)
-    configure_mlflow(s)
-    return s
-
-
 @app.command()
-@_guard
-def promote(
-    version: Annotated[str | None, typer.Option(help="Version to promote (default: the challenger).")] = None,
-    tolerance: Annotated[
-        float | None, typer.Option(min=0, help="Allowed relative MASE loss vs the champion (0.02 = 2 %).")
-    ] = None,
-    force: Annotated[bool, typer.Option(help="Skip the guardrails (the decision records it).")] = False,
-    name: Annotated[str, typer.Option(help="Registered model name.")] = ROUTER_MODEL,
-) -> None:
-    """Move the `champion` alias to a version, only if it is not worse than the champion on the holdout."""
-    from stockml.steps.promotion import promote as guarded_promote
-
-    s = _registry()
-    with console.status("scoring candidate and champion on the same holdout..."):
-        d = guarded_promote(s, name, version, tolerance, force)
-    if d.promoted:
-        console.print(f"[green]v{d.candidate} is now champion[/] of {name} ({d.reason}); by {d.actor}")
-    else:
-        console.print(f"[yellow]v{d.candidate} not promoted[/]: {d.reason}")
-        raise typer.Exit(code=1 if d.reason != "already champion" else 0)
-
-
-@app.command()
-@_guard
-def rollback(name: Annotated[str, typer.Option(help="Registered model name.")] = ROUTER_MODEL) -> None:
-    """Move `champion` back to the version the current champion replaced."""
-    from training.registry import mlflow_registry as reg
-
-    s = _registry()
-    d = reg.rollback(name, who=reg.actor(s.actor))
-    console.print(f"[green]champion is v{d.candidate} again[/] (was v{d.previous_champion}); by {d.actor}")
-
-
-@app.command()
-@_guard
-def models(name: Annotated[str, typer.Option(help="Registered model name.")] = ROUTER_MODEL) -> None:
-    """List registered versions with their aliases, holdout MASE, data window and promotion notes."""
-    from stockml.steps.registry import registry_summary
-
-    s = _registry()
-    rows = registry_summary(name)
-    if not rows:
-        console.print(f"{name} has no versions in {s.tracking_uri}; run `stockml train`")
-        return
-    t = Table(title=f"{name} in {s.tracking_uri}")
-    for col in rows[0]:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*[str(v) for v in row.values()])
-    console.print(t)
-
-
-def timesfm_line() -> str:
-    """One line on the TimesFM checkpoint: where it is, or that there is none and which setting names it."""
-    from training.forecasting.foundation import CHECKPOINT_ENV, checkpoint_status
-
-    st = checkpoint_status()
-    if st.available:
-        return f"TimesFM: checkpoint {st.path} ({'from ' + CHECKPOINT_ENV if st.source == 'setting' else st.source})"
-    if st.source == "none":
-        return f"TimesFM: no checkpoint configured (set {CHECKPOINT_ENV})"
-    return f"TimesFM: checkpoint not found: {st.reason}"
-
-
-@app.command()
-@_guard
-def status() -> None:
-    """What serves now: the champion, and the latest training run's router figures and decision."""
-    from stockml.layout import read_pointer
-    from stockml.steps.registry import registry_summary
-
-    s = _registry()
-    console.print(timesfm_line())
-    served = read_pointer(s.layout.latest_forecasts)
-    if served is None:
-        _fail("no forecasts published yet: run `make pipeline`, the stock_training DAG or `stockml run`")
-    router = served.read_json(served.router) if served.router.exists() else None
-    promotion = served.read_json(served.promotion) if served.promotion.exists() else None
-    if router:
-        print_router(router, promotion, s)
-    champ = [r for r in registry_summary(ROUTER_MODEL) if "champion" in r["aliases"].split(",")]
-    if champ:
-        console.print(f"champion: {ROUTER_MODEL} v{champ[0]['version']} (holdout MASE {champ[0]['holdout_mase']})")
-    fc = pd.read_parquet(served.forecasts)
-    console.print(
-        f"latest forecasts: {fc['sku'].nunique()} SKUs x {fc['step'].max()} weeks from {fc['ds'].min():%Y-%m-%d} "
-        f"in stock_forecasts (run folder {served.root}; report {served.router_report.html})"
-    )
-    from stockml.steps.related import status_line
-
-    console.print(status_line(served.read_json(served.ingest_report) if served.ingest_report.exists() else None))
-    if served.orders.exists():
-        console.print(orders_line(served.read_json(served.orders)))
-    else:
-        console.print("orders: not recommended by this run (STOCKML_ORDERS off, or a run from before the orders step)")
-
-
-@app.command()
-@_guard
+@guard
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 3000,
@@ -420,7 +200,7 @@ def serve(
 
 
 @app.command()
-@_guard
+@guard
 def prune(
     source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
     days: Annotated[int | None, typer.Option(min=0, help="Retention of quarantined rows, days.")] = None,
@@ -437,7 +217,7 @@ def prune(
 
 
 @app.command()
-@_guard
+@guard
 def show(
     table: Annotated[str, typer.Argument(help=" | ".join(OUTPUT_TABLES))],
     run_id: Annotated[str | None, typer.Option(help="Only this run.")] = None,
@@ -454,109 +234,8 @@ def show(
         console.print(df.head(limit).to_string() if not df.empty else f"{table} is empty")
 
 
-def orders_line(report: dict) -> str:
-    """One line on the orders step for ``stockml run``."""
-    if report.get("status") != "written":
-        return f"orders: skipped ({report.get('reason')})"
-    line = (
-        f"orders: {report['with_order']} of {report['skus']} SKUs to order, in stock_orders; "
-        f"policy per pattern {report['pattern_policy']}"
-    )
-    decision = report.get("promotion")
-    if decision:
-        verdict = "champion" if decision["promoted"] else "not promoted"
-        line += f"; stockml-rl-agent v{decision['candidate']}: {verdict} ({decision['reason']})"
-    return line
-
-
-@app.command()
-@_guard
-def orders(
-    sku: Annotated[str | None, typer.Option(help="Only this SKU.")] = None,
-    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Most rows to print.")] = 30,
-) -> None:
-    """Recommended orders (stock_orders, the latest data cut-off): quantity, the policy behind it, its cost."""
-    from stockml.run import Run
-    from stockml.steps.orders import read_orders
-
-    r = Run(get_settings(source_conn_id=source))
-    rows = read_orders(r)
-    if rows is None:
-        _fail("stock_orders is empty: run the pipeline first (`stockml run` or the stock_training DAG)")
-    if sku is not None:
-        rows = rows[rows["sku"] == sku]
-        if rows.empty:
-            _fail(f"no recommendation for SKU {sku!r}: unknown SKU, or one without enough history (see `stockml run`)")
-    rows = rows.sort_values(["order_qty", "sku"], ascending=[False, True], na_position="last")
-    first = rows.iloc[0]
-    t = Table(title=f"Recommended orders · cut-off {first['cutoff_week']} · as of week {first['as_of_week']}")
-    columns = ["sku", "on hand", "order qty", "policy", "cost/week", "model"] + (["reason"] if sku else [])
-    for col in columns:
-        t.add_column(col, justify="left" if col in ("sku", "policy", "reason", "model") else "right")
-    for row in rows.head(limit).itertuples():
-        qty = "-" if pd.isna(row.order_qty) else f"{row.order_qty:,.0f}"
-        cost = "-" if pd.isna(row.expected_cost_per_period) else f"{row.expected_cost_per_period:,.2f}"
-        version = "" if row.model_version is None or pd.isna(row.model_version) else f"v{row.model_version}"
-        cells = [row.sku, f"{row.on_hand:,.0f}", qty, str(row.policy or "-"), cost, version]
-        t.add_row(*cells, *([str(row.reason or "")] if sku else []))
-    console.print(t)
-    if len(rows) > limit:
-        console.print(f"... {len(rows) - limit} more (--limit); `--sku S` shows why a policy answered")
-
-
-@app.command()
-@_guard
-def related(
-    sku: Annotated[str, typer.Argument(help="The SKU whose related products to print.")],
-    source: Annotated[str | None, typer.Option(help="Airflow connection id of the source.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Most related products to print.")] = 20,
-) -> None:
-    """Products bought together with SKU (stock_related, the latest data cut-off), strongest first."""
-    from stockml.run import Run
-    from training.data.related_store import latest_related
-
-    r = Run(get_settings(source_conn_id=source))
-    hook = r.hook()
-    rules = latest_related(hook, r.settings.source_schema)
-    if rules is None:
-        _fail(
-            "stock_related is empty: the source has no order_lines table, or no ingest has run "
-            "(`stockml validate`, the stock_ingest DAG or `stockml run`)"
-        )
-    mine = rules[rules["sku"] == sku]
-    names = _product_names(hook, r.settings)
-    if mine.empty:
-        if names and sku not in names:
-            _fail(f"unknown SKU {sku!r}: it is not in the products table")
-        console.print(
-            f"{sku} has no related products (no pair passed the thresholds over the data cut-off "
-            f"{rules['cutoff_week'].iloc[0]})"
-        )
-        return
-    t = Table(title=f"Bought with {sku} {names.get(sku, '')} · cut-off {mine['cutoff_week'].iloc[0]}")
-    for col in ("related sku", "name", "confidence", "lift", "support"):
-        t.add_column(col, justify="left" if col in ("related sku", "name") else "right")
-    for row in mine.sort_values(["confidence", "lift"], ascending=False).head(limit).itertuples():
-        name = names.get(row.related_sku, "")
-        t.add_row(row.related_sku, name, f"{row.confidence:.2f}", f"{row.lift:.1f}", f"{row.support:.4f}")
-    console.print(t)
-
-
-def _product_names(hook, s: Settings) -> dict[str, str]:
-    """{sku: name} from the products query (empty when it cannot be read: the rules print without names)."""
-    from training.data.source import PRODUCT_COLUMNS, SourceQueries, _get_df, _require
-
-    sql = SourceQueries.default(s.source_schema, s.products_query).products
-    try:
-        products = _require(_get_df(hook, sql), PRODUCT_COLUMNS, "products", sql)
-    except Exception:
-        return {}
-    return dict(zip(products["sku"].astype(str), products["name"].astype(str), strict=True))
-
-
 @app.command("settings")
-@_guard
+@guard
 def settings_reference(
     markdown: Annotated[bool, typer.Option(help="Print the reference as the Markdown table README holds.")] = False,
 ) -> None:
@@ -574,14 +253,17 @@ def settings_reference(
     console.print(t)
 
 
+cli_registry.add_commands(app)
+cli_orders.add_commands(app)
+
 # ops dashboards (Evidently UI) and the weekly report: stockml/cli_dashboards.py
 from stockml.cli_dashboards import add_commands  # noqa: E402
 
-add_commands(app, _guard)
+add_commands(app, guard)
 
 from stockml.cli_monitor import monitor  # noqa: E402
 
-app.command("monitor")(_guard(monitor))
+app.command("monitor")(guard(monitor))
 
 
 def main() -> None:  # pragma: no cover

@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 
-from stockml import cli
+from stockml import cli_common
 from stockml.settings import Settings
 
 
@@ -19,7 +19,7 @@ def test_a_record_after_the_callers_stderr_closed_is_no_logging_error(capsys, mo
     try:
         borrowed = io.TextIOWrapper(io.BytesIO())  # what CliRunner puts in sys.stderr during invoke
         monkeypatch.setattr(sys, "stderr", borrowed)
-        cli._logging(Settings())
+        cli_common.configure_logging(Settings())
         monkeypatch.undo()
         borrowed.close()  # the invoke is over: its stream is gone
         # a late record from a background thread (MLflow's, the joblib pool's) after the command returned
