@@ -8,7 +8,9 @@
   "to": [...] or "a@x,b@y", "starttls": true, "ssl": false}`` (``from_email`` is read too, the SMTP
   provider's name).
 
-Both also take ``retries``, ``backoff_s`` and ``timeout_s`` in their extra. Each channel is optional;
+Both also take ``retries``, ``backoff_s``, ``timeout_s`` and ``ca_bundle`` in their extra: the PEM file
+of the CAs the https webhook's or the SMTP server's (STARTTLS, SSL) certificate is checked against, for a
+private CA (default: the system's store; verification cannot be switched off). Each channel is optional;
 with neither defined :func:`notify` logs a warning saying how to define them. Sending is
 :mod:`monitoring.delivery` (the service's batch callbacks use the same code), not the SMTP provider's
 hook or a Slack provider: one sender for both sides, and the service must not depend on Airflow.
@@ -85,8 +87,15 @@ def smtp_settings(conn: Any) -> tuple[SmtpServer, str, list[str]]:
         starttls=_flag(extra.get("starttls", False)),
         ssl=ssl,
         timeout_s=float(extra.get("timeout_s", 10)),
+        ca_bundle=ca_bundle(conn),
     )
     return server, sender, recipients
+
+
+def ca_bundle(conn: Any) -> str | None:
+    """The extra's ``ca_bundle`` (a PEM file of the CAs to trust), or None for the system's store."""
+    value = conn.extra_dejson.get("ca_bundle")
+    return (str(value).strip() or None) if value else None
 
 
 def _policy(conn: Any) -> tuple[int, float]:
@@ -107,9 +116,13 @@ def notify(alert: Alert) -> list[dict[str, Any]]:
             body = json.dumps(alert.webhook_payload()).encode()
             timeout = float(hook.extra_dejson.get("timeout_s", 10))
             retries, backoff = _policy(hook)
+            target = redacted(url)  # the target is logged and recorded: a webhook's path is its secret
             deliveries.append(
-                post_json(url, body, target=redacted(url), timeout_s=timeout, retries=retries, backoff_s=backoff)
-            )  # the target is logged: a webhook's path is its secret
+                post_json(
+                    url, body, target=target, timeout_s=timeout, retries=retries, backoff_s=backoff,
+                    ca_bundle=ca_bundle(hook),
+                )
+            )  # fmt: skip
     smtp = _connection(SMTP_CONN_ID)
     if smtp is not None:
         server, sender, recipients = smtp_settings(smtp)
