@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from monitoring.alerts import Alert, dag_failed_text, promotion_refused_text
@@ -210,15 +211,26 @@ class AlertsNotDelivered(RuntimeError):
     """Every channel failed for every alert: nobody was told (the task fails, so Airflow retries it)."""
 
 
-def notify_all(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def notify_all(
+    alerts: list[dict[str, Any]], record: Callable[[list[dict[str, Any]]], object] | None = None
+) -> list[dict[str, Any]]:
     """Send each alert (the fields of :class:`Alert`, as an XCom carries them); every delivery, each with
-    its alert's kind and title. Raises :class:`AlertsNotDelivered` when channels are configured but not
-    one delivery succeeded: a retry then cannot send anything twice. A partial failure is logged (ERROR)
-    and returned, not raised: a retry would repeat what did arrive."""
+    its alert's kind, severity, title and ``alert_id`` (:meth:`Alert.fingerprint`). ``record`` is given
+    every delivery, failed ones included, before anything is raised (``stock_monitoring`` writes them as
+    rows, :mod:`stockml.steps.alert_deliveries`); if it fails that is logged, not raised, since a retry of
+    the task would send again what did arrive. Raises :class:`AlertsNotDelivered` when channels are
+    configured but not one delivery succeeded: a retry then cannot send anything twice. A partial failure
+    is logged (ERROR) and returned, not raised: a retry would repeat what did arrive."""
     out: list[dict[str, Any]] = []
     for fields in alerts:
         alert = Alert.from_dict(fields)
-        out += [d | {"kind": alert.kind, "title": alert.title} for d in notify(alert)]
+        about = {"kind": alert.kind, "severity": alert.severity, "title": alert.title, "alert_id": alert.fingerprint()}
+        out += [d | about for d in notify(alert)]
+    if record is not None and out:
+        try:
+            record(out)
+        except Exception:
+            log.exception("the %d alert deliveries were sent but could not be recorded", len(out))
     if out and not any(d["ok"] for d in out):
         failed = "; ".join(f"{d['channel']} to {d['target']}: {d['error']}" for d in out)
         raise AlertsNotDelivered(f"no alert reached anyone ({failed})")
