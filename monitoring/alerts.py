@@ -14,13 +14,14 @@ figures the checks produce, so every channel and every caller words an alert the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
-KINDS = ("drift", "degradation", "promotion_refused", "bandit_promotion", "dag_failed")
+KINDS = ("drift", "degradation", "promotion_refused", "promotion_failed", "bandit_promotion", "dag_failed")
 SEVERITIES = ("info", "warning", "critical")
 _EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 MAX_FIELDS = 10  # Slack allows at most 10 fields in a section block
@@ -48,6 +49,12 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
+
+    def fingerprint(self) -> str:
+        """16 hex digits that name this exact alert (all its fields): the same alert sent again (a retried
+        or re-run task) has the same one, so what records its deliveries replaces them instead of adding."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Alert:
@@ -153,6 +160,21 @@ def promotion_refused_text(d: Mapping[str, Any]) -> str:
     return (
         f"Promotion refused: {d.get('name')} v{d.get('candidate')} was not promoted, "
         f"v{d.get('previous_champion')} stays champion ({d.get('reason')})"
+    )
+
+
+def promotion_failed_text(p: Mapping[str, Any]) -> str:
+    """'Promotion failed: the bandit chose stockml-router v3 over v2 (P(better) 0.97 after 240 outcomes) but the
+    registry call failed (<error>); v2 stays champion. ...what to do' from a ``promote_failed`` decision."""
+    p_better = p.get("p_better")
+    evidence = f"P(better) {p_better:.3g}" if isinstance(p_better, int | float) else "P(better) ?"
+    error = " ".join(str(p.get("error") or "no error recorded").split())[:500]
+    name, version, champion = p.get("model_name"), p.get("challenger_version"), p.get("champion_version")
+    return (
+        f"Promotion failed: the bandit chose {name} v{version} over v{champion} ({evidence} after "
+        f"{p.get('challenger_n')} outcomes) but the registry call failed ({error}); v{champion} stays champion. "
+        f"Check that the service reaches the MLflow registry; the bandit asks again after more outcomes, or "
+        f"promote it now: stockml promote --name {name} --version {version}"
     )
 
 

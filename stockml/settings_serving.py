@@ -193,10 +193,17 @@ class NotifySettings(_Section):
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
     smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP session with STARTTLS.")
     smtp_ssl: bool = Field(default=False, description="SMTP over implicit TLS (SMTPS, port 465).")
+    ca_bundle: str | None = Field(
+        default=None,
+        description="PEM file of the CA certificates the https callback receivers' and the SMTP server's "
+        "(STARTTLS, SSL) certificates are checked against: a private CA (unset: the system's store; "
+        "verification is never off).",
+    )
 
     _blank = field_validator(
-        "callback_secret", "public_url", "smtp_host", "smtp_from", "smtp_user", "smtp_password", mode="before"
-    )(_blank_is_none)
+        "callback_secret", "public_url", "smtp_host", "smtp_from", "smtp_user", "smtp_password", "ca_bundle",
+        mode="before",
+    )(_blank_is_none)  # fmt: skip
 
     @field_validator("callback_hosts")
     @classmethod

@@ -8,7 +8,9 @@
   "to": [...] or "a@x,b@y", "starttls": true, "ssl": false}`` (``from_email`` is read too, the SMTP
   provider's name).
 
-Both also take ``retries``, ``backoff_s`` and ``timeout_s`` in their extra. Each channel is optional;
+Both also take ``retries``, ``backoff_s``, ``timeout_s`` and ``ca_bundle`` in their extra: the PEM file
+of the CAs the https webhook's or the SMTP server's (STARTTLS, SSL) certificate is checked against, for a
+private CA (default: the system's store; verification cannot be switched off). Each channel is optional;
 with neither defined :func:`notify` logs a warning saying how to define them. Sending is
 :mod:`monitoring.delivery` (the service's batch callbacks use the same code), not the SMTP provider's
 hook or a Slack provider: one sender for both sides, and the service must not depend on Airflow.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from monitoring.alerts import Alert, dag_failed_text, promotion_refused_text
@@ -85,8 +88,15 @@ def smtp_settings(conn: Any) -> tuple[SmtpServer, str, list[str]]:
         starttls=_flag(extra.get("starttls", False)),
         ssl=ssl,
         timeout_s=float(extra.get("timeout_s", 10)),
+        ca_bundle=ca_bundle(conn),
     )
     return server, sender, recipients
+
+
+def ca_bundle(conn: Any) -> str | None:
+    """The extra's ``ca_bundle`` (a PEM file of the CAs to trust), or None for the system's store."""
+    value = conn.extra_dejson.get("ca_bundle")
+    return (str(value).strip() or None) if value else None
 
 
 def _policy(conn: Any) -> tuple[int, float]:
@@ -107,9 +117,13 @@ def notify(alert: Alert) -> list[dict[str, Any]]:
             body = json.dumps(alert.webhook_payload()).encode()
             timeout = float(hook.extra_dejson.get("timeout_s", 10))
             retries, backoff = _policy(hook)
+            target = redacted(url)  # the target is logged and recorded: a webhook's path is its secret
             deliveries.append(
-                post_json(url, body, target=redacted(url), timeout_s=timeout, retries=retries, backoff_s=backoff)
-            )  # the target is logged: a webhook's path is its secret
+                post_json(
+                    url, body, target=target, timeout_s=timeout, retries=retries, backoff_s=backoff,
+                    ca_bundle=ca_bundle(hook),
+                )
+            )  # fmt: skip
     smtp = _connection(SMTP_CONN_ID)
     if smtp is not None:
         server, sender, recipients = smtp_settings(smtp)
@@ -197,15 +211,26 @@ class AlertsNotDelivered(RuntimeError):
     """Every channel failed for every alert: nobody was told (the task fails, so Airflow retries it)."""
 
 
-def notify_all(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def notify_all(
+    alerts: list[dict[str, Any]], record: Callable[[list[dict[str, Any]]], object] | None = None
+) -> list[dict[str, Any]]:
     """Send each alert (the fields of :class:`Alert`, as an XCom carries them); every delivery, each with
-    its alert's kind and title. Raises :class:`AlertsNotDelivered` when channels are configured but not
-    one delivery succeeded: a retry then cannot send anything twice. A partial failure is logged (ERROR)
-    and returned, not raised: a retry would repeat what did arrive."""
+    its alert's kind, severity, title and ``alert_id`` (:meth:`Alert.fingerprint`). ``record`` is given
+    every delivery, failed ones included, before anything is raised (``stock_monitoring`` writes them as
+    rows, :mod:`stockml.steps.alert_deliveries`); if it fails that is logged, not raised, since a retry of
+    the task would send again what did arrive. Raises :class:`AlertsNotDelivered` when channels are
+    configured but not one delivery succeeded: a retry then cannot send anything twice. A partial failure
+    is logged (ERROR) and returned, not raised: a retry would repeat what did arrive."""
     out: list[dict[str, Any]] = []
     for fields in alerts:
         alert = Alert.from_dict(fields)
-        out += [d | {"kind": alert.kind, "title": alert.title} for d in notify(alert)]
+        about = {"kind": alert.kind, "severity": alert.severity, "title": alert.title, "alert_id": alert.fingerprint()}
+        out += [d | about for d in notify(alert)]
+    if record is not None and out:
+        try:
+            record(out)
+        except Exception:
+            log.exception("the %d alert deliveries were sent but could not be recorded", len(out))
     if out and not any(d["ok"] for d in out):
         failed = "; ".join(f"{d['channel']} to {d['target']}: {d['error']}" for d in out)
         raise AlertsNotDelivered(f"no alert reached anyone ({failed})")

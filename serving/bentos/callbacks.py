@@ -16,6 +16,8 @@ It runs in its own thread, never in the request path, with the retries and back-
 :func:`monitoring.delivery.post_json`; each outcome (state, attempts, last status, error) is written
 into the job's ``job.json`` (``notifications``), which ``/batch_status`` shows. A delivery that was
 still pending when the service stopped is sent at the next start. The job's result never depends on it.
+An https callback and the SMTP session's TLS verify the receiver's certificate against
+``STOCKML_NOTIFY__CA_BUNDLE`` (a private CA's PEM file) or else the system's store.
 """
 
 from __future__ import annotations
@@ -213,14 +215,14 @@ class Notifier:
             headers = {SIGNATURE_HEADER: sign(secret, body), TIMESTAMP_HEADER: str(ts), "X-Stockml-Event": EVENT}
             d = post_json(
                 job.callback_url, body, headers, channel="callback", timeout_s=s.timeout_s, retries=s.retries,
-                backoff_s=s.backoff_s,
+                backoff_s=s.backoff_s, ca_bundle=s.ca_bundle,
             )  # fmt: skip
             self._record(job, "callback", d.as_dict())
         if job.notifications.get("email", {}).get("state") == "pending" and job.notify_email and s.email_enabled:
             server = SmtpServer(
                 s.smtp_host or "", s.smtp_port, s.smtp_user,
                 s.smtp_password.get_secret_value() if s.smtp_password else None, s.smtp_starttls, s.smtp_ssl,
-                s.timeout_s,
+                s.timeout_s, s.ca_bundle,
             )  # fmt: skip
             msg = job_email(job, rows, s.smtp_from or "", s.public_url)
             d = send_email(msg, server, retries=s.retries, backoff_s=s.backoff_s)

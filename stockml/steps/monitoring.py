@@ -13,6 +13,8 @@ on) unless the same reason was due within ``retrain_debounce_hours`` before this
 degradation asks for one retraining, not one a day until the new model is in service. Nor is it
 due again when the same day is monitored again (a cleared or re-triggered run): that day's
 request stands (``requested``, the ``due`` column of its rows) and no second event is emitted.
+Which alerts a day sends, each once, is :mod:`stockml.steps.monitoring_alerts`; what became of
+their deliveries is recorded by :mod:`stockml.steps.alert_deliveries`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from monitoring import alerts as alerts_lib
 from monitoring import decisions as decisions_lib
 from monitoring import drift
 from monitoring import quality as quality_lib
@@ -33,12 +34,20 @@ from monitoring.serving_health import serving_health
 from stockml.connections import ensure_default_source, get_hook
 from stockml.layout import read_pointer
 from stockml.settings import Settings
+from stockml.steps.monitoring_alerts import (
+    BANDIT_CURSOR,
+    REASONS,
+    bandit_cursor,
+    build_alerts,
+    decisions_to_alert,
+    flagged_on,
+    newest_mark,
+)
 from training.data.store import OutputKey, latest_key, latest_output, read_output, write_output
 
 log = logging.getLogger("stockml.monitoring")
 
 PIPELINE = "stock_monitoring"
-REASONS = ("drift", "residual_drift", "degradation")
 
 
 def monitoring_step(
@@ -98,7 +107,7 @@ def monitoring_step(
         "demand": snapshot,
         "champion": champion,
         "checks": checks,
-        BANDIT_CURSOR: _newest(since, [p["created_at"] for p in promotions]),
+        BANDIT_CURSOR: newest_mark(since, [p["created_at"] for p in promotions]),
         "alerted_today": sorted(flagged_on(history, when)),  # told by an earlier run of this day: not again
     }
     report["alerts"] = build_alerts(
@@ -258,39 +267,27 @@ def _outcome_table(engine: sa.Engine | None, table: str) -> pd.DataFrame:
         return pd.read_sql_table(table, conn)
 
 
-def served_records(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(``serving_forecasts``, ``serving_feedback``) of the outcome store; empty without one."""
+def _outcome_tables(s: Settings, *tables: str) -> list[pd.DataFrame]:
+    """Each of ``tables`` of the outcome store (empty without a store or the table), over one engine."""
     engine = outcome_engine(s)
     try:
-        return _outcome_table(engine, "serving_forecasts"), _outcome_table(engine, "serving_feedback")
+        return [_outcome_table(engine, table) for table in tables]
     finally:
         if engine is not None:
             engine.dispose()
+
+
+def served_records(s: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(``serving_forecasts``, ``serving_feedback``) of the outcome store; empty without one."""
+    forecasts, feedback = _outcome_tables(s, "serving_forecasts", "serving_feedback")
+    return forecasts, feedback
 
 
 def bandit_promotions(s: Settings, since: dt.datetime | None) -> list[dict[str, Any]]:
-    """The bandit's ``promote`` and ``promote_refused`` (the guardrails said no) decisions recorded after
-    ``since`` (all of them when None), each with its ``action`` and, for a refusal, the guardrail's ``reason``."""
-    engine = outcome_engine(s)
-    try:
-        rows = _outcome_table(engine, "serving_bandit_decisions")
-    finally:
-        if engine is not None:
-            engine.dispose()
-    if rows.empty:
-        return []
-    rows = rows[rows["action"].isin(["promote", "promote_refused"])]
-    if since is not None:
-        created = pd.to_datetime(rows["created_at"], utc=True)
-        rows = rows[created > pd.Timestamp(since)]
-    keep = ["model_name", "champion_version", "challenger_version", "action", "p_better", "challenger_n", "created_at"]
-    # microseconds kept: the newest alerted one becomes the cursor, and a cursor cut to milliseconds would
-    # let that same decision through again at the next run
-    out = json.loads(rows[keep].to_json(orient="records", date_format="iso", date_unit="us"))
-    for record, details in zip(out, rows["details"], strict=True):
-        if record["action"] == "promote_refused":
-            record["reason"] = (json.loads(details or "{}").get("guardrail") or {}).get("reason")
-    return out
+    """The bandit's decisions to alert (promotions, refusals, failures) recorded in the outcome store
+    after ``since`` (all of them when None): :func:`~stockml.steps.monitoring_alerts.decisions_to_alert`."""
+    (rows,) = _outcome_tables(s, "serving_bandit_decisions")
+    return decisions_to_alert(rows, since)
 
 
 def _serving(s: Settings) -> dict[str, Any]:
@@ -331,104 +328,6 @@ def requested_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
         return set()
     day = history[(history["cutoff_week"] == when.date().isoformat()) & history["due"].astype(bool)]
     return set(day["check_name"]) & set(REASONS)
-
-
-def flagged_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
-    """The reasons an earlier run of ``when``'s day flagged (and so alerted)."""
-    if history.empty:
-        return set()
-    day = history[(history["cutoff_week"] == when.date().isoformat()) & history["flagged"].astype(bool)]
-    return set(day["check_name"]) & set(REASONS)
-
-
-def _previous_run(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
-    if history.empty:
-        return None
-    at = pd.to_datetime(history["logical_date"], utc=True)
-    earlier = at[at < pd.Timestamp(when)]
-    return None if earlier.empty else earlier.max().to_pydatetime()
-
-
-BANDIT_CURSOR = "bandit_alerted_through"  # in the summary row: the newest bandit promotion already alerted
-
-
-def bandit_cursor(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
-    """Alert the bandit's promotions recorded after this: the newest one an earlier run (this day's
-    included) already alerted, so a re-run of a day does not alert twice; without one, the previous
-    monitored day (what runs before the cursor existed used)."""
-    summaries = history[history["check_name"] == "summary"] if not history.empty else history
-    marks = []
-    for figures in summaries.get("figures", pd.Series(dtype=str)):
-        try:
-            mark = json.loads(figures or "{}").get(BANDIT_CURSOR)
-        except (TypeError, ValueError):
-            continue
-        if mark:
-            marks.append(_utc(mark))
-    return max(marks).to_pydatetime() if marks else _previous_run(history, when)
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    """A timestamp in UTC; a naive one (what SQLite gives back for the outcome store's times) is UTC."""
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _newest(since: dt.datetime | None, created: list[str]) -> str | None:
-    marks = ([_utc(since)] if since else []) + [_utc(c) for c in created]
-    return max(marks).isoformat() if marks else None
-
-
-def build_alerts(
-    report: dict[str, Any], promotions: list[dict[str, Any]], links: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """What ops are told, as the fields of :class:`monitoring.alerts.Alert` (kind, title, text, severity,
-    figures, links): one alert per flagged reason (``residual_drift`` is a ``drift`` alert about the
-    forecast errors; not one an earlier run of the same day alerted: ``alerted_today``) and one per bandit
-    promotion since the last one alerted."""
-    checks = report["checks"]
-    links = dict(links or {})
-    cutoff = report["demand"]["cutoff_week"]
-    alerts = []
-    for reason in [r for r in report["reasons"] if r not in report.get("alerted_today", ())]:
-        c = checks[reason]
-        state = "retraining requested" if reason in report["due"] else "retraining already requested (debounced)"
-        if reason == "degradation":
-            text = alerts_lib.degradation_text(c)
-        elif reason == "residual_drift":
-            text = alerts_lib.residual_drift_text(c)
-        else:
-            text = alerts_lib.drift_text(c)
-        figures = {k: v for k, v in c.items() if k not in ("flagged", "columns")}
-        if c.get("columns"):  # per column only its p-value: the rest is in the monitoring row
-            figures["p_values"] = {k: v.get("p_value") for k, v in c["columns"].items()}
-        alert = alerts_lib.Alert(
-            kind="degradation" if reason == "degradation" else "drift",
-            title=f"stockml: {reason.replace('_', ' ')} on the demand up to {cutoff}",
-            text=f"{text}; {state}",
-            severity="warning",
-            figures={"check": reason, "retraining": state, **figures},
-            links=links,
-        )
-        alerts.append(alert.to_dict())
-    alerts += [_bandit_alert(p, links) for p in promotions]
-    return alerts
-
-
-def _bandit_alert(p: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
-    """A promotion by the bandit (``bandit_promotion``), or one the guardrails refused (``promotion_refused``)."""
-    model = f"{p['model_name']} v{p['challenger_version']}"
-    if p.get("action") == "promote_refused":
-        asked = f"the bandit asked, P(better) {p['p_better']:.3g} after {p['challenger_n']} outcomes"
-        why = f"{asked}; the guardrails said: {p.get('reason')}"
-        decision = {"name": p["model_name"], "candidate": p["challenger_version"],
-                    "previous_champion": p["champion_version"], "reason": why}  # fmt: skip
-        kind, severity, title = "promotion_refused", "warning", f"stockml: the bandit's promotion of {model} refused"
-        text = alerts_lib.promotion_refused_text(decision)
-    else:
-        kind, severity, title = "bandit_promotion", "info", f"stockml: the bandit promoted {model}"
-        text = alerts_lib.bandit_promotion_text(p)
-    return alerts_lib.Alert(kind=kind, title=title, text=text, severity=severity, figures=p, links=links).to_dict()
 
 
 def write_verdicts(hook: Any, schema: str | None, report: dict[str, Any], key: OutputKey, run_id: str) -> int:

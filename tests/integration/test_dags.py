@@ -249,7 +249,8 @@ def _states(dr) -> dict[str, str]:
 
 
 def _record_bandit_promotion(home: Path) -> None:
-    """A promotion by the service's bandit, in the outcome store as the service writes it."""
+    """A promotion by the service's bandit and one whose registry call failed, in the outcome store as the
+    service writes them."""
     import datetime as dt
 
     from serving.bentos import outcome_tables as ot
@@ -259,7 +260,11 @@ def _record_bandit_promotion(home: Path) -> None:
     with engine.begin() as conn:
         conn.execute(ot.decisions.insert(), [{"model_name": "stockml-router", "champion_version": "1",
                      "challenger_version": "2", "action": "promote", "p_better": 0.97, "challenger_n": 240,
-                     "details": "{}", "created_at": dt.datetime.now(dt.UTC)}])  # fmt: skip
+                     "details": "{}", "created_at": dt.datetime.now(dt.UTC)},
+                     {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "3",
+                      "action": "promote_failed", "p_better": 0.98, "challenger_n": 300,
+                      "details": json.dumps({"error": "MlflowException: registry unreachable"}),
+                      "created_at": dt.datetime.now(dt.UTC)}])  # fmt: skip
     engine.dispose()
 
 
@@ -284,8 +289,9 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     run adopts that snapshot. A re-run of a monitored day replaces that day's rows and sends no second event.
 
     With the two alert connections pointing at local receivers, ``notify_ops`` tells ops: the first
-    degraded day sends the degradation alert and the bandit promotion the service recorded (on the webhook
-    and by e-mail), its re-run sends nothing again, the next day repeats the degradation (debounced) only."""
+    degraded day sends the degradation alert, the bandit promotion and the failed one the service recorded
+    (on the webhook and by e-mail; each delivery a row of ``stock_alert_deliveries``), its re-run sends
+    nothing again, the next day repeats the degradation (debounced) only."""
     from airflow import settings
     from airflow.models.asset import AssetDagRunQueue, AssetModel
     from airflow.models.dag import DagModel
@@ -337,9 +343,18 @@ def test_monitoring_asks_for_retraining_through_the_asset(dagbag, airflow_db, tm
     assert first_alerts["bandit_promotion"] == (
         "Bandit promotion: stockml-router v2 replaced v1 as champion (P(better) 0.97 after 240 outcomes)"
     )
+    assert first_alerts["promotion_failed"].startswith(
+        "Promotion failed: the bandit chose stockml-router v3 over v1 (P(better) 0.98 after 300 outcomes) but the "
+        "registry call failed (MlflowException: registry unreachable); v1 stays champion."
+    )
     assert n_after_rerun == n_first and _states(again)["notify_ops"] == "skipped", _states(again)
     assert next_day["degradation"].endswith("retraining already requested (debounced)")
-    assert "bandit_promotion" not in next_day  # alerted once, by the first run
+    assert not {"bandit_promotion", "promotion_failed"} & set(next_day)  # alerted once, by the first run
+    # every delivery of the first degraded day is a row (one set: its re-run sent nothing, so changed none)
+    sent = read_output(engine, "stock_alert_deliveries").query("cutoff_week == '2026-11-14'")
+    assert len(sent) == 2 * n_first and sent["ok"].astype(bool).all(), sent
+    assert sorted(sent["channel"].value_counts().to_dict().items()) == [("email", n_first), ("webhook", n_first)]
+    assert set(sent["kind"]) == set(first_alerts) and sent["run_id"].nunique() == 1
     assert len(mails) == len(hook.requests)
     assert {m.message["X-Stockml-Alert-Kind"] for m in mails} == set(first_alerts) | set(next_day)
     # (read before the re-run: dag.test() of the same logical date replaces the run)

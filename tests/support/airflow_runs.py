@@ -42,6 +42,7 @@ ROW_KEYS = {
     "stock_orders": ["sku"],
     "stock_quarantine": ["sku", "reason", "date"],
     "stock_monitoring": ["check_name"],
+    "stock_alert_deliveries": ["alert_id", "channel"],
 }
 
 

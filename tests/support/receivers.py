@@ -4,13 +4,16 @@
 status codes (``[503, 503, 200]``: fail twice, then accept; the last code repeats). :func:`smtp_server`
 is aiosmtpd's real SMTP server (``aiosmtpd.controller.Controller``) on a free port, keeping each
 message as an :class:`email.message.EmailMessage` with the envelope it came with. Nothing is mocked:
-the code under test opens real sockets to them.
+the code under test opens real sockets to them. Given a server TLS context (``tests/support/tls.py``:
+a private CA's certificate), the HTTP receiver speaks https, and the SMTP server requires STARTTLS
+(or, with ``implicit_tls``, speaks SMTPS from the first byte).
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -58,8 +61,12 @@ class HttpReceiver:
 
 
 @contextmanager
-def http_receiver(statuses: list[int] | None = None, path: str = "/hook") -> Iterator[HttpReceiver]:
-    """A receiver at ``http://127.0.0.1:<free port><path>`` answering ``statuses`` in turn (default 200)."""
+def http_receiver(
+    statuses: list[int] | None = None, path: str = "/hook", tls: ssl.SSLContext | None = None
+) -> Iterator[HttpReceiver]:
+    """A receiver at ``http://127.0.0.1:<free port><path>`` answering ``statuses`` in turn (default 200);
+    with ``tls`` (a server context) at ``https://``: a client that does not trust the certificate ends
+    the handshake, and the request never reaches the handler (nothing is recorded)."""
     state = HttpReceiver(url="", statuses=list(statuses or [200]))
 
     class Handler(BaseHTTPRequestHandler):
@@ -80,7 +87,9 @@ def http_receiver(statuses: list[int] | None = None, path: str = "/hook") -> Ite
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+    if tls is not None:  # the handshake runs at accept(); a refused one is an OSError socketserver drops
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    state.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}{path}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -109,9 +118,12 @@ class SmtpReceiver:
 
 
 @contextmanager
-def smtp_server(login: tuple[str, str] | None = None) -> Iterator[SmtpReceiver]:
+def smtp_server(
+    login: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None, implicit_tls: bool = False
+) -> Iterator[SmtpReceiver]:
     """aiosmtpd's SMTP server on 127.0.0.1 and a free port: plain SMTP; with ``login`` (user, password) it
-    requires AUTH (LOGIN/PLAIN, allowed without TLS here: the test has no certificate a client would trust)."""
+    requires AUTH (LOGIN/PLAIN, allowed without TLS here). With ``tls`` (a server context) it offers
+    STARTTLS and refuses mail before it (``require_starttls``); with ``implicit_tls`` too, it is SMTPS."""
     import socket
 
     from aiosmtpd.controller import Controller
@@ -135,7 +147,13 @@ def smtp_server(login: tuple[str, str] | None = None) -> Iterator[SmtpReceiver]:
             state.logins.append(user)
         return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
 
-    options = {"authenticator": authenticate, "auth_require_tls": False, "auth_required": True} if login else {}
+    options: dict[str, Any] = (
+        {"authenticator": authenticate, "auth_require_tls": False, "auth_required": True} if login else {}
+    )
+    if tls is not None and implicit_tls:
+        options["ssl_context"] = tls
+    elif tls is not None:
+        options |= {"tls_context": tls, "require_starttls": True}
     controller = Controller(Handler(), hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:

@@ -186,6 +186,29 @@ def _tables(schema: str | None) -> dict[str, sa.Table]:
             _run_id(),
             _created(),
         ),
+        # what became of each alert of a monitored day on each channel (stockml.steps.alert_deliveries): a
+        # sibling of stock_monitoring, not rows in it, because a write replaces a key's rows (the check's
+        # re-run would erase the deliveries, the notify task's write the verdicts) and check_name, in its
+        # key, allows one row per check where a day has one delivery per alert and channel
+        "stock_alert_deliveries": sa.Table(
+            "stock_alert_deliveries",
+            md,
+            *_key_columns(),
+            sa.Column("alert_id", sa.String(16), primary_key=True),  # monitoring.alerts.Alert.fingerprint
+            sa.Column("channel", sa.String(16), primary_key=True),  # webhook | email
+            sa.Column("kind", sa.String(32)),
+            sa.Column("severity", sa.String(16)),
+            sa.Column("title", sa.Text),
+            sa.Column("target", sa.Text),  # redacted: a webhook as scheme://host[:port]/…, e-mail recipients
+            sa.Column("ok", sa.Boolean),
+            sa.Column("attempts", sa.Integer),
+            sa.Column("status", sa.Integer),  # the last HTTP status or SMTP reply code; NULL: no answer
+            sa.Column("error", sa.Text),
+            sa.Column("delivered_at", sa.DateTime),  # when the delivery ended (UTC), ok or not
+            sa.Column("logical_date", sa.DateTime),
+            _run_id(),
+            _created(),
+        ),
         "stock_quarantine": sa.Table(
             "stock_quarantine",
             md,
@@ -212,6 +235,7 @@ OUTPUT_TABLES = (
     "stock_orders",
     "stock_quarantine",
     "stock_monitoring",
+    "stock_alert_deliveries",
 )
 
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from receivers import http_receiver, smtp_server
 
-from monitoring.alerts import Alert, degradation_text, drift_text
+from monitoring.alerts import Alert, degradation_text, drift_text, promotion_failed_text
 from monitoring.delivery import SmtpServer, post_json, send_email, sign, verify
 
 DRIFT_FIGURES = {
@@ -48,6 +48,24 @@ def test_the_sentences_carry_the_figures():
     assert text == (
         "Degradation: weekly MASE 2.91, 3.07 above the limit 1.8 (1.2 x backtest 1.5) for 2 week(s) (stockml-router/v1)"
     )
+
+
+def test_a_failed_promotion_says_which_version_why_and_what_to_do():
+    decision = {"model_name": "stockml-router", "champion_version": "2", "challenger_version": "3",
+                "p_better": 0.971, "challenger_n": 240,
+                "error": "API request to http://mlflow:5000/api/2.0/mlflow/registered-models/alias failed:\n  "
+                         "Connection refused"}  # fmt: skip
+    assert promotion_failed_text(decision) == (
+        "Promotion failed: the bandit chose stockml-router v3 over v2 (P(better) 0.971 after 240 outcomes) but the "
+        "registry call failed (API request to http://mlflow:5000/api/2.0/mlflow/registered-models/alias failed: "
+        "Connection refused); v2 stays champion. Check that the service reaches the MLflow registry; the bandit "
+        "asks again after more outcomes, or promote it now: stockml promote --name stockml-router --version 3"
+    )
+    assert "(no error recorded)" in promotion_failed_text({**decision, "error": None})
+    assert len(promotion_failed_text({**decision, "error": "x" * 5000})) < 1000  # a stack of text is cut
+    alert = Alert(kind="promotion_failed", title="t", text=promotion_failed_text(decision))
+    assert alert.fingerprint() == Alert.from_dict(alert.to_dict()).fingerprint()  # the same alert again
+    assert alert.fingerprint() != Alert(kind="promotion_failed", title="t", text="other").fingerprint()
 
 
 def test_an_alert_checks_its_kind_and_round_trips():

@@ -133,3 +133,28 @@ def test_a_guardrail_refusal_is_an_alert_and_a_first_champion_is_not(notificatio
     )
     assert alert.links == {"candidate in MLflow": "http://mlflow:5000/#/models/stockml-router/versions/4"}
     assert notifications.refused_alert(refused, "sqlite:///x.db").links == {}
+
+
+def test_a_private_ca_in_the_connections_extra_verifies_both_channels(notifications, monkeypatch, tmp_path):
+    """An https webhook and an SMTP server with STARTTLS, both with a certificate of a private CA: trusted
+    through the extra's ``ca_bundle``; without it both fail on the certificate and nothing arrives."""
+    from tls import private_ca
+
+    pki = private_ca(tmp_path / "pki")
+    with http_receiver(tls=pki.server_context()) as rx, smtp_server(tls=pki.server_context()) as smtp:
+        for ca in (None, str(pki.ca)):
+            with_ca = {"ca_bundle": ca} if ca else {}
+            webhook = {"conn_type": "http", "extra": {"url": rx.url, "retries": 1, "backoff_s": 0, **with_ca}}
+            monkeypatch.setenv(WEBHOOK_ENV, json.dumps(webhook))
+            monkeypatch.setenv(SMTP_ENV, _smtp_conn(smtp.port, starttls=True, retries=1, backoff_s=0, **with_ca))
+            if ca is None:
+                untrusted = notifications.notify(_alert())
+                assert rx.requests == [] and smtp.messages == []
+            else:
+                trusted = notifications.notify(_alert())
+        mails = smtp.wait_for(1)
+    assert [(d["channel"], d["ok"], d["attempts"]) for d in untrusted] == [("webhook", False, 1), ("email", False, 1)]
+    assert all(" not trusted: " in d["error"] and "ca_bundle" in d["error"] for d in untrusted), untrusted
+    assert [(d["channel"], d["ok"]) for d in trusted] == [("webhook", True), ("email", True)]
+    assert len(rx.requests) == 1 and json.loads(rx.requests[0].body) == _alert().webhook_payload()
+    assert len(mails) == 1 and mails[0].message["Subject"] == "[stockml warning] stockml: degradation"

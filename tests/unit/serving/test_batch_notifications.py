@@ -191,3 +191,40 @@ def test_a_delivery_pending_at_a_stop_is_sent_at_the_next_start(tmp_path):
         finally:
             again.stop()
     assert out["notifications"]["callback"]["state"] == "delivered" and len(rx.requests) == 1
+
+
+def test_callbacks_and_mails_over_tls_trust_the_notify_ca_bundle(tmp_path):
+    """An https receiver and an SMTP server with STARTTLS, certificates of a private CA: with
+    ``STOCKML_NOTIFY__CA_BUNDLE`` the signed body arrives as sent; without it both deliveries fail on the
+    certificate (in the job's record, in words), nothing arrives and the job is done all the same."""
+    from tls import private_ca
+
+    pki = private_ca(tmp_path / "pki")
+    outcomes = {}
+    with http_receiver(tls=pki.server_context()) as rx, smtp_server(tls=pki.server_context()) as smtp:
+        for name, ca in (("untrusted", None), ("trusted", str(pki.ca))):
+            notify = _settings(smtp_host=smtp.host, smtp_port=smtp.port, smtp_from="stockml@example.org",
+                               smtp_starttls=True, ca_bundle=ca, retries=1)  # fmt: skip
+            jobs = _jobs(tmp_path / name, notify)
+            jobs.start()
+            try:
+                job = jobs.submit(CSV, 2, callback_url=rx.url, notify_email="planner@example.org")
+                outcomes[name] = _wait_notified(jobs, job.job_id, ("callback", "email"))
+            finally:
+                jobs.stop()
+            if name == "untrusted":
+                assert rx.requests == [] and smtp.messages == []
+        mails = smtp.wait_for(1)
+    for channel in ("callback", "email"):
+        failed = outcomes["untrusted"]["notifications"][channel]
+        assert failed["state"] == "failed" and failed["attempts"] == 1, failed
+        assert " not trusted: " in failed["error"] and "ca_bundle" in failed["error"], failed
+        assert outcomes["trusted"]["notifications"][channel]["state"] == "delivered"
+    assert outcomes["untrusted"]["state"] == "done"
+    got = rx.requests[0]
+    assert len(rx.requests) == 1 and json.loads(got.body)["job_id"] == outcomes["trusted"]["job_id"]
+    assert (
+        got.headers["X-Stockml-Signature"]
+        == "sha256=" + hmac.new(SECRET.encode(), got.body, hashlib.sha256).hexdigest()
+    )
+    assert len(mails) == 1 and mails[0].rcpt_tos == ["planner@example.org"]

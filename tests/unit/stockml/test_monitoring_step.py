@@ -11,7 +11,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from stockml.cli import app
-from stockml.steps.monitoring import build_alerts, debounced, event_extra, requested_on
+from stockml.steps.monitoring import debounced, event_extra, requested_on
+from stockml.steps.monitoring_alerts import build_alerts
 
 DAY = dt.datetime(2026, 11, 14, tzinfo=dt.UTC)
 
@@ -64,8 +65,16 @@ def test_alerts_for_reasons_and_bandit_promotions():
 
     promotion = {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "2",
                  "p_better": 0.97, "challenger_n": 240, "created_at": "2026-11-13T10:00:00Z"}  # fmt: skip
-    alerts = build_alerts(_report([]), [promotion], {"ops dashboard": "http://127.0.0.1:8000"})
-    assert [a["kind"] for a in alerts] == ["degradation", "bandit_promotion"]
+    failed = promotion | {"action": "promote_failed", "challenger_version": "3", "error": "registry unreachable"}
+    alerts = build_alerts(_report([]), [promotion, failed], {"ops dashboard": "http://127.0.0.1:8000"})
+    assert [a["kind"] for a in alerts] == ["degradation", "bandit_promotion", "promotion_failed"]
+    assert alerts[2]["severity"] == "warning" and alerts[2]["figures"]["error"] == "registry unreachable"
+    assert alerts[2]["title"] == "stockml: the bandit's promotion of stockml-router v3 failed"
+    assert alerts[2]["text"].startswith(
+        "Promotion failed: the bandit chose stockml-router v3 over v1 (P(better) 0.97 after 240 outcomes) but the "
+        "registry call failed (registry unreachable); v1 stays champion. Check that the service reaches"
+    )
+    alerts = alerts[:2]
     assert alerts[0]["text"].startswith("Degradation: weekly MASE ? above the limit 1.8")
     assert alerts[0]["text"].endswith("; retraining already requested (debounced)")
     assert alerts[0]["figures"]["limit"] == 1.8 and alerts[0]["figures"]["check"] == "degradation"
@@ -97,7 +106,7 @@ def test_drift_alerts_name_the_drifted_features():
 
 
 def test_a_re_run_of_a_day_knows_what_that_day_flagged():
-    from stockml.steps.monitoring import flagged_on
+    from stockml.steps.monitoring_alerts import flagged_on
 
     history = pd.DataFrame([
         {"check_name": "drift", "flagged": True, "cutoff_week": "2026-11-14"},
@@ -109,7 +118,7 @@ def test_a_re_run_of_a_day_knows_what_that_day_flagged():
 
 
 def test_the_bandit_cursor_makes_a_re_run_alert_nothing_twice():
-    from stockml.steps.monitoring import BANDIT_CURSOR, bandit_cursor
+    from stockml.steps.monitoring_alerts import BANDIT_CURSOR, bandit_cursor
 
     def summary(day: str, mark: str | None) -> dict:
         return {"check_name": "summary", "logical_date": pd.Timestamp(day, tz="UTC"),
@@ -126,11 +135,11 @@ def test_the_bandit_cursor_makes_a_re_run_alert_nothing_twice():
 
 
 def test_the_cursor_moves_to_the_newest_alerted_promotion_whatever_the_time_zone_form():
-    from stockml.steps.monitoring import _newest
+    from stockml.steps.monitoring_alerts import newest_mark
 
     # SQLite gives the outcome store's times back naive (UTC): found by the DAG test, where they met a tz-aware day
-    assert _newest(DAY, ["2026-11-14T10:00:00.000", "2026-11-13T09:00:00Z"]) == "2026-11-14T10:00:00+00:00"
-    assert _newest(None, []) is None and _newest(DAY, []) == "2026-11-14T00:00:00+00:00"
+    assert newest_mark(DAY, ["2026-11-14T10:00:00.000", "2026-11-13T09:00:00Z"]) == "2026-11-14T10:00:00+00:00"
+    assert newest_mark(None, []) is None and newest_mark(DAY, []) == "2026-11-14T00:00:00+00:00"
 
 
 def test_the_training_adopts_the_snapshot_the_triggering_event_names(monkeypatch):
@@ -177,20 +186,30 @@ def test_served_records_and_promotions_come_from_the_services_outcome_store(tmp_
             for action in ("promote", "stop")
         ] + [{"model_name": "stockml-router", "champion_version": "1", "challenger_version": "3",
               "action": "promote_refused", "p_better": 0.96, "challenger_n": 300, "created_at": at,
-              "details": json.dumps({"guardrail": {"reason": "holdout MASE 1.3 vs champion 1.1"}})}])  # fmt: skip
+              "details": json.dumps({"guardrail": {"reason": "holdout MASE 1.3 vs champion 1.1"}})},
+             # details as serving.bentos.traffic records a failed registry call: record_decision(..., error=, evidence=)
+             {"model_name": "stockml-router", "champion_version": "1", "challenger_version": "4",
+              "action": "promote_failed", "p_better": 0.98, "challenger_n": 420, "created_at": at,
+              "details": json.dumps({"error": "RestException: RESOURCE_DOES_NOT_EXIST: Model Version 4 not found",
+                                     "evidence": {"p_better": 0.98}})}])  # fmt: skip
     engine.dispose()
     served, feedback = served_records(s)
     assert list(served["forecast_id"]) == ["f1"] and list(feedback["y"]) == [5.0]
     promotions = bandit_promotions(s, dt.datetime(2026, 11, 12, tzinfo=dt.UTC))
-    assert [(p["challenger_version"], p["action"]) for p in promotions] == [("2", "promote"), ("3", "promote_refused")]
+    assert [(p["challenger_version"], p["action"]) for p in promotions] == [
+        ("2", "promote"), ("3", "promote_refused"), ("4", "promote_failed")]  # fmt: skip
     assert promotions[1]["reason"] == "holdout MASE 1.3 vs champion 1.1"  # the stop decision is no promotion
-    refused = build_alerts(_report([]) | {"reasons": []}, promotions)[1]
+    assert promotions[2]["error"] == "RestException: RESOURCE_DOES_NOT_EXIST: Model Version 4 not found"
+    _, refused, failed = build_alerts(_report([]) | {"reasons": []}, promotions)
+    assert failed["kind"] == "promotion_failed" and "the bandit chose stockml-router v4 over v1" in failed["text"]
+    assert "registry call failed (RestException: RESOURCE_DOES_NOT_EXIST: Model Version 4 not found)" in failed["text"]
     assert refused["kind"] == "promotion_refused" and refused["text"] == (
         "Promotion refused: stockml-router v3 was not promoted, v1 stays champion (the bandit asked, P(better) "
         "0.96 after 300 outcomes; the guardrails said: holdout MASE 1.3 vs champion 1.1)"
     )
     assert bandit_promotions(s, dt.datetime(2026, 11, 14, tzinfo=dt.UTC)) == []  # already seen by an earlier run
-    from stockml.steps.monitoring import _newest
+    from stockml.steps.monitoring_alerts import newest_mark
 
-    cursor = _newest(None, [p["created_at"] for p in promotions])  # what the run that alerted them keeps
+    # what the run that alerted them keeps: the next run (this day's re-run too) alerts none of the three again
+    cursor = newest_mark(None, [p["created_at"] for p in promotions])
     assert cursor == "2026-11-13T10:00:00.123456+00:00" and bandit_promotions(s, pd.Timestamp(cursor)) == []
