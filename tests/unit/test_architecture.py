@@ -5,6 +5,7 @@ lazy ones inside functions included, becomes an edge of the import graph among t
 modules, and the graph must be acyclic. The layer rule: the libraries (``training/``,
 ``rl_agent/``, ``monitoring/``) never import the application (``stockml``), ``serving``,
 Airflow, the plugins or the DAGs; ``stockml`` never imports ``serving``, the plugins or the DAGs.
+No module of ``stockml/`` or ``serving/`` is longer than 450 lines.
 """
 
 from __future__ import annotations
@@ -154,6 +155,31 @@ def test_cycle_finder_reports_a_circle(tmp_path):
     assert layer_violations(tmp_path) == ["stockml.c imports serving.x"]
     (pkg / "b.py").write_text("")
     assert find_cycle(import_graph(tmp_path)) is None
+
+
+MAX_MODULE_LINES = 450  # issue 10: the application and serving stay in small modules
+SMALL_MODULE_PACKAGES = ("stockml", "serving")
+
+
+def long_modules(repo: Path = REPO, limit: int = MAX_MODULE_LINES) -> list[str]:
+    """``module (lines)`` for each module of ``stockml/`` or ``serving/`` longer than ``limit`` lines."""
+    out = []
+    for module, path in project_modules(repo).items():
+        if module.split(".")[0] in SMALL_MODULE_PACKAGES:
+            n = len(path.read_text().splitlines())
+            if n > limit:
+                out.append(f"{module} ({n} lines)")
+    return out
+
+
+def test_application_and_serving_modules_stay_small(tmp_path):
+    pkg = tmp_path / "serving"
+    pkg.mkdir()
+    (pkg / "big.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    (pkg / "ok.py").write_text("x = 1\n" * MAX_MODULE_LINES)
+    assert long_modules(tmp_path) == [f"serving.big ({MAX_MODULE_LINES + 1} lines)"]  # the check can fail
+    too_long = long_modules()
+    assert not too_long, f"split these (over {MAX_MODULE_LINES} lines): " + ", ".join(too_long)
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
