@@ -346,6 +346,7 @@ class NeuralMember(Forecaster):
         for k, v in state.get("params", {}).items():
             if k in {f.name for f in fields(self)}:
                 setattr(self, k, v)
+        self.__post_init__()  # the same checks and normal forms as a constructed member (JSON lists → tuples)
         if not state.get("weights"):
             return self
         import torch
