@@ -21,6 +21,9 @@ Two modes:
 - holdout (default): the last 13 values of each training series are held out. The figures
   rank the methods but are *not* comparable in absolute terms with the published ones,
   because they are measured on different (earlier) weeks.
+- ``--validation``: the holdout moved 13 weeks back (the last 13 values of each training series
+  are dropped, the 13 before them held out), so settings can be tuned without ever looking at
+  the holdout weeks; run the holdout once with the settings chosen here.
 
 Example::
 
@@ -75,6 +78,11 @@ HOLDOUT_NOTE = (
     "These figures rank the methods but are NOT comparable in absolute terms with the "
     "published (test-set) figures shown beside them; pass --test to reproduce those."
 )
+VALIDATION_NOTE = (
+    "Validation mode: the last 13 weeks of Weekly-train.csv are dropped and the 13 before them "
+    "scored, for tuning without touching the holdout; not comparable with the published figures."
+)
+NOTES = {"holdout": HOLDOUT_NOTE, "validation": VALIDATION_NOTE}
 
 
 # --------------------------------------------------------------------------- data
@@ -366,8 +374,8 @@ def print_report(
             best.add_row(r["method"], r["team"], r["type"], _fmt(r["smape"]), _fmt(r["mase"]), _fmt(r["owa"]))
         console.print(best)
 
-    if mode == "holdout":
-        console.print(f"[bold yellow]Note:[/] {HOLDOUT_NOTE}")
+    if mode in NOTES:
+        console.print(f"[bold yellow]Note:[/] {NOTES[mode]}")
     else:
         acc = Table(title="Acceptance vs published (official test set)")
         for col in ("method", "metric", "ours", "published", "rel diff", "rule", "result"):
@@ -433,7 +441,7 @@ def build_json(
         "total_seconds": total,
         "top_published": top_published(published),
         "acceptance": checks if mode == "test" else None,
-        "note": HOLDOUT_NOTE if mode == "holdout" else None,
+        "note": NOTES.get(mode),
         "machine": machine_info(),
     }
 
@@ -449,6 +457,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=Path,
         default=None,
         help="M4 Weekly-test.csv (official mode); without it the last 13 weeks are held out",
+    )
+    p.add_argument(
+        "--validation",
+        action="store_true",
+        help="tune without the holdout: drop each series' last 13 weeks and score the 13 before them",
     )
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument(
@@ -501,8 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     methods = with_timesfm(methods, args.timesfm)
 
     data = load_m4(args.train, args.series)
+    if args.validation and args.test is not None:
+        raise SystemExit("--validation scores weeks of the training file: it cannot be combined with --test")
     if args.test is None:
-        mode = "holdout"
+        mode = "validation" if args.validation else "holdout"
+        if args.validation:
+            data = holdout_split(data, H)[0]  # the holdout weeks are never seen
         train, test = holdout_split(data, H)
     else:
         mode = "test"

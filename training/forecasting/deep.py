@@ -1,15 +1,18 @@
-"""Deep global members: LSTM and N-HiTS through Nixtla's ``neuralforecast``.
+"""Deep global members: LSTM, N-HiTS and N-BEATS through Nixtla's ``neuralforecast``.
 
-Both learn one network across every series of the panel (``Capabilities(scope="global")``), on the
+All three learn one network across every series of the panel (``Capabilities(scope="global")``), on the
 same ``unique_id, ds, y`` frame as the rest of the zoo:
 
 - **NHITS** (Challu et al., 2023): stacks of MLPs on multi-rate pooled inputs whose outputs are
   interpolated over the horizon; direct multi-step, fast on CPU, the stronger of the two on M4 Weekly
   (bench/RESULTS.md);
+- **NBEATS** (Oreshkin et al., 2020): stacks of MLP blocks, each emitting a backcast (subtracted
+  from its input) and a forecast on a basis (identity, polynomial trend or Fourier seasonality);
+  the method of the M4 paper's best pure-deep result, trained here per panel like NHITS;
 - **LSTM**: a 2-layer LSTM encoder over the last ``input_size`` values and an MLP decoder for the
   horizon (neuralforecast's non-recurrent, direct mode).
 
-Choices shared by both (all are plain parameters, tunable through ``ModelZoo(params=...)``):
+Choices shared by all (all are plain parameters, tunable through ``ModelZoo(params=...)``):
 
 - per-window scaling inside the network (``scaler_type``, "robust" by default: median / IQR-style,
   which copes with zero weeks and intermittent demand); neuralforecast's ``TemporalNorm`` computes
@@ -47,7 +50,7 @@ import pandas as pd
 
 from training.forecasting.contract import LEVELS, Capabilities, Forecaster, future_ds
 
-KINDS = ("LSTM", "NHITS")
+KINDS = ("LSTM", "NHITS", "NBEATS")
 COMMON_PARAMS = (
     "input_size", "max_steps", "learning_rate", "batch_size", "windows_batch_size", "scaler_type", "val_size",
     "early_stop_patience_steps", "val_check_steps", "random_seed", "loss", "refit_every", "train_tail", "transform",
@@ -55,8 +58,11 @@ COMMON_PARAMS = (
 KIND_PARAMS = {
     "LSTM": ("encoder_hidden_size", "encoder_n_layers", "decoder_hidden_size"),
     "NHITS": ("mlp_width", "n_blocks"),
+    "NBEATS": ("stack_types", "n_blocks", "mlp_width", "n_harmonics", "n_basis"),
 }
 WEIGHTS = "weights.pt"
+LOSSES = ("mqloss", "mae", "mase", "smape")
+STACK_TYPES = {"identity", "trend", "seasonality"}
 
 
 @contextlib.contextmanager
@@ -88,7 +94,7 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class NeuralMember(Forecaster):
-    """A neuralforecast model (``kind`` "LSTM" or "NHITS") behind the zoo's forecaster contract."""
+    """A neuralforecast model (``kind`` "LSTM", "NHITS" or "NBEATS") behind the zoo's forecaster contract."""
 
     STATE_FORMAT: ClassVar[int] = 1
 
@@ -106,7 +112,9 @@ class NeuralMember(Forecaster):
     early_stop_patience_steps: int = 5
     val_check_steps: int = 25
     random_seed: int = 1
-    loss: str = "mqloss"  # "mqloss" (median + 80/95 % bounds) or "mae" (point only)
+    # "mqloss" (median + 80/95 % bounds), or a point loss: "mae", "mase" (MAE over the window's lag-1
+    # naive MAE, the M4 scale) or "smape" (the M4 accuracy measure itself, as the N-BEATS paper trained)
+    loss: str = "mqloss"
     refit_every: int = 4
     # Fit on only the last ``train_tail`` values of each series (0: all). Every training step unfolds
     # whole series into windows, so very long histories (M4 Weekly: up to 2,600 weeks) cost time per
@@ -123,6 +131,12 @@ class NeuralMember(Forecaster):
     # NHITS (three stacks, as the paper; each block an MLP of two layers of ``mlp_width``)
     mlp_width: int = 256
     n_blocks: int = 1
+    # NBEATS (``n_blocks`` blocks of ``mlp_width`` per stack, as NHITS). The interpretable set of the
+    # paper by default: a generic ("identity") stack, a polynomial trend of degree ``n_basis`` and a
+    # Fourier seasonality of ``n_harmonics`` harmonics over the window.
+    stack_types: tuple[str, ...] = ("identity", "trend", "seasonality")
+    n_harmonics: int = 2
+    n_basis: int = 2
     model_: Any = field(default=None, repr=False)
     nf_: Any = field(default=None, repr=False)
 
@@ -131,8 +145,12 @@ class NeuralMember(Forecaster):
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.transform not in ("none", "log1p"):
             raise ValueError(f"transform must be 'none' or 'log1p', got {self.transform!r}")
-        if self.loss not in ("mqloss", "mae"):
-            raise ValueError(f"loss must be 'mqloss' or 'mae', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        self.stack_types = tuple(self.stack_types)  # a JSON list (params, saved config) reads back as a tuple
+        unknown = set(self.stack_types) - STACK_TYPES
+        if unknown or not self.stack_types:
+            raise ValueError(f"stack_types must be a non-empty list of {sorted(STACK_TYPES)}, got {self.stack_types!r}")
         self.alias = self.alias or self.kind
 
     @property
@@ -169,14 +187,20 @@ class NeuralMember(Forecaster):
         ``early_stopping=False`` builds it without the callback: neuralforecast attaches Lightning's
         EarlyStopping in the constructor, so switching it off afterwards leaves a callback waiting for
         a validation loss that is never logged (it then fails the fit)."""
-        from neuralforecast.losses.pytorch import MAE, MQLoss
-        from neuralforecast.models import LSTM, NHITS
+        from neuralforecast.losses.pytorch import MAE, MASE, SMAPE, MQLoss
+        from neuralforecast.models import LSTM, NBEATS, NHITS
 
+        losses = {
+            "mqloss": lambda: MQLoss(level=list(LEVELS)),
+            "mae": MAE,
+            "mase": lambda: MASE(seasonality=1),
+            "smape": SMAPE,
+        }
         common = {
             "h": self.horizon,
             "input_size": self.input_size,
-            "loss": MQLoss(level=list(LEVELS)) if self.loss == "mqloss" else MAE(),
-            "valid_loss": MQLoss(level=list(LEVELS)) if self.loss == "mqloss" else MAE(),
+            "loss": losses[self.loss](),
+            "valid_loss": losses[self.loss](),
             "max_steps": self.max_steps,
             "learning_rate": self.learning_rate,
             "early_stop_patience_steps": self.early_stop_patience_steps if early_stopping else -1,
@@ -197,6 +221,16 @@ class NeuralMember(Forecaster):
                 **common,
             )
         w = self.mlp_width
+        if self.kind == "NBEATS":
+            n = len(self.stack_types)
+            return NBEATS(
+                stack_types=list(self.stack_types),
+                n_blocks=[self.n_blocks] * n,
+                mlp_units=n * [[w, w]],
+                n_harmonics=self.n_harmonics,
+                n_basis=self.n_basis,
+                **common,
+            )
         return NHITS(n_blocks=[self.n_blocks] * 3, mlp_units=3 * [[w, w]], **common)
 
     def _wrap(self, model):
@@ -312,6 +346,7 @@ class NeuralMember(Forecaster):
         for k, v in state.get("params", {}).items():
             if k in {f.name for f in fields(self)}:
                 setattr(self, k, v)
+        self.__post_init__()  # the same checks and normal forms as a constructed member (JSON lists → tuples)
         if not state.get("weights"):
             return self
         import torch

@@ -33,8 +33,10 @@ def table() -> pd.DataFrame:
     return run_benchmark(train, test, ["Naive", "Naive2", "SES", "Theta"], n_jobs=1).set_index("method")
 
 
-def _hand_naive(path: Path, n_series: int, h: int) -> tuple[float, float]:
-    """M4 formulas in a plain loop: per-series sMAPE and MASE (lag-1 scale), then the mean."""
+def _hand_naive(path: Path, n_series: int, h: int, drop: int = 0) -> tuple[float, float]:
+    """M4 formulas in a plain loop: per-series sMAPE and MASE (lag-1 scale), then the mean.
+
+    ``drop`` last values of each series are cut off first (the validation split)."""
     smapes, mases = [], []
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
@@ -43,6 +45,7 @@ def _hand_naive(path: Path, n_series: int, h: int) -> tuple[float, float]:
             if i == n_series:
                 break
             y = np.array([float(v) for v in row[1:] if v not in ("", "NA", "NaN")])
+            y = y[: len(y) - drop]
             train, actual = y[:-h], y[-h:]
             forecast = np.full(h, train[-1])
             smapes.append(np.mean(200 * np.abs(actual - forecast) / (np.abs(actual) + np.abs(forecast))))
@@ -101,3 +104,20 @@ def test_timesfm_row_is_skipped_with_a_message_without_a_checkpoint(tmp_path: Pa
     proc = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(out.read_text())["methods"]) == {"Naive2", "TimesFM"}
+
+
+def test_validation_scores_the_13_weeks_before_the_holdout(tmp_path: Path) -> None:
+    """``--validation`` must never see the holdout weeks: Naive's figures there are those of the
+    series cut 13 weeks short, computed by hand; it refuses ``--test`` (it scores training weeks)."""
+    out = tmp_path / "validation.json"
+    cmd = [sys.executable, "-m", "bench.m4_weekly", "--series", "10", "--methods", "Naive", "--validation"]
+    proc = subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(out.read_text())
+    assert payload["mode"] == "validation" and "validation" in payload["note"].lower()
+    smape, mase = _hand_naive(DEFAULT_TRAIN, 10, H, drop=H)
+    assert math.isclose(payload["methods"]["Naive"]["smape"], smape, rel_tol=0, abs_tol=1e-9)
+    assert math.isclose(payload["methods"]["Naive"]["mase"], mase, rel_tol=0, abs_tol=1e-9)
+    assert smape != _hand_naive(DEFAULT_TRAIN, 10, H)[0]  # other weeks than the holdout's
+    proc = subprocess.run([*cmd, "--test", str(DEFAULT_TRAIN)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "cannot be combined with --test" in proc.stderr

@@ -1,4 +1,4 @@
-"""The deep global members (LSTM, NHITS via neuralforecast): contract, determinism, carried state, backtest.
+"""The deep global members (LSTM, NHITS, NBEATS via neuralforecast): contract, determinism, carried state, backtest.
 
 Trained for a few dozen steps on small panels: the behaviour, not the accuracy, is under test here
 (the accuracy is in bench/RESULTS.md).
@@ -22,7 +22,8 @@ from training.forecasting.zoo import ModelZoo
 FAST = {"max_steps": 30, "val_check_steps": 10, "batch_size": 16, "windows_batch_size": 64}
 FAST_NHITS = {**FAST, "mlp_width": 32}
 FAST_LSTM = {**FAST, "encoder_hidden_size": 16, "decoder_hidden_size": 16}
-PARAMS = {"NHITS": FAST_NHITS, "LSTM": FAST_LSTM}
+FAST_NBEATS = {**FAST, "mlp_width": 32}
+PARAMS = {"NHITS": FAST_NHITS, "LSTM": FAST_LSTM, "NBEATS": FAST_NBEATS}
 
 
 def _panel(n_ids=12, n=80, seed=0, start="2023-01-02", short=()):
@@ -44,7 +45,7 @@ def _zoo(name, **kw):
 
 def test_registered_opt_in_and_torch_not_imported_by_the_registry():
     reg = method_registry()
-    for name in ("LSTM", "NHITS"):
+    for name in ("LSTM", "NHITS", "NBEATS"):
         spec = reg[name]
         assert spec.family == "deep" and not spec.in_default
         assert {"max_steps", "input_size", "scaler_type", "random_seed"} <= set(spec.params)
@@ -59,10 +60,11 @@ def test_registered_opt_in_and_torch_not_imported_by_the_registry():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+    assert {"stack_types", "n_blocks", "mlp_width", "n_harmonics", "n_basis"} <= set(reg["NBEATS"].params)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["NHITS", "LSTM"])
+@pytest.mark.parametrize("name", ["NHITS", "LSTM", "NBEATS"])
 def test_contract_dates_bounds_and_short_series(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # Lightning must write nothing here (nor anywhere in the repository)
     panel = _panel(short={3})  # one series shorter than input_size (52): padded, not dropped
@@ -82,17 +84,18 @@ def test_contract_dates_bounds_and_short_series(name, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_seeded_fits_repeat_and_another_seed_differs():
+@pytest.mark.parametrize("name", ["NHITS", "NBEATS"])
+def test_seeded_fits_repeat_and_another_seed_differs(name):
     panel = _panel()
-    a = _zoo("NHITS").forecast(panel, h=8)
-    b = _zoo("NHITS").forecast(panel, h=8)
-    c = ModelZoo(methods=["NHITS"], params={"NHITS": {**FAST_NHITS, "random_seed": 7}}).forecast(panel, h=8)
+    a = _zoo(name).forecast(panel, h=8)
+    b = _zoo(name).forecast(panel, h=8)
+    c = ModelZoo(methods=[name], params={name: {**PARAMS[name], "random_seed": 7}}).forecast(panel, h=8)
     np.testing.assert_array_equal(a["yhat"].to_numpy(), b["yhat"].to_numpy())
     assert not np.allclose(a["yhat"].to_numpy(), c["yhat"].to_numpy())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["NHITS", "LSTM"])
+@pytest.mark.parametrize("name", ["NHITS", "LSTM", "NBEATS"])
 def test_state_round_trip_through_the_zoo(name, tmp_path):
     panel = _panel()
     zoo = _zoo(name, horizon=8).fit(panel)
@@ -191,3 +194,26 @@ def test_a_series_too_short_to_validate_on_keeps_early_stopping_for_the_others()
     assert member.model_.early_stop_patience_steps == PARAMS["NHITS"].get("early_stop_patience_steps", 5)
     fc = zoo.predict(13)
     assert set(fc["unique_id"]) == set(panel["unique_id"]) and fc["yhat"].notna().all()
+
+
+@pytest.mark.slow
+def test_nbeats_stacks_are_parameters_and_survive_a_save(tmp_path):
+    """A generic-only N-BEATS (two identity stacks, point loss) is another network than the default
+    interpretable one, and its saved config (JSON: the stacks come back as a list) rebuilds it."""
+    panel = _panel(n_ids=6)
+    params = {**FAST_NBEATS, "stack_types": ["identity", "identity"], "n_blocks": 2, "loss": "mase"}
+    zoo = ModelZoo(methods=["NBEATS"], horizon=6, params={"NBEATS": params}).fit(panel)
+    member = zoo.fitted_["NBEATS"]
+    assert member.stack_types == ("identity", "identity") and not member.capabilities.native_intervals
+    assert len(member.model_.blocks) == 4  # 2 stacks x 2 blocks
+    before = zoo.predict(6)
+    loaded = ModelZoo.load(tmp_path, json.loads(json.dumps(zoo.save(tmp_path))))
+    assert loaded.fitted_["NBEATS"].stack_types == ("identity", "identity")
+    pd.testing.assert_frame_equal(before, loaded.predict(6, panel=panel))
+
+
+def test_nbeats_rejects_an_unknown_stack_and_an_unknown_loss():
+    with pytest.raises(ValueError, match="stack_types"):
+        ModelZoo(methods=["NBEATS"], params={"NBEATS": {"stack_types": ["wavelet"]}}).member("NBEATS")
+    with pytest.raises(ValueError, match="loss"):
+        ModelZoo(methods=["NBEATS"], params={"NBEATS": {"loss": "huber"}}).member("NBEATS")
