@@ -29,6 +29,10 @@ DURATION = "bentoml_service_request_duration_seconds"
 CACHE = "stockml_forecast_cache"
 PROBES = frozenset({"/metrics", "/healthz", "/livez", "/readyz"})
 QUANTILES = (0.5, 0.95, 0.99)
+# The bandit's decisions as the service records them (``serving_bandit_decisions.action``), named once here
+# for both sides: the service writes them (:mod:`serving.bentos.traffic`), monitoring alerts them
+# (:mod:`stockml.steps.monitoring_alerts`), and the application layer may not import the service.
+STOP, PROMOTE, REFUSED, FAILED = "stop", "promote", "promote_refused", "promote_failed"
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:

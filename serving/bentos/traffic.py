@@ -33,6 +33,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from monitoring.serving_health import FAILED, PROMOTE, REFUSED, STOP
 from serving.bentos.bandit import Posterior, choose, decide, mase_scale, traffic_shares
 from serving.bentos.outcomes import OutcomeStore, ScoredItem, ServedForecast
 from serving.bentos.schemas import MAX_HORIZON, MAX_ITEMS, Observation, unique_by
@@ -40,8 +41,6 @@ from stockml.settings_serving import BanditSettings
 from training.data.weekly import week_number, week_start_of
 
 log = logging.getLogger("stockml.serving.bandit")
-
-STOP, PROMOTE, REFUSED, FAILED = "stop", "promote", "promote_refused", "promote_failed"
 
 
 # ---------------------------------------------------------------- /feedback request

@@ -18,12 +18,11 @@ from typing import Any
 import pandas as pd
 
 from monitoring import alerts as alerts_lib
+from monitoring.serving_health import FAILED, PROMOTE, REFUSED
 
 REASONS = ("drift", "residual_drift", "degradation")
 BANDIT_CURSOR = "bandit_alerted_through"  # in the summary row: the newest bandit decision already alerted
-# the bandit's decisions that are alerted (serving.bentos.traffic: PROMOTE, REFUSED, FAILED); a stop is not
-PROMOTED, REFUSED, FAILED = "promote", "promote_refused", "promote_failed"
-ALERTED_ACTIONS = (PROMOTED, REFUSED, FAILED)
+ALERTED_ACTIONS = (PROMOTE, REFUSED, FAILED)  # the bandit's decisions that are alerted; a stop is not
 
 
 def flagged_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
