@@ -154,11 +154,11 @@ def post_json(
                 continue
             status = response.status_code
             if status < 300:
-                return Delivery(channel, target, True, attempts, status, None, _now())
+                return Delivery(channel, target, True, attempts, status, None)
             error = f"HTTP {status}: {response.text[:200]}"
             if status < 500:
                 break
-    return Delivery(channel, target, False, attempts, status, error, _now())
+    return Delivery(channel, target, False, attempts, status, error)
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ def send_email(
         attempts += 1
         try:
             _send_once(message, server, context)
-            return Delivery("email", target, True, attempts, 250, None, _now())
+            return Delivery("email", target, True, attempts, 250, None)
         except smtplib.SMTPResponseException as exc:  # the server answered with an error code
             status, error = exc.smtp_code, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:500]
             if exc.smtp_code >= 500:
@@ -213,7 +213,7 @@ def send_email(
             if untrusted := certificate_problem(exc, f"{server.host}:{server.port}"):
                 error = untrusted
                 break
-    return Delivery("email", target, False, attempts, status, error, _now())
+    return Delivery("email", target, False, attempts, status, error)
 
 
 def _send_once(message: EmailMessage, server: SmtpServer, context: ssl.SSLContext) -> None:
