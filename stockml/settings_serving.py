@@ -205,6 +205,20 @@ class NotifySettings(_Section):
         mode="before",
     )(_blank_is_none)  # fmt: skip
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_usable(cls, v: str | None) -> str | None:
+        """Checked when the settings load, so that a wrong path stops the service at its start with the
+        fix, rather than failing every callback and mail of the day one by one."""
+        if v is not None:
+            from monitoring.delivery import CaBundleError, tls_context
+
+            try:
+                tls_context(v)
+            except CaBundleError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
     @field_validator("callback_hosts")
     @classmethod
     def _hosts(cls, v: str) -> str:

@@ -108,7 +108,8 @@ def monitoring_step(
         "champion": champion,
         "checks": checks,
         BANDIT_CURSOR: newest_mark(since, [p["created_at"] for p in promotions]),
-        "alerted_today": sorted(flagged_on(history, when)),  # told by an earlier run of this day: not again
+        # told by an earlier run of this day: not again, unless every delivery of it failed
+        "alerted_today": sorted(flagged_on(history, when, _table(hook, "stock_alert_deliveries", schema))),
     }
     report["alerts"] = build_alerts(
         report, promotions, {"ops dashboard": f"http://{s.dashboards_host}:{s.dashboards_port}"}

@@ -25,12 +25,30 @@ BANDIT_CURSOR = "bandit_alerted_through"  # in the summary row: the newest bandi
 ALERTED_ACTIONS = (PROMOTE, REFUSED, FAILED)  # the bandit's decisions that are alerted; a stop is not
 
 
-def flagged_on(history: pd.DataFrame, when: dt.datetime) -> set[str]:
-    """The reasons an earlier run of ``when``'s day flagged (and so alerted)."""
+def flagged_on(history: pd.DataFrame, when: dt.datetime, deliveries: pd.DataFrame | None = None) -> set[str]:
+    """The reasons an earlier run of ``when``'s day flagged and so alerted, less those whose alert reached
+    no one: every delivery of it recorded that day (``stock_alert_deliveries``, ``deliveries``) failed.
+    A re-run of the day sends those again, once the channel is mended; an alert that reached one channel
+    is not repeated (ops have it), nor one without rows (nothing says it failed)."""
     if history.empty:
         return set()
     day = history[(history["cutoff_week"] == when.date().isoformat()) & history["flagged"].astype(bool)]
-    return set(day["check_name"]) & set(REASONS)
+    return (set(day["check_name"]) & set(REASONS)) - undelivered_reasons(deliveries, when)
+
+
+def alert_title(reason: str, cutoff: str) -> str:
+    """The title of ``reason``'s alert: what names it in the day's delivery rows."""
+    return f"stockml: {reason.replace('_', ' ')} on the demand up to {cutoff}"
+
+
+def undelivered_reasons(deliveries: pd.DataFrame | None, when: dt.datetime) -> set[str]:
+    """The reasons whose alert of ``when``'s day has delivery rows and not one of them ok."""
+    if deliveries is None or deliveries.empty:
+        return set()
+    day = deliveries[deliveries["cutoff_week"] == when.date().isoformat()]
+    reached = day.groupby("title")["ok"].agg(lambda ok: ok.astype(bool).any())
+    failed = set(reached.index[~reached])
+    return {r for r in REASONS if any(t.startswith(alert_title(r, "")) for t in failed)}
 
 
 def _previous_run(history: pd.DataFrame, when: dt.datetime) -> dt.datetime | None:
@@ -120,7 +138,7 @@ def build_alerts(
             figures["p_values"] = {k: v.get("p_value") for k, v in c["columns"].items()}
         alert = alerts_lib.Alert(
             kind="degradation" if reason == "degradation" else "drift",
-            title=f"stockml: {reason.replace('_', ' ')} on the demand up to {cutoff}",
+            title=alert_title(reason, cutoff),
             text=f"{text}; {state}",
             severity="warning",
             figures={"check": reason, "retraining": state, **figures},

@@ -81,6 +81,15 @@ def test_an_allow_list_needs_a_secret_and_lower_case_hosts():
     assert Settings(notify={"smtp_host": "mail", "smtp_from": "a@b.c"}).notify.email_enabled
 
 
+def test_an_unusable_ca_bundle_stops_the_settings_at_load_with_the_fix(tmp_path):
+    with pytest.raises(ValidationError, match=r"ca_bundle .*nope.pem.* is not a file \(expected the PEM file"):
+        NotifySettings(ca_bundle=str(tmp_path / "nope.pem"))
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    with pytest.raises(ValidationError, match="holds no usable PEM certificate"):
+        NotifySettings(ca_bundle=str(junk))
+
+
 def test_a_host_off_the_list_is_a_422_naming_the_field(tmp_path):
     jobs = _jobs(tmp_path, _settings())
     with pytest.raises(InvalidInput) as info:

@@ -117,6 +117,28 @@ def test_a_re_run_of_a_day_knows_what_that_day_flagged():
     assert flagged_on(history, DAY) == {"drift"} and flagged_on(pd.DataFrame(), DAY) == set()
 
 
+def test_a_re_run_sends_again_the_alert_that_reached_no_one():
+    from stockml.steps.monitoring_alerts import alert_title, flagged_on
+
+    history = pd.DataFrame([
+        {"check_name": "drift", "flagged": True, "cutoff_week": "2026-11-14"},
+        {"check_name": "degradation", "flagged": True, "cutoff_week": "2026-11-14"},
+        {"check_name": "residual_drift", "flagged": True, "cutoff_week": "2026-11-14"},
+    ])  # fmt: skip
+    rows = [  # drift: both channels failed; degradation: the mail arrived; residual drift: nothing recorded
+        ("drift", "webhook", False), ("drift", "email", False),
+        ("degradation", "webhook", False), ("degradation", "email", True),
+        ("drift", "webhook", True),  # another day's drift alert that arrived changes nothing here
+    ]  # fmt: skip
+    title = lambda reason: alert_title(reason, "2026-11-09")  # noqa: E731
+    deliveries = pd.DataFrame(
+        [{"title": title(r), "channel": c, "ok": ok, "cutoff_week": "2026-11-14"} for r, c, ok in rows]
+    )
+    deliveries.loc[4, "cutoff_week"] = "2026-11-13"
+    assert flagged_on(history, DAY, deliveries) == {"degradation", "residual_drift"}
+    assert flagged_on(history, DAY, deliveries.iloc[2:]) == {"drift", "degradation", "residual_drift"}
+
+
 def test_the_bandit_cursor_makes_a_re_run_alert_nothing_twice():
     from stockml.steps.monitoring_alerts import BANDIT_CURSOR, bandit_cursor
 
