@@ -30,6 +30,10 @@ Choices shared by all (all are plain parameters, tunable through ``ModelZoo(para
 Fitted state (:meth:`NeuralMember.save_state`) is the network's ``state_dict`` (``weights.pt``, read
 back with ``torch.load(weights_only=True)``) plus a JSON config; never a pickle, never a Lightning
 checkpoint. ``torch`` and ``neuralforecast`` are imported only when a member fits or loads.
+
+``ensemble`` (a list of per-network overrides, or a dict of lists for their product) makes the member
+the median of several networks, trained one after the other (:mod:`training.forecasting.deep_ensemble`);
+its state is one ``state_dict`` per network (``weights_00.pt``, ...) under the same JSON config.
 """
 
 from __future__ import annotations
@@ -48,12 +52,14 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from training.forecasting import deep_ensemble
 from training.forecasting.contract import LEVELS, Capabilities, Forecaster, future_ds
 
 KINDS = ("LSTM", "NHITS", "NBEATS")
 COMMON_PARAMS = (
     "input_size", "max_steps", "learning_rate", "batch_size", "windows_batch_size", "scaler_type", "val_size",
     "early_stop_patience_steps", "val_check_steps", "random_seed", "loss", "refit_every", "train_tail", "transform",
+    "ensemble",
 )  # fmt: skip
 KIND_PARAMS = {
     "LSTM": ("encoder_hidden_size", "encoder_n_layers", "decoder_hidden_size"),
@@ -97,6 +103,7 @@ class NeuralMember(Forecaster):
     """A neuralforecast model (``kind`` "LSTM", "NHITS" or "NBEATS") behind the zoo's forecaster contract."""
 
     STATE_FORMAT: ClassVar[int] = 1
+    ENSEMBLE_FORMAT: ClassVar[int] = 2  # weights: a list of files, one per network of ``ensemble``
 
     kind: str = "NHITS"
     alias: str = ""
@@ -124,6 +131,10 @@ class NeuralMember(Forecaster):
     # monotone map, so the bounds stay bounds). A multiplicative view of demand, as the XGBoost
     # member's log transform: a 20 % swing weighs the same at 30 units a week as at 3,000.
     transform: str = "none"
+    # Several networks combined by the median (deep_ensemble): per-network overrides of these
+    # parameters, e.g. [{"input_size": 26}, {"input_size": 52, "loss": "smape"}], or a dict of lists
+    # whose product is that list, e.g. {"input_size": [26, 52], "random_seed": [1, 2]}. (): one network.
+    ensemble: tuple[dict, ...] = ()
     # LSTM
     encoder_hidden_size: int = 64
     encoder_n_layers: int = 2
@@ -139,6 +150,7 @@ class NeuralMember(Forecaster):
     n_basis: int = 2
     model_: Any = field(default=None, repr=False)
     nf_: Any = field(default=None, repr=False)
+    members_: list = field(default_factory=list, repr=False)  # the fitted networks of an ensemble
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -152,16 +164,24 @@ class NeuralMember(Forecaster):
         if unknown or not self.stack_types:
             raise ValueError(f"stack_types must be a non-empty list of {sorted(STACK_TYPES)}, got {self.stack_types!r}")
         self.alias = self.alias or self.kind
+        self.ensemble = deep_ensemble.expand(self.ensemble, COMMON_PARAMS + KIND_PARAMS[self.kind])
+        for i, override in enumerate(self.ensemble):
+            self._network(i, override)  # each network's parameters pass the same checks now, not at fit
+
+    def _network(self, i: int, override: dict) -> NeuralMember:
+        """The ``i``-th network of the ensemble: this member's parameters with ``override`` on top."""
+        return type(self)(**{**self.params(), "ensemble": (), **override}, alias=f"{self.alias}[{i}]")
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
+        losses = {o.get("loss", self.loss) for o in self.ensemble} or {self.loss}
         return Capabilities(
-            scope="global", native_intervals=self.loss == "mqloss", refit="every_k", refit_every=self.refit_every
+            scope="global", native_intervals=losses == {"mqloss"}, refit="every_k", refit_every=self.refit_every
         )
 
     def params(self) -> dict:
         """The constructor parameters, JSON-able (what the saved config records)."""
-        skip = {"alias", "model_", "nf_"}
+        skip = {"alias", "model_", "nf_", "members_"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in skip}
 
     # ------------------------------------------------------------------ building
@@ -241,7 +261,12 @@ class NeuralMember(Forecaster):
     # ------------------------------------------------------------------ the forecaster contract
 
     def fit(self, panel: pd.DataFrame) -> Self:
-        """Train one network on every series of ``panel`` (early stopping on each series' last steps)."""
+        """Train one network on every series of ``panel`` (early stopping on each series' last steps);
+        with ``ensemble``, one such network per override, one after the other."""
+        if self.ensemble:
+            self.members_ = [self._network(i, o).fit(panel) for i, o in enumerate(self.ensemble)]
+            self._panel = panel[["unique_id", "ds", "y"]]
+            return self
         data = self._forward(panel[["unique_id", "ds", "y"]])
         full = panel[["unique_id", "ds", "y"]]
         if self.train_tail:
@@ -265,13 +290,15 @@ class NeuralMember(Forecaster):
 
     def predict(self, h: int, level: Sequence[int] = (), panel: pd.DataFrame | None = None) -> pd.DataFrame:
         """Forecast every series of ``panel`` (default: the fitted one) ``h`` ≤ ``horizon`` steps ahead."""
-        if self.nf_ is None:
+        if self.nf_ is None and not self.members_:
             raise RuntimeError(f"{self.alias}.predict called before fit (or load_state)")
         panel = getattr(self, "_panel", None) if panel is None else panel
         if panel is None:
             raise RuntimeError(f"{self.alias}.predict needs the history to forecast from (panel=...)")
         if h > self.horizon:
             raise ValueError(f"{self.alias} was trained for h <= {self.horizon}; asked for {h}")
+        if self.members_:
+            return deep_ensemble.median_combine([m.predict(h, level, panel) for m in self.members_])
         data = panel[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], kind="stable")
         with _quiet():
             raw = self.nf_.predict(df=self._forward(data))
@@ -319,16 +346,19 @@ class NeuralMember(Forecaster):
     # ------------------------------------------------------------------ carried state
 
     def save_state(self, folder: Path) -> dict:
-        """The network's ``state_dict`` (torch format) and a JSON config to rebuild it."""
-        import torch
-
+        """The network's ``state_dict`` (torch format) and a JSON config to rebuild it (one file per network
+        of an ensemble)."""
         folder.mkdir(parents=True, exist_ok=True)
-        weights = None
-        if self.model_ is not None:
-            torch.save({k: v.detach().cpu() for k, v in self.model_.state_dict().items()}, folder / WEIGHTS)
+        weights: str | list[str] | None = None
+        if self.ensemble:  # one state_dict per network, in the order of ``ensemble``
+            weights = [f"weights_{i:02d}.pt" for i in range(len(self.members_))] or None
+            for name, m in zip(weights or [], self.members_, strict=True):
+                m._save(folder / name)
+        elif self.model_ is not None:
+            self._save(folder / WEIGHTS)
             weights = WEIGHTS
         state = {
-            "format": self.STATE_FORMAT,
+            "format": self.ENSEMBLE_FORMAT if self.ensemble else self.STATE_FORMAT,
             "kind": self.kind,
             "params": {k: v for k, v in self.params().items()},
             "weights": weights,
@@ -337,11 +367,16 @@ class NeuralMember(Forecaster):
         (folder / "config.json").write_text(json.dumps(state, indent=2))
         return state
 
+    def _save(self, path: Path) -> None:
+        import torch
+
+        torch.save({k: v.detach().cpu() for k, v in self.model_.state_dict().items()}, path)
+
     def load_state(self, folder: Path, state: dict) -> Self:
-        if state.get("format") != self.STATE_FORMAT:
+        if state.get("format") not in (self.STATE_FORMAT, self.ENSEMBLE_FORMAT):
             raise ValueError(
                 f"{self.kind} state format {state.get('format')!r} is not supported; this version reads "
-                f"{self.STATE_FORMAT}"
+                f"{self.STATE_FORMAT} and {self.ENSEMBLE_FORMAT}"
             )
         for k, v in state.get("params", {}).items():
             if k in {f.name for f in fields(self)}:
@@ -349,10 +384,21 @@ class NeuralMember(Forecaster):
         self.__post_init__()  # the same checks and normal forms as a constructed member (JSON lists → tuples)
         if not state.get("weights"):
             return self
+        if self.ensemble:
+            names = state["weights"]
+            if state["format"] != self.ENSEMBLE_FORMAT or len(names) != len(self.ensemble):
+                raise ValueError(f"{self.alias}: the saved weights {names!r} do not match its ensemble")
+            pairs = enumerate(zip(self.ensemble, names, strict=True))
+            self.members_ = [self._network(i, o)._load(folder / n) for i, (o, n) in pairs]
+            return self
+        return self._load(folder / state["weights"])
+
+    def _load(self, path: Path) -> Self:
+        """Rebuild the network and read its ``state_dict`` from ``path``."""
         import torch
 
         self.model_ = self._build()
-        weights = torch.load(folder / state["weights"], map_location="cpu", weights_only=True)
+        weights = torch.load(path, map_location="cpu", weights_only=True)
         self.model_.load_state_dict(weights, strict=True)
         self.nf_ = self._wrap(self.model_)
         # What NeuralForecast.fit would have set and its predict(df=...) reads.
