@@ -264,7 +264,11 @@ class NeuralMember(Forecaster):
         """Train one network on every series of ``panel`` (early stopping on each series' last steps);
         with ``ensemble``, one such network per override, one after the other."""
         if self.ensemble:
-            self.members_ = [self._network(i, o).fit(panel) for i, o in enumerate(self.ensemble)]
+            self.members_ = []
+            for i, override in enumerate(self.ensemble):
+                network = self._network(i, override).fit(panel)
+                del network._panel  # predict hands every network the ensemble's history: one copy, not one each
+                self.members_.append(network)
             self._panel = panel[["unique_id", "ds", "y"]]
             return self
         data = self._forward(panel[["unique_id", "ds", "y"]])
